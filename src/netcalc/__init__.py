@@ -1,0 +1,33 @@
+"""netcalc: shapes, receptive fields, params, MACs and memory of a network from a YAML spec.
+
+The analytic core never imports torch::
+
+    import netcalc
+    report = netcalc.analyze("specs/resnet50.yaml", batch=8)
+    report.totals.macs      # 8 * 4_089_184_256
+
+The torch builder and cross-check live in :mod:`netcalc.torch` (``netcalc[torch]``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .analysis import LayerResult, Report, Totals, analyze_graph
+from .errors import SpecError
+from .graph import Graph, build
+from .spec import Spec, load, parse
+
+__version__ = "0.1.0"
+
+
+def analyze(spec: str | Path | Spec, *, batch: int = 1, dtype: str = "float32",
+            input_shapes: dict[str, tuple[int, ...]] | None = None) -> Report:
+    """Analyse a spec (a path, or an already parsed :class:`Spec`)."""
+    if not isinstance(spec, Spec):
+        spec = load(spec)
+    return analyze_graph(build(spec, batch, input_shapes), dtype)
+
+
+__all__ = ["analyze", "analyze_graph", "build", "load", "parse", "Graph", "LayerResult",
+           "Report", "Spec", "SpecError", "Totals", "__version__"]

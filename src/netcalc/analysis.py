@@ -1,0 +1,197 @@
+"""Graph -> analysis results: plain data for the renderers and for scripts.
+
+One pass in graph order: each node's layer infers its output shapes from its
+inputs, then reports params, buffers, MACs, FLOPs, receptive field and memory.
+Totals are sums of the per-layer rows (tied weights are counted once, on the layer
+that owns them), so every report's rows add up to its totals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+from typing import Any
+
+from .errors import SpecError
+from .graph import Graph, Node, Ref
+from .layers.base import INT, TensorInfo
+from .rf import RF
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "float64": 8}
+INT_BYTES = 8  # token ids are int64, as torch.nn.Embedding expects
+
+
+@dataclass
+class LayerResult:
+    name: str
+    type: str
+    sources: list[str]
+    shape: tuple[int, ...]
+    params: int
+    trainable_params: int
+    buffers: int
+    macs: int
+    flops: int
+    activation_bytes: int
+    weight_bytes: int
+    rf: RF | None
+    line: int
+    output_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    tied_to: str | None = None
+    nonzero_params: int | None = None  # with `sparsity:`
+    nonzero_macs: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Totals:
+    params: int = 0
+    trainable_params: int = 0
+    buffers: int = 0
+    macs: int = 0
+    flops: int = 0
+    weight_bytes: int = 0
+    activation_bytes: int = 0
+    input_bytes: int = 0
+    peak_activation_bytes: int = 0  # largest set of tensors alive at once in inference
+    nonzero_params: int = 0
+    nonzero_macs: int = 0
+
+
+@dataclass
+class Report:
+    name: str
+    file: str
+    batch: int
+    dtype: str
+    inputs: dict[str, tuple[int, ...]]
+    layers: list[LayerResult]
+    outputs: dict[str, tuple[int, ...]]
+    totals: Totals
+    containers: dict[str, str] = field(default_factory=dict)
+    sections: dict[str, Any] = field(default_factory=dict)  # e.g. "sequence" for LMs
+    graph: Graph | None = field(default=None, repr=False, compare=False)
+
+
+def tensor_bytes(t: TensorInfo, dtype: str) -> int:
+    return t.numel * (INT_BYTES if t.dtype == INT else DTYPE_BYTES[dtype])
+
+
+def input_field(t: TensorInfo) -> RF | None:
+    """Spatial inputs (C, *spatial) of floats start with a 1-pixel field per spatial dim."""
+    if t.dtype == INT or len(t.shape) < 3:
+        return None
+    return RF.identity(len(t.shape) - 2)
+
+
+def analyze_graph(graph: Graph, dtype: str = "float32") -> Report:
+    if dtype not in DTYPE_BYTES:
+        raise SpecError(f"unknown dtype {dtype!r} ({', '.join(DTYPE_BYTES)})")
+    wbytes = DTYPE_BYTES[dtype]
+    values: dict[Ref, TensorInfo] = {Ref(n): t for n, t in graph.inputs.items()}
+    fields: dict[Ref, RF | None] = {Ref(n): input_field(t) for n, t in graph.inputs.items()}
+    rows: list[LayerResult] = []
+    totals = Totals()
+    try:
+        for node in graph.nodes:
+            ins = [values[s] for s in node.sources]
+            outs = node.layer.infer(ins)
+            for i, t in enumerate(outs):
+                values[Ref(node.name, i)] = t
+            rf = node.layer.receptive_field([fields[s] for s in node.sources])
+            for i in range(len(outs)):
+                fields[Ref(node.name, i)] = rf
+            rows.append(_row(graph, node, outs, rf, dtype, wbytes))
+    except SpecError as err:
+        raise err.located(graph.spec.file) from None
+    for r in rows:
+        totals.params += r.params
+        totals.trainable_params += r.trainable_params
+        totals.buffers += r.buffers
+        totals.macs += r.macs
+        totals.flops += r.flops
+        totals.weight_bytes += r.weight_bytes
+        totals.activation_bytes += r.activation_bytes
+        totals.nonzero_params += r.params if r.nonzero_params is None else r.nonzero_params
+        totals.nonzero_macs += r.macs if r.nonzero_macs is None else r.nonzero_macs
+    totals.input_bytes = sum(tensor_bytes(t, dtype) for t in graph.inputs.values())
+    totals.peak_activation_bytes = _peak(graph, values, dtype)
+    return Report(
+        name=graph.spec.name,
+        file=graph.spec.file,
+        batch=next(iter(graph.inputs.values())).shape[0],
+        dtype=dtype,
+        inputs={n: t.shape for n, t in graph.inputs.items()},
+        layers=rows,
+        outputs={name: values[ref].shape for name, ref in graph.outputs},
+        totals=totals,
+        containers=graph.containers,
+        graph=graph,
+    )
+
+
+def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None, dtype: str,
+         wbytes: int) -> LayerResult:
+    layer = node.layer
+    params = layer.params()
+    tied_to = None
+    if node.tie is not None:
+        owner = graph.by_name[node.tie].layer
+        mine, theirs = layer.weight_shape(), owner.weight_shape()
+        if mine is None or mine != theirs:
+            raise layer.fail(f"tie: weight shape {list(mine or ())} differs from "
+                             f"{node.tie}'s {list(theirs or ())}")
+        params -= prod(mine)  # shared weights count once, on their owner
+        tied_to = node.tie
+    macs = layer.macs()
+    nonzero_params = nonzero_macs = None
+    if node.sparsity is not None:
+        w = layer.weight_shape()
+        if w is None:
+            raise layer.fail(f"sparsity: {node.type} has no weight to prune")
+        pruned = round(prod(w) * node.sparsity)
+        nonzero_params = params - pruned
+        nonzero_macs = macs - round(macs * node.sparsity)  # MACs scale with the kept weights
+    return LayerResult(
+        name=node.name,
+        type=node.type,
+        sources=[str(s) for s in node.sources],
+        shape=outs[0].shape,
+        output_shapes=[t.shape for t in outs],
+        params=params,
+        trainable_params=params if node.trainable else 0,
+        buffers=layer.buffers(),
+        macs=macs,
+        flops=layer.flops(),
+        activation_bytes=sum(tensor_bytes(t, dtype) for t in outs),
+        weight_bytes=params * wbytes,
+        rf=rf,
+        line=node.mark.line,
+        tied_to=tied_to,
+        nonzero_params=nonzero_params,
+        nonzero_macs=nonzero_macs,
+    )
+
+
+def _peak(graph: Graph, values: dict[Ref, TensorInfo], dtype: str) -> int:
+    """Peak bytes of tensors alive at once when running the graph in order (inference)."""
+    last_use: dict[str, int] = {}
+    for i, node in enumerate(graph.nodes):
+        for s in node.sources:
+            last_use[s.node] = i
+    for _, ref in graph.outputs:
+        last_use[ref.node] = len(graph.nodes)
+    size: dict[str, int] = {n: tensor_bytes(t, dtype) for n, t in graph.inputs.items()}
+    live = peak = sum(size.values())
+    for i, node in enumerate(graph.nodes):
+        out = sum(tensor_bytes(values[Ref(node.name, k)], dtype)
+                  for k in range(len(node.layer.outputs)))
+        size[node.name] = out
+        live += out
+        peak = max(peak, live)
+        for s in set(x.node for x in node.sources):
+            if last_use.get(s) == i:
+                live -= size[s]
+        if last_use.get(node.name, -1) <= i:  # unused result dies at once
+            live -= out
+    return peak

@@ -1,0 +1,260 @@
+"""Spec -> layer graph: blocks and repeats expanded, names given, references resolved.
+
+Names are hierarchical and stable like torch module paths: an entry's ``name``, else
+``<type>_<index>`` (lower-case type, index in its list); a repeated entry's
+instances are ``name.0``, ``name.1``...; a block instance's layers nest under the
+instance name (``layer1.0.conv1``).
+
+``from`` refers to earlier entries of the same list, to ``input`` (or the block's
+named inputs), or by dotted path to any earlier layer (``layer3.1.relu``); ``x:h_n``
+picks a named output. Only earlier layers can be named, so the graph has no cycles.
+
+Expansion is bounded: every block instance and repeat is counted against
+``max_nodes`` before it is expanded further.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import Mark, SpecError, did_you_mean
+from .expr import ExprError, substitute
+from .layers import REGISTRY
+from .layers.base import Ctx, Layer, TensorInfo
+from .spec import BlockDef, Entry, Spec, parse_entry
+from .yamlsafe import LList, LMap
+
+MAX_NODES = 1_000_000
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One output of a node, or a graph input (node = input name, out = 0)."""
+
+    node: str
+    out: int = 0
+
+    def __str__(self) -> str:
+        return self.node if self.out == 0 else f"{self.node}:{self.out}"
+
+
+@dataclass
+class Node:
+    name: str
+    layer: Layer
+    sources: list[Ref]
+    mark: Mark
+    tie: str | None = None
+    trainable: bool = True
+    sparsity: float | None = None
+
+    @property
+    def type(self) -> str:
+        return type(self.layer).__name__
+
+
+@dataclass
+class Graph:
+    spec: Spec
+    inputs: dict[str, TensorInfo]
+    nodes: list[Node]
+    outputs: list[tuple[str, Ref]]
+    #: containers (block instances and repeat groups): name -> label such as "Bottleneck"
+    containers: dict[str, str] = field(default_factory=dict)
+    by_name: dict[str, Node] = field(default_factory=dict)
+
+
+def _subst(value: Any, env: dict[str, Any], mark: Mark) -> Any:
+    """Substitute block arguments through a located YAML tree, keeping marks."""
+    try:
+        if isinstance(value, LMap):
+            out = LMap()
+            out.mark, out.key_marks, out.value_marks = value.mark, value.key_marks, value.value_marks
+            for k, v in value.items():
+                out[k] = _subst(v, env, value.value_mark(k))
+            return out
+        if isinstance(value, LList):
+            items = LList(_subst(v, env, value.item_mark(i)) for i, v in enumerate(value))
+            items.mark, items.marks = value.mark, value.marks
+            return items
+        return substitute(value, env)
+    except ExprError as exc:
+        raise SpecError(str(exc), mark) from None
+
+
+class _Builder:
+    def __init__(self, spec: Spec, batch: int, input_shapes: dict[str, tuple[int, ...]] | None,
+                 max_nodes: int):
+        self.spec = spec
+        self.max_nodes = max_nodes
+        self.types = set(REGISTRY) | set(spec.blocks)
+        self.nodes: list[Node] = []
+        self.by_name: dict[str, Node] = {}
+        self.paths: dict[str, Ref] = {}  # every nameable path -> its output
+        self.containers: dict[str, str] = {}
+        self.inputs: dict[str, TensorInfo] = {}
+        for name, inp in spec.inputs.items():
+            shape = (input_shapes or {}).get(name, inp.shape)
+            self.inputs[name] = TensorInfo((batch, *shape), inp.dtype)
+            self.paths[name] = Ref(name)
+        self.block_stack: list[str] = []
+
+    # -------------------------------------------------------------- references
+    def resolve(self, ref: str, mark: Mark, scope: dict[str, Ref], prefix: str) -> Ref:
+        base, _, out = ref.partition(":")
+        target = scope.get(base) or self.paths.get(prefix + base) or self.paths.get(base)
+        if target is None:
+            known = list(scope) + [p for p in self.paths if "." not in p]
+            later = any(self._declared_later(base))
+            why = " (a later layer: `from` may only name earlier ones)" if later else ""
+            raise SpecError(f"unknown layer {base!r} in `from`{why}{did_you_mean(base, known)}",
+                            mark)
+        if not out:
+            return target
+        node = self.by_name.get(target.node)
+        names = type(node.layer).OUTPUTS if node else ("output",)
+        if out.isdigit() and int(out) < len(names):
+            return Ref(target.node, int(out))
+        if out in names:
+            return Ref(target.node, names.index(out))
+        raise SpecError(f"{base!r} has no output {out!r} (outputs: {', '.join(names)})", mark)
+
+    def _declared_later(self, base: str):
+        for item in self.spec.layers:
+            if isinstance(item, LMap) and item.get("name") == base:
+                yield True
+
+    # -------------------------------------------------------------- expansion
+    def scope(self, entries: LList, prefix: str, env: dict[str, Any] | None,
+              scope: dict[str, Ref], first: list[Ref] | None) -> Ref:
+        prev = first
+        last: Ref | None = None
+        for i, raw in enumerate(entries):
+            mark = entries.item_mark(i)
+            if env is not None:
+                raw = _subst(raw, env, mark)
+            entry = parse_entry(raw, mark, self.types)
+            local = entry.name or f"{entry.type.lower()}_{i}"
+            if local in scope:
+                raise SpecError(f"duplicate layer name {local!r}", mark)
+            if entry.sources is not None:
+                sources = [self.resolve(r, m, scope, prefix) for r, m in entry.sources]
+            elif prev is None:
+                raise SpecError(f"the spec has several inputs ({', '.join(self.inputs)}): "
+                                "say which this layer takes with `from`", mark)
+            else:
+                sources = prev[:1]
+            full = prefix + local
+            if entry.repeat is None:
+                out = self.instance(entry, full, sources)
+            else:
+                self.containers[full] = f"{entry.type}×{entry.repeat}"
+                before = len(self.nodes)
+                out = None
+                for r in range(entry.repeat):
+                    out = self.instance(entry, f"{full}.{r}", sources)
+                    if r == 0:
+                        self.reserve((len(self.nodes) - before) * (entry.repeat - 1), mark)
+                    sources = [out, *sources[1:]]
+            assert out is not None
+            scope[local] = out
+            self.paths[full] = out
+            prev = [out]
+            last = out
+        assert last is not None
+        return last
+
+    def reserve(self, more: int, mark: Mark) -> None:
+        if len(self.nodes) + more > self.max_nodes:
+            raise SpecError(f"the spec expands to more than {self.max_nodes:,} layers "
+                            "(runaway repeat?)", mark)
+
+    def instance(self, entry: Entry, full: str, sources: list[Ref]) -> Ref:
+        block = self.spec.blocks.get(entry.type)
+        if block is not None:
+            return self.block(block, entry, full, sources)
+        self.reserve(1, entry.mark)
+        args, marks = _layer_args(REGISTRY[entry.type], entry)
+        layer = REGISTRY[entry.type](args, Ctx(full, entry.type_mark, marks))
+        tie = None
+        if entry.tie is not None:
+            tname, tmark = entry.tie
+            tref = self.paths.get(tname)
+            if tref is None or tref.node not in self.by_name:
+                raise SpecError(f"tie: unknown layer {tname!r}", tmark)
+            tie = tref.node
+        node = Node(full, layer, sources, entry.mark, tie, entry.trainable, entry.sparsity)
+        self.nodes.append(node)
+        self.by_name[full] = node
+        return Ref(full)
+
+    def block(self, block: BlockDef, entry: Entry, full: str, sources: list[Ref]) -> Ref:
+        if block.name in self.block_stack:
+            raise SpecError(f"block {block.name!r} uses itself "
+                            f"({' -> '.join(self.block_stack + [block.name])})", entry.type_mark)
+        if len(sources) != len(block.inputs):
+            raise SpecError(f"block {block.name} takes {len(block.inputs)} input(s) "
+                            f"({', '.join(block.inputs)}), got {len(sources)}", entry.mark)
+        env = _block_env(block, entry)
+        self.containers[full] = block.name
+        scope = dict(zip(block.inputs, sources))
+        self.block_stack.append(block.name)
+        try:
+            out = self.scope(block.layers, full + ".", env, scope, sources)
+        finally:
+            self.block_stack.pop()
+        return out
+
+
+def _block_env(block: BlockDef, entry: Entry) -> dict[str, Any]:
+    given = entry.args
+    if given is None:
+        given = {}
+    elif not isinstance(given, LMap):  # a scalar fills the block's first argument
+        if not block.args:
+            raise SpecError(f"block {block.name} takes no arguments", entry.type_mark)
+        given = {next(iter(block.args)): given}
+    marks = given.value_marks if isinstance(given, LMap) else {}
+    env: dict[str, Any] = {}
+    for k, v in given.items():
+        if k not in block.args:
+            raise SpecError(f"block {block.name} has no argument {k!r}"
+                            f"{did_you_mean(str(k), block.args)}", marks.get(k, entry.type_mark))
+        env[k] = v
+    for k, default in block.args.items():
+        if k not in env:
+            if default is None:
+                raise SpecError(f"block {block.name} needs argument {k!r}", entry.type_mark)
+            env[k] = default
+    return env
+
+
+def _layer_args(cls: type[Layer], entry: Entry) -> tuple[dict[str, Any], dict[str, Mark]]:
+    a = entry.args
+    if a is None:
+        return {}, {}
+    if isinstance(a, LMap):
+        return dict(a), {k: a.value_mark(k) for k in a}
+    if cls.PRIMARY is None:
+        raise SpecError(f"{cls.__name__} takes no primary argument; "
+                        f"use a mapping ({', '.join(cls.args) or 'no arguments'})", entry.type_mark)
+    return {cls.PRIMARY: a}, {cls.PRIMARY: entry.type_mark}
+
+
+def build(spec: Spec, batch: int = 1, input_shapes: dict[str, tuple[int, ...]] | None = None,
+          max_nodes: int = MAX_NODES) -> Graph:
+    """Expand a parsed spec into a graph of layer nodes."""
+    if batch < 1:
+        raise SpecError(f"batch must be >= 1, got {batch}")
+    b = _Builder(spec, batch, input_shapes, max_nodes)
+    try:
+        first = [Ref(n) for n in b.inputs] if len(b.inputs) == 1 else None
+        last = b.scope(spec.layers, "", None, dict(b.paths), first)
+        if spec.outputs is None:
+            outputs = [(last.node, last)]
+        else:
+            outputs = [(r, b.resolve(r, m, {}, "")) for r, m in spec.outputs]
+    except SpecError as err:
+        raise err.located(spec.file) from None
+    return Graph(spec, b.inputs, b.nodes, outputs, b.containers, b.by_name)

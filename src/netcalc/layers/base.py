@@ -1,0 +1,242 @@
+"""The layer contract and the registry.
+
+Everything about one layer type lives in one class: its arguments (torch's names
+and defaults), its shape rule, parameter and buffer counts, MACs, element-wise
+FLOPs, receptive-field rule and torch builder. A subclass that leaves one of these
+out cannot be registered: a missing rule is an error, never a silent 0.
+
+Life of a layer in a graph::
+
+    layer = Conv2d(raw_args, ctx)      # validates arguments, fills defaults
+    outs = layer.infer([x])            # shape rule; records inputs and outputs
+    layer.params(), layer.macs(), ...  # counts, from the recorded shapes
+    layer.receptive_field([rf_x])      # RF of the output
+    layer.torch_module()               # nn.Module (imports torch lazily)
+
+Counting conventions (netcalc's, torchvision's ``_ops``): 1 MAC = one
+multiply-accumulate of a convolution or matrix product; bias, norms, activations,
+pooling, adds and softmax are not MACs but element-wise FLOPs, and
+``flops = 2*macs + elementwise_flops``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from math import prod
+from typing import Any, ClassVar, Sequence
+
+from ..args import REQUIRED, Arg
+from ..errors import Mark, SpecError, did_you_mean
+from ..rf import RF
+
+Shape = tuple[int, ...]
+
+FLOAT = "float"
+INT = "int64"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What the analytic engine knows of a tensor: its shape (batch at dim 0) and kind."""
+
+    shape: Shape
+    dtype: str = FLOAT  # "float" (the --dtype) or "int64" (token ids)
+
+    @property
+    def numel(self) -> int:
+        return prod(self.shape)
+
+
+@dataclass
+class Ctx:
+    """Where a layer comes from, for error messages."""
+
+    name: str
+    mark: Mark
+    arg_marks: dict[str, Mark] = field(default_factory=dict)
+
+    def error(self, message: str, arg: str | None = None) -> SpecError:
+        mark = self.arg_marks.get(arg, self.mark) if arg else self.mark
+        return SpecError(f"{self.name}: {message}", mark)
+
+
+REGISTRY: dict[str, type["Layer"]] = {}
+
+# Methods every registered layer type must define somewhere below Layer.
+CONTRACT = ("shape", "params", "macs", "elementwise_flops", "receptive_field", "torch_module")
+
+
+def register(cls: type["Layer"]) -> type["Layer"]:
+    """Class decorator: add a concrete layer type to the registry."""
+    missing = [m for m in CONTRACT if getattr(cls, m) is getattr(Layer, m)]
+    if missing:
+        raise TypeError(f"layer {cls.__name__} does not define {', '.join(missing)}")
+    if cls.__name__ in REGISTRY:
+        raise TypeError(f"layer {cls.__name__} registered twice")
+    REGISTRY[cls.__name__] = cls
+    return cls
+
+
+class Layer:
+    """Base class. Subclasses declare ``Arg`` class attributes and the contract methods."""
+
+    #: argument given by a bare scalar (``Linear: 10``); None when the type takes none
+    PRIMARY: ClassVar[str | None] = None
+    #: how many inputs: (min, max); max None = any number
+    ARITY: ClassVar[tuple[int, int | None]] = (1, 1)
+    #: names of the outputs; references pick them with ``layer:name``
+    OUTPUTS: ClassVar[tuple[str, ...]] = ("output",)
+    #: input dtypes accepted: FLOAT only by default
+    ACCEPTS: ClassVar[tuple[str, ...]] = (FLOAT,)
+    #: number of spatial dims of the layer (convs, pools); 1 for others
+    nd: ClassVar[int] = 1
+    #: one line for ``netcalc layers``; falls back to the class docstring
+    SUMMARY: ClassVar[str] = ""
+    #: formula strings for ``netcalc layers``
+    PARAMS_FORMULA: ClassVar[str] = "0"
+    MACS_FORMULA: ClassVar[str] = "0"
+
+    args: ClassVar[dict[str, Arg]] = {}
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        collected: dict[str, Arg] = {}
+        for base in reversed(cls.__mro__):
+            for key, value in vars(base).items():
+                if isinstance(value, Arg):
+                    value.name = key
+                    collected[key] = value
+        cls.args = collected
+
+    # ------------------------------------------------------------------ arguments
+    def __init__(self, raw: dict[str, Any] | None, ctx: Ctx):
+        self.ctx = ctx
+        raw = dict(raw or {})
+        for key in raw:
+            if key not in self.args:
+                hint = did_you_mean(str(key), self.args)
+                raise ctx.error(f"{type(self).__name__} has no argument {key!r}{hint}", key)
+        for name, arg in self.args.items():
+            if name in raw and raw[name] is not None:
+                try:
+                    value = arg.type.check(raw[name], self.nd)
+                except ValueError as exc:
+                    raise ctx.error(f"argument {name}: {exc}", name) from None
+            elif arg.required:
+                raise ctx.error(f"{type(self).__name__} needs argument {name!r}", None)
+            else:
+                value = None if arg.default is REQUIRED else arg.default
+                if value is not None and not isinstance(value, (bool, str)):
+                    value = arg.type.check(value, self.nd)
+            setattr(self, name, value)
+        self.given = {k for k, v in raw.items() if v is not None}
+        self.inputs: list[TensorInfo] = []
+        self.outputs: list[TensorInfo] = []
+        self.validate()
+
+    def validate(self) -> None:
+        """Cross-argument constraints that need no input shape (override)."""
+
+    def fail(self, message: str, arg: str | None = None) -> SpecError:
+        return self.ctx.error(message, arg)
+
+    def check_inferred(self, name: str, actual: Any) -> Any:
+        """Fill an input-size argument from the input, or check the given value."""
+        given = getattr(self, name)
+        if given is not None and given != actual:
+            raise self.fail(f"{name}={given!r} but the input gives {actual!r}", name)
+        setattr(self, name, actual)
+        return actual
+
+    # ------------------------------------------------------------------ shapes
+    def infer(self, inputs: Sequence[TensorInfo]) -> list[TensorInfo]:
+        lo, hi = self.ARITY
+        n = len(inputs)
+        if n < lo or (hi is not None and n > hi):
+            want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
+            raise self.fail(f"{type(self).__name__} takes {want} input(s), got {n}", "from")
+        for t in inputs:
+            if t.dtype not in self.ACCEPTS:
+                raise self.fail(self.dtype_message(t))
+        self.inputs = list(inputs)
+        result = self.shape(*(t.shape for t in inputs))
+        shapes = [result] if result and isinstance(result[0], int) else list(result)
+        for s in shapes:
+            if any(d <= 0 for d in s):
+                raise self.fail(f"output shape {list(s)} has a non-positive size "
+                                f"(input {self.in_shapes_text()})")
+        self.outputs = [TensorInfo(tuple(s), self.out_dtype()) for s in shapes]
+        return self.outputs
+
+    def dtype_message(self, t: TensorInfo) -> str:
+        return (f"{type(self).__name__} needs a float input, got {t.dtype} "
+                f"(token ids go through Embedding first)")
+
+    def out_dtype(self) -> str:
+        return self.inputs[0].dtype if self.inputs else FLOAT
+
+    def in_shapes_text(self) -> str:
+        return ", ".join(str(list(t.shape)) for t in self.inputs)
+
+    @property
+    def x(self) -> Shape:
+        """Shape of the first input."""
+        return self.inputs[0].shape
+
+    @property
+    def y(self) -> Shape:
+        """Shape of the first output."""
+        return self.outputs[0].shape
+
+    def shape(self, *inputs: Shape) -> Shape | Sequence[Shape]:
+        """Output shape(s) from input shapes (batch at dim 0); raise self.fail on misuse."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ counts
+    def params(self) -> int:
+        """Number of parameters, as ``sum(p.numel() for p in module.parameters())``."""
+        raise NotImplementedError
+
+    def buffers(self) -> int:
+        """Number of buffer elements, as ``sum(b.numel() for b in module.buffers())``."""
+        return 0
+
+    def weight_shape(self) -> Shape | None:
+        """Shape of the main weight, for ``tie:`` and ``sparsity:``; None if there is none."""
+        return None
+
+    def macs(self) -> int:
+        """Multiply-accumulates of one forward pass of the recorded input (batch included)."""
+        raise NotImplementedError
+
+    def elementwise_flops(self) -> int:
+        """FLOPs that are not MACs (bias adds, activations, norms, pooling, softmax)."""
+        raise NotImplementedError
+
+    def flops(self) -> int:
+        return 2 * self.macs() + self.elementwise_flops()
+
+    def receptive_field(self, fields: list[RF | None]) -> RF | None:
+        """Receptive field of the output, given those of the inputs."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ torch
+    def torch_module(self) -> Any:
+        """A torch.nn.Module computing this layer (imports torch lazily)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ docs
+    @classmethod
+    def summary(cls) -> str:
+        if cls.SUMMARY:
+            return cls.SUMMARY
+        doc = inspect.getdoc(cls) or ""
+        return doc.strip().splitlines()[0] if doc else ""
+
+    def arg_values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.args}
+
+
+def numel(shape: Shape) -> int:
+    return prod(shape)

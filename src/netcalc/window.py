@@ -1,0 +1,85 @@
+"""One sliding-window rule for convolution, pooling and transposed convolution.
+
+"conv2d is a pooling op" (tinygrad): output size and receptive field of every
+windowed layer come from this one place, per spatial dimension.
+
+Shape (torch.nn.Conv*/MaxPool*/AvgPool* ``Shape:`` sections)::
+
+    L_out = floor((L_in + pad_lo + pad_hi - dilation*(kernel-1) - 1) / stride) + 1
+
+With ``ceil_mode`` the division rounds up, but torch drops a last window that
+would start in the right padding: if ``(L_out-1)*stride >= L_in + pad_lo`` then
+``L_out -= 1`` (``pooling_output_shape`` in ATen; not stated in the docstring).
+
+Transposed (torch.nn.ConvTranspose*)::
+
+    L_out = (L_in-1)*stride - pad_lo - pad_hi + dilation*(kernel-1) + output_padding + 1
+
+Receptive field (Araujo et al., Distill 2019, eqs. 1-3 in jump form), with
+``k = dilation*(kernel-1) + 1``::
+
+    size' = size + (k-1)*jump       jump' = jump*stride     start' = start + ((k-1)/2 - pad_lo)*jump
+
+A transposed window is a window of stride 1/stride on the input grid, so
+``jump' = jump/stride``, ``size' = size + (k-1)*jump/stride`` and
+``start' = start + (pad_lo - (k-1)/2)*jump/stride``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from .rf import GLOBAL, RF, RFDim
+
+
+@dataclass(frozen=True)
+class Window:
+    kernel: int
+    stride: int = 1
+    pad_lo: int = 0
+    pad_hi: int = 0
+    dilation: int = 1
+    ceil_mode: bool = False
+    transposed: bool = False
+    output_padding: int = 0
+
+    @property
+    def span(self) -> int:
+        """The effective kernel extent, dilation included."""
+        return self.dilation * (self.kernel - 1) + 1
+
+    def out_size(self, n: int) -> int:
+        """Output length for input length ``n``; may be <= 0 when the window does not fit."""
+        if self.transposed:
+            return (n - 1) * self.stride - self.pad_lo - self.pad_hi + self.span + self.output_padding
+        room = n + self.pad_lo + self.pad_hi - self.span
+        if room < 0:
+            return 0
+        if not self.ceil_mode:
+            return room // self.stride + 1
+        out = -(-room // self.stride) + 1
+        if (out - 1) * self.stride >= n + self.pad_lo:
+            out -= 1
+        return out
+
+    def receptive(self, rf: RFDim) -> RFDim:
+        reach = Fraction(self.span - 1)
+        if self.transposed:
+            jump = rf.stride / self.stride
+            return RFDim(rf.size + reach * jump, jump, rf.start + (self.pad_lo - reach / 2) * jump)
+        return RFDim(
+            rf.size + reach * rf.stride,
+            rf.stride * self.stride,
+            rf.start + (reach / 2 - self.pad_lo) * rf.stride,
+        )
+
+
+def windowed(fields: "list[RF | None]", windows: "list[Window]") -> "RF | None":
+    """Receptive field after a windowed layer acting on the trailing spatial dims."""
+    rf = fields[0]
+    if rf is None or rf.global_:
+        return rf
+    if len(rf.dims) != len(windows):
+        return GLOBAL
+    return RF(tuple(w.receptive(d) for w, d in zip(windows, rf.dims)), aligned=rf.aligned)

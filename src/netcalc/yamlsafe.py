@@ -1,0 +1,115 @@
+"""Safe YAML loading that keeps line and column marks.
+
+``yaml.compose`` (with the safe loader, the C one when libyaml is present) builds a
+node tree without constructing any Python object; we turn it into plain data whose
+mappings and lists remember where each key and value came from. Aliases are shared
+nodes, so a "billion laughs" document is small to compose but huge to expand: we
+count every node we expand and stop at a limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from .errors import Mark, SpecError
+
+try:  # libyaml is several times faster and keeps marks just the same
+    _Loader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - pure-Python PyYAML
+    _Loader = yaml.SafeLoader
+
+MAX_YAML_NODES = 1_000_000
+
+
+def _mark(node: yaml.Node) -> Mark:
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class LMap(dict):
+    """A mapping that remembers the marks of its keys and values."""
+
+    mark: Mark
+    key_marks: dict[Any, Mark]
+    value_marks: dict[Any, Mark]
+
+    def key_mark(self, key: Any) -> Mark:
+        return self.key_marks.get(key, self.mark)
+
+    def value_mark(self, key: Any) -> Mark:
+        return self.value_marks.get(key, self.mark)
+
+
+class LList(list):
+    """A list that remembers the marks of its items."""
+
+    mark: Mark
+    marks: list[Mark]
+
+    def item_mark(self, i: int) -> Mark:
+        return self.marks[i] if 0 <= i < len(self.marks) else self.mark
+
+
+def mark_of(value: Any, default: Mark) -> Mark:
+    return getattr(value, "mark", default)
+
+
+class _Builder:
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.count = 0
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def build(self, node: yaml.Node) -> Any:
+        self.count += 1
+        if self.count > self.limit:
+            raise SpecError(
+                f"document expands to more than {self.limit:,} YAML nodes (alias bomb?)",
+                _mark(node),
+            )
+        if isinstance(node, yaml.MappingNode):
+            out = LMap()
+            out.mark, out.key_marks, out.value_marks = _mark(node), {}, {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise SpecError("YAML merge keys (<<) are not supported", _mark(key_node))
+                key = self.build(key_node)
+                if isinstance(key, (LMap, LList)):
+                    raise SpecError("mapping keys must be scalars", _mark(key_node))
+                if key in out:
+                    raise SpecError(f"duplicate key {key!r}", _mark(key_node))
+                out[key] = self.build(value_node)
+                out.key_marks[key] = _mark(key_node)
+                out.value_marks[key] = _mark(value_node)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            items = LList()
+            items.mark, items.marks = _mark(node), []
+            for item in node.value:
+                items.append(self.build(item))
+                items.marks.append(_mark(item))
+            return items
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            raise SpecError(f"bad YAML value: {exc.problem or exc}", _mark(node)) from None
+
+
+def load(text: str, file: str, limit: int = MAX_YAML_NODES) -> Any:
+    """Parse one YAML document into located plain data, or raise SpecError."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        m = exc.problem_mark or exc.context_mark
+        mark = Mark(m.line + 1, m.column + 1) if m else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise SpecError(f"YAML syntax error: {problem}", mark, file) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"YAML error: {exc}", None, file) from None
+    if node is None:
+        raise SpecError("the spec is empty", Mark(1, 1), file)
+    try:
+        return _Builder(limit).build(node)
+    except SpecError as err:
+        raise err.located(file) from None
