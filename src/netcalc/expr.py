@@ -41,6 +41,10 @@ def _norm(x: Any) -> Any:
     return x
 
 
+def _hint(name: str, env: Mapping[str, Any]) -> str:
+    return did_you_mean(name, env).replace("mean ", "mean $")
+
+
 def evaluate(text: str, env: Mapping[str, Any]) -> Any:
     """Evaluate one ``${...}`` body against the block arguments in ``env``."""
     if len(text) > MAX_EXPR_LEN:
@@ -109,7 +113,7 @@ def substitute(value: Any, env: Mapping[str, Any]) -> Any:
         name, expr = whole.groups()
         if name is not None:
             if name not in env:
-                raise ExprError(f"unknown argument ${name}{did_you_mean(name, env)}")
+                raise ExprError(f"unknown argument ${name}{_hint(name, env)}")
             return env[name]
         return evaluate(expr, env)
 
@@ -117,7 +121,7 @@ def substitute(value: Any, env: Mapping[str, Any]) -> Any:
         name, expr = m.groups()
         if name is not None:
             if name not in env:
-                raise ExprError(f"unknown argument ${name}{did_you_mean(name, env)}")
+                raise ExprError(f"unknown argument ${name}{_hint(name, env)}")
             return str(env[name])
         return str(evaluate(expr, env))
 

@@ -150,12 +150,9 @@ class _Builder:
                 out = self.instance(entry, full, sources)
             else:
                 self.containers[full] = f"{entry.type}×{entry.repeat}"
-                before = len(self.nodes)
                 out = None
                 for r in range(entry.repeat):
                     out = self.instance(entry, f"{full}.{r}", sources)
-                    if r == 0:
-                        self.reserve((len(self.nodes) - before) * (entry.repeat - 1), mark)
                     sources = [out, *sources[1:]]
             assert out is not None
             scope[local] = out
@@ -165,16 +162,44 @@ class _Builder:
         assert last is not None
         return last
 
-    def reserve(self, more: int, mark: Mark) -> None:
-        if len(self.nodes) + more > self.max_nodes:
-            raise SpecError(f"the spec expands to more than {self.max_nodes:,} layers "
-                            "(runaway repeat?)", mark)
+    def count(self, entries: LList, env: dict[str, Any] | None, seen: dict) -> int:
+        """Layers an entry list expands to, computed before anything is built.
+
+        Memoised per (block, arguments), so nested repeats cost one visit per
+        distinct block instance; stops as soon as the count passes ``max_nodes``.
+        """
+        total = 0
+        for i, raw in enumerate(entries):
+            mark = entries.item_mark(i)
+            if env is not None:
+                raw = _subst(raw, env, mark)
+            entry = parse_entry(raw, mark, self.types)
+            block = self.spec.blocks.get(entry.type)
+            each = 1
+            if block is not None:
+                if block.name in self.block_stack:
+                    raise SpecError(f"block {block.name!r} uses itself "
+                                    f"({' -> '.join(self.block_stack + [block.name])})",
+                                    entry.type_mark)
+                benv = _block_env(block, entry)
+                key = (block.name, repr(sorted(benv.items())))
+                if key not in seen:
+                    self.block_stack.append(block.name)
+                    try:
+                        seen[key] = self.count(block.layers, benv, seen)
+                    finally:
+                        self.block_stack.pop()
+                each = seen[key]
+            total += each * (entry.repeat or 1)
+            if total > self.max_nodes:
+                raise SpecError(f"the spec expands to more than {self.max_nodes:,} layers "
+                                "(runaway repeat?)", mark)
+        return total
 
     def instance(self, entry: Entry, full: str, sources: list[Ref]) -> Ref:
         block = self.spec.blocks.get(entry.type)
         if block is not None:
             return self.block(block, entry, full, sources)
-        self.reserve(1, entry.mark)
         args, marks = _layer_args(REGISTRY[entry.type], entry)
         layer = REGISTRY[entry.type](args, Ctx(full, entry.type_mark, marks))
         tie = None
@@ -190,9 +215,6 @@ class _Builder:
         return Ref(full)
 
     def block(self, block: BlockDef, entry: Entry, full: str, sources: list[Ref]) -> Ref:
-        if block.name in self.block_stack:
-            raise SpecError(f"block {block.name!r} uses itself "
-                            f"({' -> '.join(self.block_stack + [block.name])})", entry.type_mark)
         if len(sources) != len(block.inputs):
             raise SpecError(f"block {block.name} takes {len(block.inputs)} input(s) "
                             f"({', '.join(block.inputs)}), got {len(sources)}", entry.mark)
@@ -249,6 +271,7 @@ def build(spec: Spec, batch: int = 1, input_shapes: dict[str, tuple[int, ...]] |
         raise SpecError(f"batch must be >= 1, got {batch}")
     b = _Builder(spec, batch, input_shapes, max_nodes)
     try:
+        b.count(spec.layers, None, {})
         first = [Ref(n) for n in b.inputs] if len(b.inputs) == 1 else None
         last = b.scope(spec.layers, "", None, dict(b.paths), first)
         if spec.outputs is None:

@@ -21,6 +21,7 @@ except AttributeError:  # pragma: no cover - pure-Python PyYAML
     _Loader = yaml.SafeLoader
 
 MAX_YAML_NODES = 1_000_000
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 def _mark(node: yaml.Node) -> Mark:
@@ -68,6 +69,8 @@ class _Builder:
                 f"document expands to more than {self.limit:,} YAML nodes (alias bomb?)",
                 _mark(node),
             )
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+            raise SpecError(f"YAML tag {node.tag!r} is not allowed (plain data only)", _mark(node))
         if isinstance(node, yaml.MappingNode):
             out = LMap()
             out.mark, out.key_marks, out.value_marks = _mark(node), {}, {}
@@ -96,20 +99,52 @@ class _Builder:
             raise SpecError(f"bad YAML value: {exc.problem or exc}", _mark(node)) from None
 
 
+def _check_expansion(root: yaml.Node, limit: int) -> None:
+    """Refuse documents whose aliases expand past ``limit`` nodes, before expanding them.
+
+    Sizes are memoised per node object, so this costs one visit per distinct node.
+    """
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            sizes[id(node)] = 1
+            continue
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value))
+        if done:
+            size = 1 + sum(sizes.get(id(c), 0) for c in children)
+            if size > limit:
+                raise SpecError(f"document expands to more than {limit:,} YAML nodes "
+                                "(alias bomb?)", _mark(node))
+            sizes[id(node)] = size
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+
+
 def load(text: str, file: str, limit: int = MAX_YAML_NODES) -> Any:
     """Parse one YAML document into located plain data, or raise SpecError."""
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         m = exc.problem_mark or exc.context_mark
-        mark = Mark(m.line + 1, m.column + 1) if m else None
         problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and "flow" in exc.context and exc.context_mark:
+            # the unclosed bracket is where the mistake is, not the end of the file
+            m = exc.context_mark
+            problem += f" ({exc.context.replace('while parsing a ', '')} opened here)"
+        mark = Mark(m.line + 1, m.column + 1) if m else None
         raise SpecError(f"YAML syntax error: {problem}", mark, file) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"YAML error: {exc}", None, file) from None
     if node is None:
         raise SpecError("the spec is empty", Mark(1, 1), file)
     try:
+        _check_expansion(node, limit)
         return _Builder(limit).build(node)
     except SpecError as err:
         raise err.located(file) from None
