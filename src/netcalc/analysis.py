@@ -170,6 +170,7 @@ def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None, dtype:
         tied_to=tied_to,
         nonzero_params=nonzero_params,
         nonzero_macs=nonzero_macs,
+        extra=layer.extras(),
     )
 
 

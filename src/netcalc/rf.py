@@ -18,19 +18,38 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 
+Exact = "int | Fraction"  # ints while whole: Fraction arithmetic is ~20x slower
+
+
+def exact(x: "int | Fraction") -> "int | Fraction":
+    """Normalise to an int when whole."""
+    return x.numerator if x.denominator == 1 else x
+
+
+def half(x: "int | Fraction") -> "int | Fraction":
+    return x // 2 if isinstance(x, int) and x % 2 == 0 else Fraction(x) / 2
+
+
+def ratio(a: "int | Fraction", b: "int | Fraction") -> "int | Fraction":
+    """a / b exactly, an int when it divides."""
+    if isinstance(a, int) and isinstance(b, int) and a % b == 0:
+        return a // b
+    return exact(Fraction(a) / b)
+
+
 @dataclass(frozen=True)
 class RFDim:
-    size: Fraction
-    stride: Fraction
-    start: Fraction
+    size: "int | Fraction"
+    stride: "int | Fraction"
+    start: "int | Fraction"
 
     @property
-    def lo(self) -> Fraction:
-        return self.start - (self.size - 1) / 2
+    def lo(self) -> "int | Fraction":
+        return exact(self.start - half(self.size - 1))
 
     @property
-    def hi(self) -> Fraction:
-        return self.start + (self.size - 1) / 2
+    def hi(self) -> "int | Fraction":
+        return exact(self.start + half(self.size - 1))
 
 
 @dataclass(frozen=True)
@@ -41,8 +60,7 @@ class RF:
 
     @staticmethod
     def identity(ndim: int) -> "RF":
-        one = Fraction(1)
-        return RF(tuple(RFDim(one, one, Fraction(0)) for _ in range(ndim)))
+        return RF(tuple(RFDim(1, 1, 0) for _ in range(ndim)))
 
     @staticmethod
     def global_field() -> "RF":
@@ -75,10 +93,10 @@ def merge(fields: list[RF | None]) -> RF | None:
         strides = {p.stride for p in parts}
         starts = {p.start for p in parts}
         aligned = aligned and len(strides) == 1 and len(starts) == 1
-        dims.append(RFDim(hi - lo + 1, max(strides), (lo + hi) / 2))
+        dims.append(RFDim(exact(hi - lo + 1), max(strides), exact(half(lo + hi))))
     return RF(tuple(dims), aligned=aligned)
 
 
-def fraction_json(x: Fraction) -> int | str:
+def fraction_json(x: "int | Fraction") -> int | str:
     """Exact JSON form: an int when whole, else the string 'p/q'."""
     return x.numerator if x.denominator == 1 else f"{x.numerator}/{x.denominator}"

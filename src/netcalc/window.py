@@ -28,9 +28,7 @@ A transposed window is a window of stride 1/stride on the input grid, so
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
-
-from .rf import GLOBAL, RF, RFDim
+from .rf import GLOBAL, RF, RFDim, exact, half, ratio
 
 
 @dataclass(frozen=True)
@@ -64,14 +62,17 @@ class Window:
         return out
 
     def receptive(self, rf: RFDim) -> RFDim:
-        reach = Fraction(self.span - 1)
+        reach = self.span - 1
         if self.transposed:
-            jump = rf.stride / self.stride
-            return RFDim(rf.size + reach * jump, jump, rf.start + (self.pad_lo - reach / 2) * jump)
+            jump = ratio(rf.stride, self.stride)
+            grow = reach * jump
+            return RFDim(exact(rf.size + grow), jump,
+                         exact(rf.start + self.pad_lo * jump - half(grow)))
+        grow = reach * rf.stride
         return RFDim(
-            rf.size + reach * rf.stride,
-            rf.stride * self.stride,
-            rf.start + (reach / 2 - self.pad_lo) * rf.stride,
+            exact(rf.size + grow),
+            exact(rf.stride * self.stride),
+            exact(rf.start + half(grow) - self.pad_lo * rf.stride),
         )
 
 

@@ -21,6 +21,7 @@ except AttributeError:  # pragma: no cover - pure-Python PyYAML
     _Loader = yaml.SafeLoader
 
 MAX_YAML_NODES = 1_000_000
+_STR, _INT = "tag:yaml.org,2002:str", "tag:yaml.org,2002:int"
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
@@ -93,6 +94,10 @@ class _Builder:
                 items.append(self.build(item))
                 items.marks.append(_mark(item))
             return items
+        if node.tag == _STR:  # fast paths for the common plain scalars
+            return node.value
+        if node.tag == _INT and node.value.isdigit():
+            return int(node.value)
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:

@@ -217,6 +217,10 @@ class Layer:
     def flops(self) -> int:
         return 2 * self.macs() + self.elementwise_flops()
 
+    def extras(self) -> dict[str, Any]:
+        """Figures shown beside the counts (``LayerResult.extra``), e.g. ``causal_macs``."""
+        return {}
+
     def receptive_field(self, fields: list[RF | None]) -> RF | None:
         """Receptive field of the output, given those of the inputs."""
         raise NotImplementedError

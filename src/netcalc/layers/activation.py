@@ -1,0 +1,288 @@
+"""Element-wise activations and the softmax family.
+
+Every type here keeps the shape of its input, has no MACs and (except PReLU) no
+parameters, and is point-wise for the receptive field. Arguments are torch.nn's;
+``inplace`` is accepted where torch has it and changes nothing in the counts.
+
+Element-wise FLOPs are ``numel(input) * cost`` with this per-element cost (one
+FLOP per add, multiply, compare, exp, log, erf, tanh or pow; thop and ptflops count
+ReLU as 1 the same way)::
+
+    ReLU 1          max(x, 0)
+    ReLU6 2         min(max(x, 0), 6)
+    LeakyReLU 2     compare, multiply
+    PReLU 2         compare, multiply
+    ELU 4           compare, exp, subtract, multiply
+    SELU 5          ELU + scale
+    CELU 5          compare, divide, exp, subtract, multiply
+    GELU 5          x/sqrt2, erf, +1, *x, *0.5        (approximate='tanh': 9)
+    Sigmoid 3       exp(-x), +1, reciprocal
+    SiLU 4          sigmoid + multiply
+    Mish 5          softplus (exp, +1, log), tanh, multiply
+    Tanh 1
+    Hardtanh 2      clamp
+    Hardsigmoid 4   +3, clamp, /6
+    Hardswish 5     hardsigmoid + multiply
+    Softplus 6      *beta, exp, +1, log, /beta, threshold compare
+    Softmax 5       max, subtract, exp, sum, divide  (along ``dim``)
+    LogSoftmax 5    max, subtract, exp, sum, subtract log-sum
+    Softmin 6       negate + softmax
+
+Softmax, LogSoftmax and Softmin take ``dim`` default -1 (torch's default ``None`` is
+deprecated and picks a dim from the rank). Along a spatial dim of a tensor with a
+receptive field they mix every position of that dim, so their output field is
+global; along the channel or feature dim they are point-wise.
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Any, ClassVar
+
+from ..args import AnyInt, Arg, Bool, Choice, Float, PosInt
+from ..rf import GLOBAL
+from .base import Layer, Shape, register
+
+_INPLACE_DOC = "accepted for torch compatibility; no effect on counts"
+
+
+def _inplace() -> Arg:
+    return Arg(Bool(), False, doc=_INPLACE_DOC)
+
+
+class _Elementwise(Layer):
+    """Base of every activation: identity shape, FLOPS per element, point-wise RF."""
+
+    #: element-wise FLOPs per element (see the module docstring)
+    FLOPS: ClassVar[int] = 0
+
+    def shape(self, x: Shape) -> Shape:
+        return x
+
+    def params(self) -> int:
+        return 0
+
+    def macs(self) -> int:
+        return 0
+
+    def per_element(self) -> int:
+        return self.FLOPS
+
+    def elementwise_flops(self) -> int:
+        return prod(self.x) * self.per_element()
+
+    def receptive_field(self, fields):
+        return fields[0]
+
+    def torch_module(self) -> Any:
+        import torch.nn as nn
+
+        return getattr(nn, type(self).__name__)(**self.arg_values())
+
+
+@register
+class ReLU(_Elementwise):
+    """max(x, 0)."""
+
+    FLOPS = 1
+    inplace = _inplace()
+
+
+@register
+class ReLU6(_Elementwise):
+    """min(max(x, 0), 6)."""
+
+    FLOPS = 2
+    inplace = _inplace()
+
+
+@register
+class LeakyReLU(_Elementwise):
+    """x if x >= 0 else negative_slope * x."""
+
+    PRIMARY = "negative_slope"
+    FLOPS = 2
+    negative_slope = Arg(Float(), 0.01)
+    inplace = _inplace()
+
+
+@register
+class PReLU(_Elementwise):
+    """LeakyReLU with a learnt slope: one shared, or one per channel (dim 1)."""
+
+    PRIMARY = "num_parameters"
+    FLOPS = 2
+    PARAMS_FORMULA = "num_parameters"
+    num_parameters = Arg(PosInt, 1, doc="1, or the number of channels (dim 1)")
+    init = Arg(Float(), 0.25, doc="initial slope")
+
+    def shape(self, x: Shape) -> Shape:
+        n = self.num_parameters
+        if n > 1 and (len(x) < 2 or x[1] != n):
+            got = f"{x[1]} channels (dim 1)" if len(x) >= 2 else "no channel dim"
+            raise self.fail(f"PReLU num_parameters={n} but the input {list(x)} has {got}; "
+                            "use 1 or the channel count", "num_parameters")
+        return x
+
+    def params(self) -> int:
+        return self.num_parameters
+
+    def weight_shape(self) -> Shape:
+        return (self.num_parameters,)
+
+
+@register
+class ELU(_Elementwise):
+    """x if x > 0 else alpha * (exp(x) - 1)."""
+
+    PRIMARY = "alpha"
+    FLOPS = 4
+    alpha = Arg(Float(), 1.0)
+    inplace = _inplace()
+
+
+@register
+class SELU(_Elementwise):
+    """Scaled ELU with fixed constants (self-normalising networks)."""
+
+    FLOPS = 5
+    inplace = _inplace()
+
+
+@register
+class CELU(_Elementwise):
+    """max(0, x) + min(0, alpha * (exp(x / alpha) - 1))."""
+
+    PRIMARY = "alpha"
+    FLOPS = 5
+    alpha = Arg(Float(), 1.0)
+    inplace = _inplace()
+
+
+@register
+class GELU(_Elementwise):
+    """x * Phi(x), exact (erf) or with the tanh approximation."""
+
+    PRIMARY = "approximate"
+    FLOPS = 5
+    FLOPS_TANH: ClassVar[int] = 9
+    approximate = Arg(Choice(("none", "tanh")), "none")
+
+    def per_element(self) -> int:
+        return self.FLOPS_TANH if self.approximate == "tanh" else self.FLOPS
+
+
+@register
+class SiLU(_Elementwise):
+    """x * sigmoid(x) (swish)."""
+
+    FLOPS = 4
+    inplace = _inplace()
+
+
+@register
+class Mish(_Elementwise):
+    """x * tanh(softplus(x))."""
+
+    FLOPS = 5
+    inplace = _inplace()
+
+
+@register
+class Sigmoid(_Elementwise):
+    """1 / (1 + exp(-x))."""
+
+    FLOPS = 3
+
+
+@register
+class Tanh(_Elementwise):
+    """tanh(x)."""
+
+    FLOPS = 1
+
+
+@register
+class Hardtanh(_Elementwise):
+    """clamp(x, min_val, max_val)."""
+
+    FLOPS = 2
+    min_val = Arg(Float(), -1.0)
+    max_val = Arg(Float(), 1.0)
+    inplace = _inplace()
+
+    def validate(self) -> None:
+        if self.max_val <= self.min_val:
+            raise self.fail(f"max_val={self.max_val} must be greater than "
+                            f"min_val={self.min_val}", "max_val")
+
+
+@register
+class Hardswish(_Elementwise):
+    """x * relu6(x + 3) / 6 (MobileNetV3)."""
+
+    FLOPS = 5
+    inplace = _inplace()
+
+
+@register
+class Hardsigmoid(_Elementwise):
+    """relu6(x + 3) / 6."""
+
+    FLOPS = 4
+    inplace = _inplace()
+
+
+@register
+class Softplus(_Elementwise):
+    """log(1 + exp(beta * x)) / beta, linear above ``threshold``."""
+
+    PRIMARY = "beta"
+    FLOPS = 6
+    beta = Arg(Float(), 1.0)
+    threshold = Arg(Float(), 20.0)
+
+
+class _SoftmaxBase(_Elementwise):
+    """Softmax family: normalises along ``dim``; global RF along a spatial dim."""
+
+    PRIMARY = "dim"
+    dim = Arg(AnyInt, -1, doc="dim to normalise along (torch's None is deprecated)")
+
+    def axis(self, rank: int) -> int:
+        d = self.dim + rank if self.dim < 0 else self.dim
+        if not 0 <= d < rank:
+            raise self.fail(f"dim={self.dim} is out of range for a {rank}-d input", "dim")
+        return d
+
+    def shape(self, x: Shape) -> Shape:
+        self.axis(len(x))
+        return x
+
+    def receptive_field(self, fields):
+        rf = fields[0]
+        if rf is None or rf.global_:
+            return rf
+        spatial_from = len(self.x) - len(rf.dims)
+        return GLOBAL if self.axis(len(self.x)) >= spatial_from else rf
+
+
+@register
+class Softmax(_SoftmaxBase):
+    """exp(x) / sum(exp(x)) along ``dim`` (default -1)."""
+
+    FLOPS = 5
+
+
+@register
+class LogSoftmax(_SoftmaxBase):
+    """log(softmax(x)) along ``dim`` (default -1)."""
+
+    FLOPS = 5
+
+
+@register
+class Softmin(_SoftmaxBase):
+    """softmax(-x) along ``dim`` (default -1)."""
+
+    FLOPS = 6

@@ -1,0 +1,118 @@
+"""Fully connected layers: Linear and Bilinear.
+
+Linear (torch.nn.Linear) acts on the LAST dim of an input of any rank >= 2:
+``(N, *, in_features) -> (N, *, out_features)``; ``in_features`` is inferred from the
+last dim. Its weight is ``(out_features, in_features)``, so it can be tied with an
+Embedding of the same shape.
+
+MACs: ``numel(output) * in_features`` (every output element is a dot product of
+length in_features); the bias add is ``numel(output)`` element-wise FLOPs.
+
+Bilinear (torch.nn.Bilinear): ``y_k = x1 A_k x2 + b_k`` on two inputs
+``(N, *, in1_features)`` and ``(N, *, in2_features)`` with equal leading dims;
+weight ``(out, in1, in2)``. MACs ``numel(output) * in1 * in2`` (each weight entry
+multiplies one ``x1_i * x2_j`` product per output vector; forming those products,
+``prod(leading) * in1 * in2``, is ignored as in fvcore's einsum-based count).
+
+Receptive field: a Linear mixes every element of the last dim. On a tensor with a
+spatial field (e.g. ``(N, C, H, W)``, where it mixes W) the output field is GLOBAL;
+on a tensor without one (features, tokens) it stays None.
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Any
+
+from ..args import Arg, Bool, PosInt
+from ..rf import GLOBAL
+from .base import Layer, Shape, register
+
+
+def _mixing(fields):
+    """Field of a layer that mixes the last dim: GLOBAL if any input has a field."""
+    real = [f for f in fields if f is not None]
+    return GLOBAL if real else None
+
+
+@register
+class Linear(Layer):
+    """y = x W^T + b over the last dim of (N, *, in_features)."""
+
+    PRIMARY = "out_features"
+    PARAMS_FORMULA = "out_features*in_features + (out_features if bias)"
+    MACS_FORMULA = "numel(output) * in_features"
+
+    in_features = Arg(PosInt, inferred=True, doc="size of the last input dim")
+    out_features = Arg(PosInt, doc="size of the last output dim")
+    bias = Arg(Bool(), True)
+
+    def shape(self, x: Shape) -> Shape:
+        if len(x) < 2:
+            raise self.fail(f"Linear needs an (N, *, in_features) input, got {list(x)}")
+        self.check_inferred("in_features", x[-1])
+        return (*x[:-1], self.out_features)
+
+    def weight_shape(self) -> Shape:
+        return (self.out_features, self.in_features)
+
+    def params(self) -> int:
+        return self.out_features * self.in_features + (self.out_features if self.bias else 0)
+
+    def macs(self) -> int:
+        return prod(self.y) * self.in_features
+
+    def elementwise_flops(self) -> int:
+        return prod(self.y) if self.bias else 0
+
+    def receptive_field(self, fields):
+        return _mixing(fields)
+
+    def torch_module(self) -> Any:
+        import torch.nn as nn
+
+        return nn.Linear(self.in_features, self.out_features, bias=self.bias)
+
+
+@register
+class Bilinear(Layer):
+    """y_k = x1^T A_k x2 + b_k on two inputs (N, *, in1) and (N, *, in2)."""
+
+    PRIMARY = "out_features"
+    ARITY = (2, 2)
+    PARAMS_FORMULA = "out*in1*in2 + (out if bias)"
+    MACS_FORMULA = "numel(output) * in1_features * in2_features"
+
+    in1_features = Arg(PosInt, inferred=True, doc="last dim of the first input")
+    in2_features = Arg(PosInt, inferred=True, doc="last dim of the second input")
+    out_features = Arg(PosInt)
+    bias = Arg(Bool(), True)
+
+    def shape(self, a: Shape, b: Shape) -> Shape:
+        if len(a) < 2 or a[:-1] != b[:-1]:
+            raise self.fail(f"Bilinear needs inputs (N, *, in1) and (N, *, in2) with equal "
+                            f"leading dims, got {list(a)} and {list(b)}")
+        self.check_inferred("in1_features", a[-1])
+        self.check_inferred("in2_features", b[-1])
+        return (*a[:-1], self.out_features)
+
+    def weight_shape(self) -> Shape:
+        return (self.out_features, self.in1_features, self.in2_features)
+
+    def params(self) -> int:
+        return prod(self.weight_shape()) + (self.out_features if self.bias else 0)
+
+    def macs(self) -> int:
+        return prod(self.y) * self.in1_features * self.in2_features
+
+    def elementwise_flops(self) -> int:
+        return prod(self.y) if self.bias else 0
+
+    def receptive_field(self, fields):
+        return _mixing(fields)
+
+    def torch_module(self) -> Any:
+        import torch.nn as nn
+
+        return nn.Bilinear(self.in1_features, self.in2_features, self.out_features,
+                           bias=self.bias)

@@ -1,0 +1,197 @@
+"""Layers joining several inputs: Add, Mul, Concat, MatMul.
+
+Add / Mul: two or more inputs broadcast together by numpy/torch rules (shapes are
+aligned on the right; each dim must be equal or 1). Element-wise FLOPs
+``numel(output) * (inputs - 1)``; no MACs.
+
+Concat (torch.cat): all inputs have the same rank and agree on every dim except
+``dim`` (default 1, the channels); float or int64. No FLOPs.
+
+MatMul (torch.matmul) of two inputs: ``(*, M, K) @ (*, K, N) -> (*, M, N)`` with the
+batch dims ``*`` broadcast; a 1-d operand is a vector (a row for the first input, a
+column for the second) whose dim is dropped from the result. MACs
+``prod(batch dims) * M * K * N`` (with M = 1 or N = 1 for a vector).
+
+Receptive field: Add, Mul and Concat take the union of their inputs' fields
+(:func:`netcalc.rf.merge`; Concat along a spatial dim is flagged unaligned). MatMul
+mixes whole rows and columns: GLOBAL when any input has a field, else None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from math import prod
+from typing import Any
+
+from ..args import AnyInt, Arg
+from ..rf import GLOBAL, merge
+from .base import FLOAT, INT, Layer, Shape, register
+
+
+def _conflict(a: Shape, b: Shape) -> int | None:
+    """The first (negative) dim where ``a`` and ``b`` do not broadcast, or None."""
+    for i in range(-min(len(a), len(b)), 0):
+        if a[i] != b[i] and a[i] != 1 and b[i] != 1:
+            return i
+    return None
+
+
+def broadcast(layer: Layer, shapes: list[Shape], full: list[Shape] | None = None) -> Shape:
+    """numpy/torch broadcasting of several shapes, or a located error naming two of them.
+
+    ``full`` are the shapes to name in the error (MatMul broadcasts batch dims only).
+    """
+    named = full or shapes
+    for j, s in enumerate(shapes):
+        for i in range(j):
+            d = _conflict(shapes[i], s)
+            if d is not None:
+                raise layer.fail(f"shapes {list(named[i])} and {list(named[j])} do not "
+                                 f"broadcast (dim {len(s) + d - len(named[j])}: "
+                                 f"{shapes[i][d]} vs {s[d]})")
+    rank = max(len(s) for s in shapes)
+    out = []
+    for k in range(-rank, 0):
+        sizes = [s[k] for s in shapes if len(s) >= -k]
+        out.append(max(sizes) if all(x in (1, max(sizes)) for x in sizes) else sizes[0])
+    return tuple(out)
+
+
+class _Merge(Layer):
+    ARITY = (2, None)
+
+    def params(self) -> int:
+        return 0
+
+    def macs(self) -> int:
+        return 0
+
+    def receptive_field(self, fields):
+        return merge(fields)
+
+
+class _Elementwise(_Merge):
+    """Add / Mul with broadcasting."""
+
+    MACS_FORMULA = "0 (elementwise: numel(output) * (inputs - 1))"
+
+    def shape(self, *xs: Shape) -> Shape:
+        return broadcast(self, list(xs))
+
+    def elementwise_flops(self) -> int:
+        return prod(self.y) * (len(self.inputs) - 1)
+
+
+@register
+class Add(_Elementwise):
+    """Element-wise sum of two or more inputs (residual connections), with broadcasting."""
+
+    def torch_module(self) -> Any:
+        from ..torch.modules import Add as TorchAdd
+
+        return TorchAdd()
+
+
+@register
+class Mul(_Elementwise):
+    """Element-wise product of two or more inputs (gates, attention scales), with broadcasting."""
+
+    def torch_module(self) -> Any:
+        from ..torch.modules import Mul as TorchMul
+
+        return TorchMul()
+
+
+@register
+class Concat(_Merge):
+    """Concatenation along ``dim`` (default 1, channels); other dims must match."""
+
+    PRIMARY = "dim"
+    ARITY = (1, None)
+    ACCEPTS = (FLOAT, INT)
+
+    dim = Arg(AnyInt, 1, doc="dim to concatenate along (not the batch, dim 0)")
+
+    def axis(self, rank: int) -> int:
+        d = self.dim + rank if self.dim < 0 else self.dim
+        if not 0 <= d < rank:
+            raise self.fail(f"dim={self.dim} is out of range for a {rank}-d input", "dim")
+        if d == 0:
+            raise self.fail("Concat along the batch dim (dim 0) is not supported", "dim")
+        return d
+
+    def shape(self, *xs: Shape) -> Shape:
+        dtypes = {t.dtype for t in self.inputs}
+        if len(dtypes) > 1:
+            raise self.fail(f"Concat inputs mix dtypes ({', '.join(sorted(dtypes))})")
+        first = xs[0]
+        d = self.axis(len(first))
+        for i, s in enumerate(xs[1:], start=2):
+            if len(s) != len(first):
+                raise self.fail(f"input {i} has shape {list(s)} but input 1 has {list(first)}: "
+                                f"Concat needs inputs of the same rank")
+            for j, (p, q) in enumerate(zip(first, s)):
+                if j != d and p != q:
+                    raise self.fail(f"input {i} has shape {list(s)} but input 1 has "
+                                    f"{list(first)}: all dims except dim {d} must match "
+                                    f"(dim {j}: {q} vs {p})")
+        return (*first[:d], sum(s[d] for s in xs), *first[d + 1:])
+
+    def elementwise_flops(self) -> int:
+        return 0
+
+    def receptive_field(self, fields):
+        rf = merge(fields)
+        if rf is None or rf.global_:
+            return rf
+        if self.axis(len(self.x)) >= len(self.x) - len(rf.dims):
+            return replace(rf, aligned=False)
+        return rf
+
+    def torch_module(self) -> Any:
+        from ..torch.modules import Concat as TorchConcat
+
+        return TorchConcat(self.dim)
+
+
+@register
+class MatMul(Layer):
+    """Matrix product of two inputs with torch.matmul semantics (batch dims broadcast)."""
+
+    ARITY = (2, 2)
+    MACS_FORMULA = "prod(batch dims) * M * K * N"
+
+    def shape(self, a: Shape, b: Shape) -> Shape:
+        if len(a) == 1 and len(b) == 1:
+            raise self.fail(f"MatMul of two 1-d inputs {list(a)} and {list(b)} is a scalar "
+                            "without a batch dim")
+        a2 = (1, *a) if len(a) == 1 else tuple(a)
+        b2 = (*b, 1) if len(b) == 1 else tuple(b)
+        if a2[-1] != b2[-2]:
+            raise self.fail(f"sequence-length/inner dims mismatch: {list(a)} @ {list(b)} "
+                            f"({a2[-1]} vs {b2[-2]})")
+        batch = broadcast(self, [a2[:-2], b2[:-2]], [a, b])
+        out = (*batch, a2[-2], b2[-1])
+        if len(a) == 1:
+            out = out[:-2] + out[-1:]
+        if len(b) == 1:
+            out = out[:-1]
+        self._mkn = (prod(batch), a2[-2], a2[-1], b2[-1])
+        return out
+
+    def params(self) -> int:
+        return 0
+
+    def macs(self) -> int:
+        return prod(self._mkn)
+
+    def elementwise_flops(self) -> int:
+        return 0
+
+    def receptive_field(self, fields):
+        return GLOBAL if any(f is not None for f in fields) else None
+
+    def torch_module(self) -> Any:
+        from ..torch.modules import MatMul as TorchMatMul
+
+        return TorchMatMul()

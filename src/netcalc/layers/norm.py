@@ -1,0 +1,283 @@
+"""Normalisation layers: BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm, LRN.
+
+Arguments, defaults and parameter/buffer layouts are torch.nn's. Input-size
+arguments (``num_features``, ``num_channels``) are inferred from dim 1 of the input
+and checked when given; ``normalized_shape`` of LayerNorm/RMSNorm defaults to the
+last dim of the input.
+
+Params / buffers::
+
+    BatchNorm*, InstanceNorm*   params 2C if affine;  buffers 2C+1 if track_running_stats
+                                (running_mean, running_var, num_batches_tracked)
+    GroupNorm                   params 2C if affine
+    LayerNorm                   prod(normalized_shape) * (weight + bias)
+    RMSNorm                     prod(normalized_shape) if elementwise_affine
+    LocalResponseNorm           0
+
+No MACs: every norm is element-wise FLOPs, per element of the input (netcalc counts
+inference; the O(channels) work of finishing statistics -- sqrt, reciprocal -- is
+ignored)::
+
+    running statistics (BatchNorm*, InstanceNorm* with track_running_stats):
+        2   x * scale + shift (mean, var, weight and bias folded into scale, shift)
+    statistics of the input (GroupNorm, LayerNorm, BatchNorm*/InstanceNorm* without
+    running statistics):
+        5   mean (1 add), variance (square + add), normalise (subtract, multiply)
+        +2  if affine (multiply weight, add bias); LayerNorm: +1 weight, +1 bias
+    RMSNorm:
+        3   mean of squares (square + add), multiply by 1/rms;  +1 weight
+    LocalResponseNorm:
+        size + 5   square, window average (size), * alpha, + k, ** beta, divide
+
+Receptive field: every norm is treated as point-wise: the output keeps the field of
+its input. The statistics (batch, group, layer or window across channels) depend on
+more positions, but like receptive-field calculators (Araujo et al. 2019, the
+``receptive_field`` package) netcalc ignores them; this holds for LayerNorm/RMSNorm
+even when ``normalized_shape`` covers spatial dims.
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Any, ClassVar
+
+from ..args import Arg, Bool, Float, IntList, PosInt
+from .base import Layer, Shape, register
+
+STATS_FLOPS = 5   # mean, variance and normalisation, per element
+AFFINE_FLOPS = 2  # weight multiply + bias add, per element
+FOLDED_FLOPS = 2  # x * scale + shift with running statistics
+
+
+class _Pointwise(Layer):
+    """Shared tail of the norms: no MACs, point-wise receptive field, torch by name."""
+
+    def macs(self) -> int:
+        return 0
+
+    def receptive_field(self, fields):
+        return fields[0]
+
+    def torch_module(self) -> Any:
+        import torch.nn as nn
+
+        return getattr(nn, type(self).__name__)(**self.arg_values())
+
+
+class _RunningNorm(_Pointwise):
+    """BatchNorm / InstanceNorm: per-channel statistics, optional running buffers."""
+
+    PRIMARY = None
+    #: accepted input ranks
+    RANKS: ClassVar[tuple[int, ...]] = ()
+    LAYOUT: ClassVar[str] = ""
+    PARAMS_FORMULA = "2*C if affine"
+    MACS_FORMULA = "0"
+
+    num_features = Arg(PosInt, inferred=True, doc="channels (dim 1)")
+    eps = Arg(Float(0.0), 1e-5)
+    momentum = Arg(Float(0.0, 1.0), 0.1, doc="running-statistics update factor")
+    affine = Arg(Bool(), True)
+    track_running_stats = Arg(Bool(), True)
+
+    def shape(self, x: Shape) -> Shape:
+        if len(x) not in self.RANKS:
+            raise self.fail(f"{type(self).__name__} needs a {self.LAYOUT} input, got {list(x)}")
+        self.check_inferred("num_features", x[1])
+        return x
+
+    def params(self) -> int:
+        return 2 * self.num_features if self.affine else 0
+
+    def buffers(self) -> int:
+        return 2 * self.num_features + 1 if self.track_running_stats else 0
+
+    def elementwise_flops(self) -> int:
+        if self.track_running_stats:
+            per = FOLDED_FLOPS
+        else:
+            per = STATS_FLOPS + (AFFINE_FLOPS if self.affine else 0)
+        return prod(self.x) * per
+
+
+@register
+class BatchNorm1d(_RunningNorm):
+    """Batch normalisation over (N, C) or (N, C, L), per channel."""
+
+    RANKS = (2, 3)
+    LAYOUT = "2-d (N, C) or 3-d (N, C, L)"
+
+
+@register
+class BatchNorm2d(_RunningNorm):
+    """Batch normalisation over (N, C, H, W), per channel."""
+
+    nd = 2
+    RANKS = (4,)
+    LAYOUT = "4-d (N, C, H, W)"
+
+
+@register
+class BatchNorm3d(_RunningNorm):
+    """Batch normalisation over (N, C, D, H, W), per channel."""
+
+    nd = 3
+    RANKS = (5,)
+    LAYOUT = "5-d (N, C, D, H, W)"
+
+
+class _InstanceNorm(_RunningNorm):
+    affine = Arg(Bool(), False)
+    track_running_stats = Arg(Bool(), False)
+
+
+@register
+class InstanceNorm1d(_InstanceNorm):
+    """Instance normalisation over (N, C, L): per sample and channel."""
+
+    RANKS = (3,)
+    LAYOUT = "3-d (N, C, L)"
+
+
+@register
+class InstanceNorm2d(_InstanceNorm):
+    """Instance normalisation over (N, C, H, W): per sample and channel."""
+
+    nd = 2
+    RANKS = (4,)
+    LAYOUT = "4-d (N, C, H, W)"
+
+
+@register
+class InstanceNorm3d(_InstanceNorm):
+    """Instance normalisation over (N, C, D, H, W): per sample and channel."""
+
+    nd = 3
+    RANKS = (5,)
+    LAYOUT = "5-d (N, C, D, H, W)"
+
+
+@register
+class GroupNorm(_Pointwise):
+    """Group normalisation over (N, C, *): statistics per sample and group of channels."""
+
+    PRIMARY = "num_groups"
+    PARAMS_FORMULA = "2*C if affine"
+
+    num_groups = Arg(PosInt, doc="channel groups; C must be divisible by it")
+    num_channels = Arg(PosInt, inferred=True, doc="channels (dim 1)")
+    eps = Arg(Float(0.0), 1e-5)
+    affine = Arg(Bool(), True)
+
+    def validate(self) -> None:
+        if self.num_channels is not None:
+            self._check_groups(self.num_channels)
+
+    def _check_groups(self, c: int) -> None:
+        if c % self.num_groups:
+            raise self.fail(f"num_channels={c} is not divisible by num_groups={self.num_groups}",
+                            "num_groups")
+
+    def shape(self, x: Shape) -> Shape:
+        if len(x) < 2:
+            raise self.fail(f"GroupNorm needs an (N, C, *) input, got {list(x)}")
+        self._check_groups(self.check_inferred("num_channels", x[1]))
+        return x
+
+    def params(self) -> int:
+        return 2 * self.num_channels if self.affine else 0
+
+    def elementwise_flops(self) -> int:
+        return prod(self.x) * (STATS_FLOPS + (AFFINE_FLOPS if self.affine else 0))
+
+
+class _ShapeNorm(_Pointwise):
+    """LayerNorm / RMSNorm: statistics over the trailing ``normalized_shape`` dims."""
+
+    PRIMARY = "normalized_shape"
+
+    normalized_shape = Arg(IntList(1), None,
+                           doc="trailing dims to normalise over; default: the last dim")
+    elementwise_affine = Arg(Bool(), True)
+
+    def shape(self, x: Shape) -> Shape:
+        ns = self.normalized_shape
+        if ns is None:
+            if len(x) < 2:
+                raise self.fail(f"{type(self).__name__} needs an (N, *, features) input, "
+                                f"got {list(x)}")
+            self.normalized_shape = ns = (x[-1],)
+        if len(ns) >= len(x) or tuple(x[len(x) - len(ns):]) != tuple(ns):
+            raise self.fail(f"normalized_shape {list(ns)} does not match the trailing dims of "
+                            f"the input {list(x)} (the batch dim cannot be normalised over)",
+                            "normalized_shape")
+        return x
+
+    def weight_shape(self) -> Shape | None:
+        return tuple(self.normalized_shape) if self.elementwise_affine else None
+
+
+@register
+class LayerNorm(_ShapeNorm):
+    """Layer normalisation over the trailing ``normalized_shape`` dims of each sample."""
+
+    PARAMS_FORMULA = "prod(normalized_shape) * (weight + bias) if elementwise_affine"
+
+    eps = Arg(Float(0.0), 1e-5)
+    bias = Arg(Bool(), True, doc="learn an additive bias (only with elementwise_affine)")
+
+    def _affine_terms(self) -> int:
+        return (1 + int(self.bias)) if self.elementwise_affine else 0
+
+    def params(self) -> int:
+        return prod(self.normalized_shape) * self._affine_terms()
+
+    def elementwise_flops(self) -> int:
+        return prod(self.x) * (STATS_FLOPS + self._affine_terms())
+
+
+@register
+class RMSNorm(_ShapeNorm):
+    """Root-mean-square normalisation (torch.nn.RMSNorm): x / rms(x) * weight."""
+
+    PARAMS_FORMULA = "prod(normalized_shape) if elementwise_affine"
+
+    eps = Arg(Float(0.0), None, doc="default: torch.finfo(dtype).eps")
+
+    def params(self) -> int:
+        return prod(self.normalized_shape) if self.elementwise_affine else 0
+
+    def elementwise_flops(self) -> int:
+        return prod(self.x) * (3 + int(self.elementwise_affine))
+
+    def torch_module(self) -> Any:
+        import torch.nn as nn
+
+        if not hasattr(nn, "RMSNorm"):
+            raise RuntimeError("torch.nn.RMSNorm needs torch >= 2.4")
+        return nn.RMSNorm(**self.arg_values())
+
+
+@register
+class LocalResponseNorm(_Pointwise):
+    """Local response normalisation across ``size`` neighbouring channels (AlexNet)."""
+
+    PRIMARY = "size"
+
+    size = Arg(PosInt, doc="number of neighbouring channels")
+    alpha = Arg(Float(), 1e-4)
+    beta = Arg(Float(), 0.75)
+    k = Arg(Float(), 1.0)
+
+    def shape(self, x: Shape) -> Shape:
+        if len(x) < 3:
+            raise self.fail(f"LocalResponseNorm needs an (N, C, *) input with at least one "
+                            f"dim after C, got {list(x)}")
+        return x
+
+    def params(self) -> int:
+        return 0
+
+    def elementwise_flops(self) -> int:
+        return prod(self.x) * (self.size + 5)
+

@@ -1,0 +1,289 @@
+"""Layers that move data without computing: Identity, Flatten, Unflatten, Reshape,
+Permute, and the Dropout family (the identity at inference).
+
+None has parameters, MACs or FLOPs. Identity, Flatten, Unflatten, Reshape and
+Permute accept float and int64 tensors (they only move data); the Dropout family
+needs floats, as torch does.
+
+Batch: every shape here keeps the batch at dim 0. ``Reshape.shape`` is the target
+shape PER SAMPLE (the batch is kept, as ``x.reshape(x.shape[0], *shape)``); Flatten and
+Unflatten refuse to touch dim 0, so the batch a spec is analysed with stays dim 0.
+
+Receptive field: a field's dims are the trailing spatial dims of the tensor. A
+reshape (Flatten, Unflatten, Reshape) keeps the field only when those trailing dims
+come out unchanged and still behind (N, C) -- in row-major order equal trailing dims
+mean every element keeps its spatial coordinates; otherwise it merges or splits
+spatial positions and the field becomes GLOBAL. A Permute keeps the field only when
+it leaves the spatial dims in place.
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Any
+
+from ..args import AnyInt, Arg, Bool, IntList, Probability
+from ..rf import GLOBAL, RF
+from .base import FLOAT, INT, Layer, Shape, register
+
+
+def _reshaped_field(rf: RF | None, before: Shape, after: Shape) -> RF | None:
+    if rf is None or rf.global_:
+        return rf
+    k = len(rf.dims)
+    if k == 0:
+        return rf
+    if len(after) >= k + 2 and tuple(after[-k:]) == tuple(before[-k:]):
+        return rf
+    return GLOBAL
+
+
+class _Move(Layer):
+    """No parameters, no arithmetic."""
+
+    ACCEPTS = (FLOAT, INT)
+
+    def params(self) -> int:
+        return 0
+
+    def macs(self) -> int:
+        return 0
+
+    def elementwise_flops(self) -> int:
+        return 0
+
+    def axis(self, dim: int, rank: int, arg: str) -> int:
+        d = dim + rank if dim < 0 else dim
+        if not 0 <= d < rank:
+            raise self.fail(f"{arg}={dim} is out of range for a {rank}-d input", arg)
+        return d
+
+    def receptive_field(self, fields):
+        return _reshaped_field(fields[0], self.x, self.y)
+
+
+@register
+class Identity(_Move):
+    """Passes its input through unchanged (torch.nn.Identity)."""
+
+    def shape(self, x: Shape) -> Shape:
+        return x
+
+    def torch_module(self) -> Any:
+        import torch.nn as nn
+
+        return nn.Identity()
+
+
+@register
+class Flatten(_Move):
+    """Merges dims start_dim..end_dim into one (default: everything but the batch)."""
+
+    start_dim = Arg(AnyInt, 1)
+    end_dim = Arg(AnyInt, -1)
+
+    def shape(self, x: Shape) -> Shape:
+        s = self.axis(self.start_dim, len(x), "start_dim")
+        e = self.axis(self.end_dim, len(x), "end_dim")
+        if s == 0:
+            raise self.fail("Flatten would merge the batch dim (start_dim must be >= 1)",
+                            "start_dim")
+        if s > e:
+            raise self.fail(f"start_dim={self.start_dim} comes after end_dim={self.end_dim} "
+                            f"for a {len(x)}-d input", "start_dim")
+        return (*x[:s], prod(x[s:e + 1]), *x[e + 1:])
+
+    def torch_module(self) -> Any:
+        import torch.nn as nn
+
+        return nn.Flatten(self.start_dim, self.end_dim)
+
+
+@register
+class Unflatten(_Move):
+    """Splits dim ``dim`` into ``unflattened_size`` (one -1 is inferred)."""
+
+    dim = Arg(AnyInt, doc="the dim to split (not the batch, dim 0)")
+    unflattened_size = Arg(IntList(-1), doc="new sizes; their product is the old size")
+
+    def validate(self) -> None:
+        _check_sizes(self, self.unflattened_size, "unflattened_size")
+
+    def shape(self, x: Shape) -> Shape:
+        d = self.axis(self.dim, len(x), "dim")
+        if d == 0:
+            raise self.fail("Unflatten would split the batch dim (dim must not be 0)", "dim")
+        sizes = _fill(self, self.unflattened_size, x[d], "unflattened_size",
+                      f"dim {d} of size {x[d]} (input {list(x)})")
+        return (*x[:d], *sizes, *x[d + 1:])
+
+    def torch_module(self) -> Any:
+        import torch.nn as nn
+
+        return nn.Unflatten(self.dim, tuple(self.unflattened_size))
+
+
+class Reshape(_Move):
+    """Reshapes each sample to ``shape`` (batch kept; one -1 is inferred)."""
+
+    PRIMARY = "shape"
+
+    # The argument is called ``shape`` like the contract method, so the method is a
+    # data descriptor: reading gives the shape rule, the argument goes to ``target``.
+    target: tuple[int, ...] = ()
+
+    def _shape_rule(self, x: Shape) -> Shape:
+        per_sample = prod(x[1:])
+        sizes = _fill(self, self.target, per_sample, "shape",
+                      f"{list(x[1:])} ({per_sample} elements per sample)")
+        return (x[0], *sizes)
+
+    def _set_target(self, value: tuple[int, ...]) -> None:
+        self.target = value
+
+    shape = property(lambda self: self._shape_rule, _set_target)  # type: ignore[assignment]
+
+    def validate(self) -> None:
+        _check_sizes(self, self.target, "shape")
+
+    def arg_values(self) -> dict[str, Any]:
+        return {"shape": self.target}
+
+    def torch_module(self) -> Any:
+        from ..torch.modules import Reshape as TorchReshape
+
+        return TorchReshape(self.target)
+
+
+_shape_arg = Arg(IntList(), doc="target shape per sample (the batch is kept); one -1 allowed")
+_shape_arg.name = "shape"
+Reshape.args = {"shape": _shape_arg}
+register(Reshape)
+
+
+@register
+class Permute(_Move):
+    """Reorders the dims (``dims`` includes the batch, dim 0)."""
+
+    PRIMARY = "dims"
+
+    dims = Arg(IntList(), doc="a permutation of all dims, batch included")
+
+    def perm(self, rank: int) -> tuple[int, ...]:
+        if len(self.dims) != rank:
+            raise self.fail(f"dims {list(self.dims)} has {len(self.dims)} entries but the "
+                            f"input has {rank} dims", "dims")
+        out = tuple(self.axis(d, rank, "dims") for d in self.dims)
+        if sorted(out) != list(range(rank)):
+            raise self.fail(f"dims {list(self.dims)} is not a permutation of the "
+                            f"{rank} dims of the input", "dims")
+        return out
+
+    def shape(self, x: Shape) -> Shape:
+        return tuple(x[d] for d in self.perm(len(x)))
+
+    def receptive_field(self, fields):
+        rf = fields[0]
+        if rf is None or rf.global_ or not rf.dims:
+            return rf
+        rank = len(self.x)
+        k = len(rf.dims)
+        perm = self.perm(rank)
+        return rf if perm[rank - k:] == tuple(range(rank - k, rank)) else GLOBAL
+
+    def torch_module(self) -> Any:
+        from ..torch.modules import Permute as TorchPermute
+
+        return TorchPermute(self.perm(len(self.x)) if self.inputs else self.dims)
+
+
+def _check_sizes(layer: Layer, sizes: tuple[int, ...], arg: str) -> None:
+    if any(s == 0 or s < -1 for s in sizes) or list(sizes).count(-1) > 1:
+        raise layer.fail(f"{arg} {list(sizes)}: sizes must be >= 1, with at most one -1", arg)
+
+
+def _fill(layer: Layer, sizes: tuple[int, ...], total: int, arg: str, what: str) -> tuple[int, ...]:
+    """Replace a -1 in ``sizes`` so that their product is ``total``, or fail."""
+    known = prod(s for s in sizes if s != -1)
+    if -1 in sizes:
+        if total % known:
+            raise layer.fail(f"cannot reshape {what} into {list(sizes)}: {total} is not "
+                             f"divisible by {known}", arg)
+        return tuple(total // known if s == -1 else s for s in sizes)
+    if known != total:
+        raise layer.fail(f"cannot reshape {what} into {list(sizes)} ({known} elements)", arg)
+    return tuple(sizes)
+
+
+# ---------------------------------------------------------------------- dropout
+class _Dropout(Layer):
+    """Dropout: the identity at inference; p and inplace do not change the counts."""
+
+    PRIMARY = "p"
+    #: required input rank, or None for any
+    RANK: int | None = None
+    LAYOUT = ""
+
+    p = Arg(Probability, 0.5, doc="drop probability (training only)")
+    inplace = Arg(Bool(), False, doc="accepted for torch compatibility; no effect on counts")
+
+    def shape(self, x: Shape) -> Shape:
+        if self.RANK is not None and len(x) != self.RANK:
+            raise self.fail(f"{type(self).__name__} needs a {self.LAYOUT} input, got {list(x)}")
+        return x
+
+    def params(self) -> int:
+        return 0
+
+    def macs(self) -> int:
+        return 0
+
+    def elementwise_flops(self) -> int:
+        return 0
+
+    def receptive_field(self, fields):
+        return fields[0]
+
+    def torch_module(self) -> Any:
+        import torch.nn as nn
+
+        return getattr(nn, type(self).__name__)(**self.arg_values())
+
+
+@register
+class Dropout(_Dropout):
+    """Zeroes elements with probability p in training; identity at inference."""
+
+
+@register
+class Dropout1d(_Dropout):
+    """Zeroes whole channels of (N, C, L) in training; identity at inference."""
+
+    RANK = 3
+    LAYOUT = "3-d (N, C, L)"
+
+
+@register
+class Dropout2d(_Dropout):
+    """Zeroes whole channels of (N, C, H, W) in training; identity at inference."""
+
+    RANK = 4
+    LAYOUT = "4-d (N, C, H, W)"
+
+
+@register
+class Dropout3d(_Dropout):
+    """Zeroes whole channels of (N, C, D, H, W) in training; identity at inference."""
+
+    RANK = 5
+    LAYOUT = "5-d (N, C, D, H, W)"
+
+
+@register
+class AlphaDropout(_Dropout):
+    """Dropout keeping zero mean and unit variance (for SELU); identity at inference."""
+
+
+@register
+class FeatureAlphaDropout(_Dropout):
+    """AlphaDropout of whole channels (dim 1); identity at inference."""

@@ -1,0 +1,6 @@
+"""Torch side of netcalc (needs the ``netcalc[torch]`` extra).
+
+:mod:`netcalc.torch.modules` holds the small generic modules that layers without a
+torch.nn counterpart build in their ``torch_module`` (Add, Mul, Concat, Reshape,
+Permute, MatMul). Nothing here is imported by the analytic core.
+"""
