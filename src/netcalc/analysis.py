@@ -115,7 +115,7 @@ def analyze_graph(graph: Graph, dtype: str = "float32") -> Report:
         totals.nonzero_params += r.params if r.nonzero_params is None else r.nonzero_params
         totals.nonzero_macs += r.macs if r.nonzero_macs is None else r.nonzero_macs
     totals.input_bytes = sum(tensor_bytes(t, dtype) for t in graph.inputs.values())
-    totals.peak_activation_bytes = _peak(graph, values, dtype)
+    totals.peak_activation_bytes = _peak(graph, rows, dtype)
     return Report(
         name=graph.spec.name,
         file=graph.spec.file,
@@ -174,7 +174,7 @@ def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None, dtype:
     )
 
 
-def _peak(graph: Graph, values: dict[Ref, TensorInfo], dtype: str) -> int:
+def _peak(graph: Graph, rows: list[LayerResult], dtype: str) -> int:
     """Peak bytes of tensors alive at once when running the graph in order (inference)."""
     last_use: dict[str, int] = {}
     for i, node in enumerate(graph.nodes):
@@ -184,10 +184,8 @@ def _peak(graph: Graph, values: dict[Ref, TensorInfo], dtype: str) -> int:
         last_use[ref.node] = len(graph.nodes)
     size: dict[str, int] = {n: tensor_bytes(t, dtype) for n, t in graph.inputs.items()}
     live = peak = sum(size.values())
-    for i, node in enumerate(graph.nodes):
-        out = sum(tensor_bytes(values[Ref(node.name, k)], dtype)
-                  for k in range(len(node.layer.outputs)))
-        size[node.name] = out
+    for i, (node, row) in enumerate(zip(graph.nodes, rows)):
+        out = size[node.name] = row.activation_bytes
         live += out
         peak = max(peak, live)
         for s in set(x.node for x in node.sources):

@@ -8,12 +8,10 @@ line and exits with code 2; it never shows a traceback for these.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 
-@dataclass(frozen=True)
-class Mark:
+class Mark(NamedTuple):  # a NamedTuple: specs make one per YAML node, so creation must be cheap
     """A 1-based line and column in a spec file."""
 
     line: int

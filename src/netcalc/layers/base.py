@@ -117,23 +117,38 @@ class Layer:
             if key not in self.args:
                 hint = did_you_mean(str(key), self.args)
                 raise ctx.error(f"{type(self).__name__} has no argument {key!r}{hint}", key)
+        values = dict(self._defaults())
+        for name, value in raw.items():
+            if value is None:
+                continue
+            try:
+                values[name] = self.args[name].type.check(value, self.nd)
+            except ValueError as exc:
+                raise ctx.error(f"argument {name}: {exc}", name) from None
         for name, arg in self.args.items():
-            if name in raw and raw[name] is not None:
-                try:
-                    value = arg.type.check(raw[name], self.nd)
-                except ValueError as exc:
-                    raise ctx.error(f"argument {name}: {exc}", name) from None
-            elif arg.required:
+            if arg.required and name not in values:
                 raise ctx.error(f"{type(self).__name__} needs argument {name!r}", None)
-            else:
-                value = None if arg.default is REQUIRED else arg.default
-                if value is not None and not isinstance(value, (bool, str)):
-                    value = arg.type.check(value, self.nd)
+        for name, value in values.items():
             setattr(self, name, value)
-        self.given = {k for k, v in raw.items() if v is not None}
         self.inputs: list[TensorInfo] = []
         self.outputs: list[TensorInfo] = []
         self.validate()
+
+    @classmethod
+    def _defaults(cls) -> dict[str, Any]:
+        """Normalised defaults, computed once per class (specs can have 10^5 layers)."""
+        cached = cls.__dict__.get("_default_values")
+        if cached is None:
+            cached = {}
+            for name, arg in cls.args.items():
+                if arg.required:
+                    continue
+                value = None if arg.default is REQUIRED else arg.default
+                if value is not None and not isinstance(value, (bool, str)):
+                    value = arg.type.check(value, cls.nd)
+                cached[name] = value
+            cls._default_values = cached
+        return cached
 
     def validate(self) -> None:
         """Cross-argument constraints that need no input shape (override)."""
