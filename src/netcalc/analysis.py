@@ -116,7 +116,7 @@ def analyze_graph(graph: Graph, dtype: str = "float32") -> Report:
         totals.nonzero_macs += r.macs if r.nonzero_macs is None else r.nonzero_macs
     totals.input_bytes = sum(tensor_bytes(t, dtype) for t in graph.inputs.values())
     totals.peak_activation_bytes = _peak(graph, rows, dtype)
-    return Report(
+    report = Report(
         name=graph.spec.name,
         file=graph.spec.file,
         batch=next(iter(graph.inputs.values())).shape[0],
@@ -128,6 +128,12 @@ def analyze_graph(graph: Graph, dtype: str = "float32") -> Report:
         containers=graph.containers,
         graph=graph,
     )
+    from .sequence import sequence_section  # it reads Report: import here, not at the top
+
+    section = sequence_section(report)
+    if section is not None:
+        report.sections["sequence"] = section
+    return report
 
 
 def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None, dtype: str,

@@ -102,4 +102,87 @@ def shapes(
         report = analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)), dtype)
     except SpecError as err:
         fail(err)
+    seq = report.sections.get("sequence")
+    if seq is not None and not kv_cache:
+        for key in ("kv_cache_bytes_per_token", "kv_cache_bytes"):
+            seq.pop(key, None)
     sys.stdout.write(render(report, format, depth))
+
+
+CHECK_FORMAT_HELP = "text | json | github (workflow annotations) | junit (XML)"
+
+
+@app.command()
+def check(
+    paths: Optional[list[Path]] = typer.Argument(None, metavar="[PATH]...",
+                                                 help="spec files or folders (default: specs/)"),
+    torch: bool = typer.Option(False, "--torch",
+                               help="also cross-check every spec against PyTorch (netcalc[torch])"),
+    format: str = typer.Option("text", "--format", "-f", help=CHECK_FORMAT_HELP),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="write the report to this file (e.g. junit XML) "
+                                               "and a text summary to stdout"),
+    convention: Optional[str] = typer.Option(None, "--convention",
+                                             help="MAC counting convention of macs/flops "
+                                                  "expectations: netcalc (default) | fvcore | "
+                                                  "flopcounter | torchinfo"),
+) -> None:
+    """Check specs: validate them, evaluate their `expect:` and `budget:` blocks.
+
+    Exit code 0: all pass; 1: an expectation, budget or cross-check failed; 2: a spec
+    is invalid (FILE:LINE:COL: message) or an option is wrong.
+    """
+    from . import check as check_mod
+    from .render.check import CHECK_FORMATS, render_check, render_text
+
+    if format not in CHECK_FORMATS:
+        fail(f"--format: unknown format {format!r} ({', '.join(CHECK_FORMATS)})")
+    if torch and not check_mod.torch_available():
+        fail(check_mod.TORCH_MISSING)
+    try:
+        run = check_mod.run(paths or [Path("specs")], torch=torch, convention=convention)
+    except (check_mod.TorchUnavailable, ValueError) as exc:
+        fail(f"--convention: {exc}" if isinstance(exc, ValueError) else str(exc))
+    text = render_check(run, format)
+    if output is not None:
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            fail(f"--output {output}: cannot write: {exc}")
+        if format != "text":
+            text = render_text(run)
+    sys.stdout.write(text)
+    raise typer.Exit(run.exit_code)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec format (generated from the layer registry)."""
+    from .schema import schema_json
+
+    sys.stdout.write(schema_json())
+
+
+@app.command()
+def layers(
+    name: Optional[str] = typer.Argument(None, help="one layer type, e.g. Conv2d"),
+    format: str = typer.Option("text", "--format", "-f", help="text | json"),
+) -> None:
+    """List the supported layer types, or one with its arguments, defaults and formulas."""
+    from .errors import did_you_mean
+    from .layers import REGISTRY
+    from .schema import layers_dict, layers_text
+
+    if format not in ("text", "json"):
+        fail(f"--format: unknown format {format!r} (text, json)")
+    if name is not None and name not in REGISTRY:
+        fail(f"unknown layer type {name!r}{did_you_mean(name, REGISTRY)}; "
+             "`netcalc layers` lists them")
+    if format == "json":
+        import json
+
+        data = layers_dict()
+        sys.stdout.write(json.dumps(data if name is None else {name: data[name]}, indent=2) + "\n")
+    else:
+        sys.stdout.write(layers_text(name))

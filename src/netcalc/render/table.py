@@ -41,13 +41,30 @@ def render_table(report: Report, depth: int | None) -> str:
     if t.nonzero_params != t.params:
         summary.append(f"After pruning: {t.nonzero_params:,} non-zero params, "
                        f"{t.nonzero_macs:,} MACs")
-    for name, section in report.sections.items():
-        items = ", ".join(f"{k.replace('_', ' ')} {v:,}" if isinstance(v, int) else f"{k.replace('_', ' ')} {v}"
-                          for k, v in section.items())
-        summary.append(f"{name.capitalize()}: {items}")
+    seq = report.sections.get("sequence")
+    if seq:
+        summary += _sequence_lines(seq, report.batch)
     return buf.getvalue() + "\n".join(summary) + "\n"
 
 
 def _width(report: Report) -> int:
     longest = max((len(r.name) for r in report.layers), default=10)
     return 100 + longest
+
+
+def _sequence_lines(seq: dict, batch: int) -> list[str]:
+    """The sequence-model summary: per-token cost beside Kaplan et al.'s rule of thumb."""
+    lines = [
+        f"Sequence: {seq['tokens']:,} tokens ({batch} × {seq['n_ctx']:,}); "
+        f"non-embedding params {seq['non_embedding_params']:,}",
+        f"Per token: {human(seq['macs_per_token'])}MAC, {human(seq['flops_per_token'])}FLOP exact; "
+        f"Kaplan et al. (2020) 2N + 2·n_layer·n_ctx·d_model = "
+        f"{human(seq['kaplan_flops_per_token'])}FLOP ({seq['kaplan_ratio']:.2f}× of 2·MACs)",
+    ]
+    if "causal_macs" in seq:
+        lines.append(f"Causal attention: {seq['causal_macs']:,} MACs counting only the causal "
+                     f"half of each L×L product (MACs above count the full L×L, as torch's counters do)")
+    if "kv_cache_bytes_per_token" in seq:
+        lines.append(f"KV cache: {human_bytes(seq['kv_cache_bytes_per_token'])} per token; "
+                     f"{human_bytes(seq['kv_cache_bytes'])} for {seq['tokens']:,} tokens")
+    return lines

@@ -1,0 +1,350 @@
+"""Attention: MultiheadAttention, ScaledDotProductAttention and torch's transformer layers.
+
+Batch first, always (the torch builder sets ``batch_first=True``).
+
+``MultiheadAttention`` (torch.nn.MultiheadAttention): self-attention on one input
+``(N, L, E)``; cross-attention with ``from: [query, key, value]`` (or ``[query,
+memory]``: key = value = memory). ``embed_dim`` is inferred from the query, ``kdim``
+and ``vdim`` from the key and value; the output is the attention output ``(N, L, E)``
+only (torch's ``need_weights=False``). ``E`` must be divisible by ``num_heads``.
+
+    params = E*E + E*kdim + E*vdim (Q, K, V projections) + (3E if bias)
+             + E*E + (E if bias) (out_proj) + (2E if add_bias_kv)
+    MACs   = N * (L*E*E + S*E*kdim + S*E*vdim       Q, K, V projections
+                  + L*S'*E + L*S'*E                 Q K^T and softmax(.) V, all heads
+                  + L*E*E)                          out_proj
+
+with ``S`` the key length and ``S' = S + add_bias_kv + add_zero_attn``.
+
+``ScaledDotProductAttention`` (torch.nn.functional.scaled_dot_product_attention) is a
+merge layer for blocks written from primitives: inputs ``q (..., L, E)``, ``k (...,
+S, E)``, ``v (..., S, Ev)``, output ``(..., L, Ev)``; ``MACs = B*L*S*E + B*L*S*Ev``
+with ``B`` the product of the leading dims of q (batch, heads). With ``is_causal``
+the MACs still count the full L x S products, as torch.utils.flop_counter does (a
+dense kernel computes them all and masks); the causal-only figure
+(the products of the kept lower triangle, torch's top-left aligned mask: about half)
+is reported beside it as ``extra["causal_macs"]``.
+
+``TransformerEncoderLayer`` / ``TransformerDecoderLayer`` (torch.nn's, arguments and
+defaults included) are counted as the sum of their parts, each one netcalc's own
+layer: self-attention (and, in the decoder, cross-attention over ``memory``), the
+feed-forward ``Linear(d_model -> dim_feedforward) -> activation -> Linear(->
+d_model)``, two (three) LayerNorms and two (three) residual adds. Dropout is
+inference-free. ``norm_first`` changes the order, not the counts.
+
+Element-wise FLOPs of attention (per score element ``B*H*L*S'``): 1 for the scale,
+1 for the causal mask add (when causal), and Softmax's 5 (netcalc's Softmax layer);
+plus the projection bias adds (one per output element).
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Any
+
+from ..args import Arg, Bool, Choice, Float, PosInt, Probability
+from .activation import Softmax
+from .base import Ctx, Layer, Shape, TensorInfo, register
+from .recurrent import sequence_field
+
+
+def causal_kept(length_q: int, length_k: int) -> int:
+    """Scores kept by torch's causal mask ``ones(L, S).tril()`` (top-left aligned)."""
+    m = min(length_q, length_k)
+    return m * (m + 1) // 2 + (length_q - m) * length_k
+
+
+def attention_core_flops(scores: int, causal: bool = False) -> int:
+    """Element-wise FLOPs of scale (+ mask) + softmax over ``scores`` elements."""
+    return scores * (1 + (1 if causal else 0) + Softmax.FLOPS)
+
+
+# ---------------------------------------------------------------------- MHA
+@register
+class MultiheadAttention(Layer):
+    """Multi-head attention (N, L, E) -> (N, L, E); cross-attention with from: [q, k, v]."""
+
+    PRIMARY = "num_heads"
+    ARITY = (1, 3)
+    PARAMS_FORMULA = ("E*E + E*kdim + E*vdim + (3E if bias) + E*E + (E if bias) "
+                      "+ (2E if add_bias_kv)")
+    MACS_FORMULA = "N*(L*E*E + S*E*kdim + S*E*vdim + 2*L*S'*E + L*E*E)"
+
+    embed_dim = Arg(PosInt, inferred=True, doc="model width E (last dim of the query)")
+    num_heads = Arg(PosInt, doc="heads; embed_dim must be divisible by it")
+    dropout = Arg(Probability, 0.0, doc="dropout on attention weights (training only)")
+    bias = Arg(Bool(), True, doc="biases of the input and output projections")
+    add_bias_kv = Arg(Bool(), False, doc="learned bias appended to key and value sequences")
+    add_zero_attn = Arg(Bool(), False, doc="a zero key/value appended to the sequences")
+    kdim = Arg(PosInt, None, doc="key features; default: inferred from the key input")
+    vdim = Arg(PosInt, None, doc="value features; default: inferred from the value input")
+
+    def validate(self) -> None:
+        if self.embed_dim is not None:
+            self._check_heads(self.embed_dim)
+
+    def _check_heads(self, e: int) -> None:
+        if e % self.num_heads:
+            raise self.fail(f"embed_dim={e} is not divisible by num_heads={self.num_heads} "
+                            f"(each head gets embed_dim/num_heads features)", "num_heads")
+
+    def shape(self, *inputs: Shape) -> Shape:
+        names = ("query", "key", "value")
+        for name, s in zip(names, inputs):
+            if len(s) != 3:
+                raise self.fail(f"MultiheadAttention needs 3-d inputs (N, L, E), batch first; "
+                                f"the {name} is {list(s)}")
+        q = inputs[0]
+        k = inputs[1] if len(inputs) > 1 else q
+        v = inputs[2] if len(inputs) > 2 else k
+        e = self.check_inferred("embed_dim", q[2])
+        self._check_heads(e)
+        self.check_inferred("kdim", k[2])
+        self.check_inferred("vdim", v[2])
+        if not q[0] == k[0] == v[0]:
+            raise self.fail(f"query, key and value batch sizes differ: {q[0]}, {k[0]}, {v[0]}")
+        if k[1] != v[1]:
+            raise self.fail(f"key and value sequence lengths differ: key {list(k)} has "
+                            f"{k[1]}, value {list(v)} has {v[1]}")
+        return q
+
+    @property
+    def _lengths(self) -> tuple[int, int, int, int]:
+        q = self.inputs[0].shape
+        k = self.inputs[1].shape if len(self.inputs) > 1 else q
+        s_attn = k[1] + int(self.add_bias_kv) + int(self.add_zero_attn)
+        return q[0], q[1], k[1], s_attn
+
+    def params(self) -> int:
+        e = self.embed_dim
+        kd = self.kdim or e
+        vd = self.vdim or e
+        total = e * e + e * kd + e * vd + e * e
+        if self.bias:
+            total += 4 * e
+        if self.add_bias_kv:
+            total += 2 * e
+        return total
+
+    def macs(self) -> int:
+        n, length, s, s_attn = self._lengths
+        e = self.embed_dim
+        proj = length * e * e + s * e * self.kdim + s * e * self.vdim + length * e * e
+        return n * (proj + 2 * length * s_attn * e)
+
+    def elementwise_flops(self) -> int:
+        n, length, s, s_attn = self._lengths
+        e = self.embed_dim
+        flops = attention_core_flops(n * self.num_heads * length * s_attn)
+        if self.bias:
+            flops += n * (2 * length * e + 2 * s * e)  # q, k, v and out_proj biases
+        return flops
+
+    def receptive_field(self, fields):
+        return sequence_field(fields)
+
+    def kv_elements_per_token(self) -> int:
+        """Key + value elements one cached token needs (after the projections)."""
+        return 2 * self.embed_dim
+
+    def torch_module(self) -> Any:
+        import torch.nn as nn
+
+        from ..torch.modules import AttentionOutput
+
+        return AttentionOutput(nn.MultiheadAttention(**self.arg_values(), batch_first=True))
+
+
+# ---------------------------------------------------------------------- SDPA
+@register
+class ScaledDotProductAttention(Layer):
+    """softmax(q k^T * scale) v over (..., L, E) inputs q, k, v; optional causal mask."""
+
+    PRIMARY = None
+    ARITY = (3, 3)
+    PARAMS_FORMULA = "0"
+    MACS_FORMULA = "B*L*S*E + B*L*S*Ev (full L x S even when causal)"
+
+    is_causal = Arg(Bool(), False, doc="causal mask (top-left aligned, as torch)")
+    dropout_p = Arg(Probability, 0.0, doc="dropout on attention weights (training only)")
+    scale = Arg(Float(0.0), None, doc="score scale; default 1/sqrt(E)")
+    enable_gqa = Arg(Bool(), False,
+                     doc="grouped-query attention: k/v may have fewer heads (dim -3)")
+
+    def shape(self, q: Shape, k: Shape, v: Shape) -> Shape:
+        for name, s in (("q", q), ("k", k), ("v", v)):
+            if len(s) < 3:
+                raise self.fail(f"ScaledDotProductAttention needs inputs (N, ..., L, E); "
+                                f"{name} is {list(s)}")
+        if not len(q) == len(k) == len(v):
+            raise self.fail(f"q, k and v have different ranks: {list(q)}, {list(k)}, {list(v)}")
+        if q[-1] != k[-1]:
+            raise self.fail(f"q and k feature sizes differ: q {list(q)} has {q[-1]}, "
+                            f"k {list(k)} has {k[-1]}")
+        if k[-2] != v[-2]:
+            raise self.fail(f"k and v sequence lengths differ: k {list(k)} has {k[-2]}, "
+                            f"v {list(v)} has {v[-2]}")
+        if k[:-2] != v[:-2]:
+            raise self.fail(f"k and v leading dims differ: {list(k)}, {list(v)}")
+        lead_q, lead_k = q[:-2], k[:-2]
+        if lead_q != lead_k:
+            gqa = (self.enable_gqa and len(q) >= 4 and lead_q[:-1] == lead_k[:-1]
+                   and lead_q[-1] % lead_k[-1] == 0)
+            if not gqa:
+                hint = (" (with fewer k/v heads, set enable_gqa: true)"
+                        if len(q) >= 4 and lead_q[:-1] == lead_k[:-1] else "")
+                raise self.fail(f"q and k leading dims differ: q {list(q)}, k {list(k)}{hint}")
+        return (*q[:-1], v[-1])
+
+    def _dims(self) -> tuple[int, int, int, int, int]:
+        q, k, v = (t.shape for t in self.inputs)
+        return prod(q[:-2]), q[-2], k[-2], q[-1], v[-1]
+
+    def params(self) -> int:
+        return 0
+
+    def macs(self) -> int:
+        b, length, s, e, ev = self._dims()
+        return b * length * s * (e + ev)
+
+    def causal_macs(self) -> int:
+        b, length, s, e, ev = self._dims()
+        return b * causal_kept(length, s) * (e + ev)
+
+    def elementwise_flops(self) -> int:
+        b, length, s, _, _ = self._dims()
+        return attention_core_flops(b * length * s, self.is_causal)
+
+    def extras(self) -> dict[str, Any]:
+        return {"causal_macs": self.causal_macs()} if self.is_causal else {}
+
+    def receptive_field(self, fields):
+        return sequence_field(fields)
+
+    def kv_elements_per_token(self) -> int:
+        """Key + value elements one cached token needs: k and v features of all kv heads."""
+        _, k, v = (t.shape for t in self.inputs)
+        return prod(k[1:-2]) * k[-1] + prod(v[1:-2]) * v[-1]
+
+    def torch_module(self) -> Any:
+        from ..torch.modules import ScaledDotProductAttention as Module
+
+        return Module(**self.arg_values())
+
+
+# ---------------------------------------------------------------------- blocks
+class _TransformerLayer(Layer):
+    """A torch transformer layer, counted as the sum of netcalc layers for its parts."""
+
+    PRIMARY = "nhead"
+
+    d_model = Arg(PosInt, inferred=True, doc="model width (last dim of the input)")
+    nhead = Arg(PosInt, doc="attention heads")
+    dim_feedforward = Arg(PosInt, 2048, doc="hidden width of the feed-forward network")
+    dropout = Arg(Probability, 0.1, doc="dropout (training only)")
+    activation = Arg(Choice(("relu", "gelu")), "relu", doc="feed-forward activation")
+    layer_norm_eps = Arg(Float(0.0), 1e-5)
+    norm_first = Arg(Bool(), False, doc="pre-norm (true) or post-norm (false) residuals")
+    bias = Arg(Bool(), True, doc="biases of the linear layers and LayerNorms")
+
+    def validate(self) -> None:
+        if self.d_model is not None and self.d_model % self.nhead:
+            raise self.fail(f"d_model={self.d_model} is not divisible by nhead={self.nhead}",
+                            "nhead")
+
+    def _part(self, type_name: str, name: str, args: dict[str, Any],
+              inputs: list[TensorInfo]) -> Layer:
+        from . import REGISTRY
+
+        layer = REGISTRY[type_name](args, Ctx(f"{self.ctx.name}.{name}", self.ctx.mark))
+        layer.infer(inputs)
+        return layer
+
+    def _check_input(self, name: str, s: Shape) -> None:
+        if len(s) != 3:
+            raise self.fail(f"{type(self).__name__} needs 3-d inputs (N, L, d_model), batch "
+                            f"first; the {name} is {list(s)}")
+
+    def _feed_forward(self, x: TensorInfo) -> list[Layer]:
+        act = {"relu": "ReLU", "gelu": "GELU"}[self.activation]
+        lin1 = self._part("Linear", "linear1", {"out_features": self.dim_feedforward,
+                                                "bias": self.bias}, [x])
+        a = self._part(act, "activation", {}, lin1.outputs)
+        lin2 = self._part("Linear", "linear2", {"out_features": self.d_model,
+                                                "bias": self.bias}, a.outputs)
+        return [lin1, a, lin2]
+
+    def _norm(self, name: str, x: TensorInfo) -> Layer:
+        return self._part("LayerNorm", name, {"eps": self.layer_norm_eps, "bias": self.bias}, [x])
+
+    def _mha(self, name: str, inputs: list[TensorInfo]) -> Layer:
+        return self._part("MultiheadAttention", name,
+                          {"num_heads": self.nhead, "bias": self.bias}, inputs)
+
+    def params(self) -> int:
+        return sum(p.params() for p in self.parts)
+
+    def macs(self) -> int:
+        return sum(p.macs() for p in self.parts)
+
+    def elementwise_flops(self) -> int:
+        residual_adds = self.n_residuals * prod(self.y)
+        return sum(p.elementwise_flops() for p in self.parts) + residual_adds
+
+    def receptive_field(self, fields):
+        return sequence_field(fields)
+
+    def torch_module(self) -> Any:
+        import torch.nn as nn
+
+        return getattr(nn, type(self).__name__)(**self.arg_values(), batch_first=True)
+
+
+@register
+class TransformerEncoderLayer(_TransformerLayer):
+    """torch.nn.TransformerEncoderLayer (N, L, d_model) -> same: self-attention + MLP."""
+
+    PARAMS_FORMULA = "4*d*d + 2*d*ff + (bias: 4d + ff + d) + 2 LayerNorms"
+    MACS_FORMULA = "N*(4*L*d*d + 2*L*L*d + 2*L*d*ff)"
+    n_residuals = 2
+
+    def shape(self, x: Shape) -> Shape:
+        self._check_input("input", x)
+        self.check_inferred("d_model", x[2])
+        self.validate()
+        src = self.inputs[0]
+        attn = self._mha("self_attn", [src])
+        self.parts = [attn, *self._feed_forward(src), self._norm("norm1", src),
+                      self._norm("norm2", src)]
+        return x
+
+
+@register
+class TransformerDecoderLayer(_TransformerLayer):
+    """torch.nn.TransformerDecoderLayer: inputs (tgt, memory) -> (N, T, d_model)."""
+
+    ARITY = (2, 2)
+    PARAMS_FORMULA = "8*d*d + 2*d*ff + (bias: 8d + ff + d) + 3 LayerNorms"
+    MACS_FORMULA = "N*(4*T*d*d + 2*T*T*d + 2*T*d*d + 2*S*d*d + 2*T*S*d + 2*T*d*ff)"
+    n_residuals = 3
+
+    def shape(self, tgt: Shape, memory: Shape) -> Shape:
+        self._check_input("tgt", tgt)
+        self._check_input("memory", memory)
+        d = self.check_inferred("d_model", tgt[2])
+        self.validate()
+        if memory[2] != d:
+            raise self.fail(f"memory has {memory[2]} features but d_model={d} "
+                            f"(torch's cross-attention takes d_model-wide memory)")
+        if memory[0] != tgt[0]:
+            raise self.fail(f"tgt and memory batch sizes differ: {tgt[0]}, {memory[0]}")
+        t, m = self.inputs
+        self.parts = [self._mha("self_attn", [t]), self._mha("multihead_attn", [t, m]),
+                      *self._feed_forward(t), self._norm("norm1", t), self._norm("norm2", t),
+                      self._norm("norm3", t)]
+        return tgt
+
+    def kv_elements_per_token(self) -> int:
+        """The self-attention's cached keys and values (the memory's are per sequence)."""
+        return 2 * self.d_model
+
