@@ -91,7 +91,7 @@ input: [4, 16, 16]
 layers:
   - {name: a, Conv2d: {out_channels: 4, kernel_size: 3, padding: 1}}
   - {name: b, Conv2d: {out_channels: 4, kernel_size: 2, padding: 0}, from: input}
-  - {name: pad, ConstantPad2d: {padding: [0, 1, 0, 1]}}
+  - {name: pad, ConstantPad2d: {padding: [0, 1, 0, 1], value: 0}}
   - {Add: ~, from: [a, pad]}
 """)
     assert not r.layers[-1].rf.aligned

@@ -10,6 +10,8 @@ Shape (torch.nn.Conv*/MaxPool*/AvgPool* ``Shape:`` sections)::
 With ``ceil_mode`` the division rounds up, but torch drops a last window that
 would start in the right padding: if ``(L_out-1)*stride >= L_in + pad_lo`` then
 ``L_out -= 1`` (``pooling_output_shape`` in ATen; not stated in the docstring).
+Rounding up applies even when the window is larger than the padded input: MaxPool1d
+kernel 2, stride 2, ceil_mode on a length-1 input gives 1 output.
 
 Transposed (torch.nn.ConvTranspose*)::
 
@@ -52,14 +54,14 @@ class Window:
         if self.transposed:
             return (n - 1) * self.stride - self.pad_lo - self.pad_hi + self.span + self.output_padding
         room = n + self.pad_lo + self.pad_hi - self.span
-        if room < 0:
-            return 0
         if not self.ceil_mode:
-            return room // self.stride + 1
+            return room // self.stride + 1 if room >= 0 else 0
+        # rounding up also keeps a window that overhangs the padded input (room < 0)
+        # as long as it starts inside it, as torch does
         out = -(-room // self.stride) + 1
         if (out - 1) * self.stride >= n + self.pad_lo:
             out -= 1
-        return out
+        return max(out, 0)
 
     def receptive(self, rf: RFDim) -> RFDim:
         reach = self.span - 1
