@@ -22,6 +22,8 @@ app = typer.Typer(
 )
 
 FORMAT_HELP = "table (human units) | json | csv | markdown (exact integers)"
+CONVENTION_HELP = ("MAC counting convention: netcalc (default) | fvcore | flopcounter | "
+                   "torchinfo (see netcalc.conventions)")
 
 
 def _version(value: bool) -> None:
@@ -90,18 +92,26 @@ def shapes(
     depth: Optional[int] = typer.Option(None, min=1, help="collapse block instances below this depth"),
     kv_cache: bool = typer.Option(False, "--kv-cache",
                                   help="show KV-cache bytes per token (decoder models)"),
+    convention: str = typer.Option("netcalc", "--convention", "-c", help=CONVENTION_HELP),
 ) -> None:
-    """Per-layer output shapes, receptive fields, params, MACs and memory (no torch needed)."""
-    from . import analysis, graph, spec as spec_mod
+    """Per-layer output shapes, receptive fields, params, MACs and memory (no torch needed).
+
+    --convention fvcore|flopcounter|torchinfo shows, per layer and in total, the MACs
+    (and FLOPs = 2 x MACs) that tool reports, by the rules of netcalc.conventions.
+    """
+    from . import analysis, conventions, graph, spec as spec_mod
     from .render import FORMATS, render
 
     if format not in FORMATS:
         fail(f"--format: unknown format {format!r} ({', '.join(FORMATS)})")
+    if convention not in conventions.NAMES:
+        fail(f"--convention: unknown convention {convention!r} ({' | '.join(conventions.NAMES)})")
     try:
         s = spec_mod.load(spec_file)
         report = analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)), dtype)
     except SpecError as err:
         fail(err)
+    report = conventions.apply(report, convention)
     seq = report.sections.get("sequence")
     if seq is not None and not kv_cache:
         for key in ("kv_cache_bytes_per_token", "kv_cache_bytes"):
@@ -186,3 +196,132 @@ def layers(
         sys.stdout.write(json.dumps(data if name is None else {name: data[name]}, indent=2) + "\n")
     else:
         sys.stdout.write(layers_text(name))
+
+
+@app.command()
+def profile(
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="YAML spec file"),
+    device: str = typer.Option("cpu", "--device", "-d", help="cpu | cuda | all"),
+    batch: str = typer.Option("1", "--batch", "-b", help="batch sizes to sweep, e.g. 1,8,32"),
+    dtype: str = typer.Option("float32", help="float32 | float16 | bfloat16"),
+    warmup: int = typer.Option(3, min=0, help="untimed runs before timing (per configuration)"),
+    repeat: Optional[int] = typer.Option(None, min=1,
+                                         help="exactly N timed blocks (else adaptive, --min-time)"),
+    min_time: Optional[float] = typer.Option(None, "--min-time",
+                                             help="seconds of timed blocks per configuration "
+                                                  "(adaptive, default 1.0)"),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads (torch.set_num_threads)"),
+    channels_last: bool = typer.Option(False, "--channels-last",
+                                       help="channels-last memory format for model and input"),
+    compile: bool = typer.Option(False, "--compile",
+                                 help="torch.compile the model (falls back to eager on failure)"),
+    cudnn_benchmark: bool = typer.Option(False, "--cudnn-benchmark",
+                                         help="let cuDNN autotune kernels (off by default)"),
+    per_layer: bool = typer.Option(True, "--per-layer/--no-per-layer",
+                                   help="time every layer in a separate hooked pass"),
+    top: int = typer.Option(10, min=1, help="layers shown per configuration in the table"),
+    recalibrate: bool = typer.Option(False, "--recalibrate",
+                                     help="measure peak FLOP/s and bandwidth again (else cached)"),
+    input: Optional[list[str]] = typer.Option(None, "--input", "-i",
+                                              help="per-sample input shape, e.g. 3x224x224"),
+    format: str = typer.Option("table", "--format", "-f", help="table | json"),
+) -> None:
+    """Time the network on CPU and/or CUDA: latency, throughput, per-layer, roofline (needs torch).
+
+    Runs the cross-check first (a mismatch is reported and exits 1 after timing).
+    Exit codes: 0 ok, 1 cross-check mismatch, 2 invalid input or device, 130 Ctrl-C.
+    """
+    from . import spec as spec_mod
+
+    if format not in ("table", "json"):
+        fail(f"--format: unknown format {format!r} (table, json)")
+    if repeat is not None and min_time is not None:
+        fail("use one of --repeat N or --min-time S, not both")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        fail("netcalc profile needs torch: pip install 'netcalc[torch]'")
+    from .render.profile import make_progress, render_profile_json, render_profile_table
+    from .torch.profile import ProfileError, ProfileOptions, parse_batches, profile_spec
+
+    try:
+        s = spec_mod.load(spec_file)
+        shapes_ = _input_shapes(s, input)
+        options = ProfileOptions(
+            device=device, batches=parse_batches(batch), dtype=dtype, warmup=warmup,
+            repeat=repeat, min_time=1.0 if min_time is None else min_time, threads=threads,
+            channels_last=channels_last, compile=compile, cudnn_benchmark=cudnn_benchmark,
+            per_layer=per_layer, recalibrate=recalibrate, top=top)
+        options.validate()
+        result = profile_spec(spec_file, options, input_shapes=shapes_,
+                              progress=make_progress(format == "table"))
+    except (SpecError, ProfileError) as err:
+        fail(err)
+    for skipped in result.skipped:
+        typer.echo(f"{skipped['device']} skipped: {skipped['reason']}", err=True)
+    data = result.to_dict()
+    if format == "json":
+        sys.stdout.write(render_profile_json(data))
+    else:
+        sys.stdout.write(render_profile_table(data, top))
+    if result.interrupted:
+        typer.echo("interrupted: reported what was measured", err=True)
+        raise typer.Exit(130)
+    if not result.ok:
+        cc = result.crosscheck or {}
+        if cc.get("ran"):
+            typer.echo(f"cross-check failed: {len(cc.get('mismatches') or [])} mismatch(es) "
+                       "between the built module and the analysis (see the report)", err=True)
+        else:
+            typer.echo(f"cross-check could not run: {cc.get('error')}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def verify(
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="YAML spec file"),
+    batch: int = typer.Option(1, "--batch", "-b", min=1, help="batch size (dim 0)"),
+    device: str = typer.Option("cpu", "--device", "-d",
+                               help="cpu | cuda | meta (meta: no weights allocated; no fvcore, "
+                                    "no receptive fields)"),
+    convention: str = typer.Option("netcalc", "--convention", "-c", help=CONVENTION_HELP),
+    input: Optional[list[str]] = typer.Option(None, "--input", "-i",
+                                              help="per-sample input shape, e.g. 3x224x224"),
+    format: str = typer.Option("table", "--format", "-f", help="table | json"),
+    show: str = typer.Option("all", "--show", help="all | differences (rows not a plain match)"),
+    rf: bool = typer.Option(True, "--rf/--no-rf", help="measure receptive fields by backprop"),
+) -> None:
+    """Cross-check every analytic number against PyTorch (needs netcalc[torch]).
+
+    Builds the spec as an nn.Module and compares, per layer and in total: output
+    shapes, params, trainable params, buffers, MACs against fvcore,
+    torch.utils.flop_counter and torchinfo, and receptive fields measured by
+    backpropagation. Each row's verdict: match, convention (a documented rule of
+    netcalc.conventions gives the tool's number exactly) or MISMATCH.
+
+    Exit codes: 0 no mismatch; 1 a mismatch; 2 invalid input, or torch missing.
+    """
+    from . import conventions, spec as spec_mod
+    from .render.crosscheck import CROSSCHECK_FORMATS, SHOW, render_crosscheck
+
+    if format not in CROSSCHECK_FORMATS:
+        fail(f"--format: unknown format {format!r} ({', '.join(CROSSCHECK_FORMATS)})")
+    if show not in SHOW:
+        fail(f"--show: unknown value {show!r} ({', '.join(SHOW)})")
+    if convention not in conventions.NAMES:
+        fail(f"--convention: unknown convention {convention!r} ({' | '.join(conventions.NAMES)})")
+    try:
+        from .torch.crosscheck import crosscheck
+    except ImportError as exc:
+        fail(f"netcalc verify needs torch and fvcore: pip install 'netcalc[torch]' ({exc})")
+    try:
+        s = spec_mod.load(spec_file)
+        result = crosscheck(s, batch=batch, device=device, convention=convention,
+                            input_shapes=_input_shapes(s, input), rf=None if rf else False)
+    except SpecError as err:
+        fail(err)
+    except RuntimeError as err:  # e.g. an unavailable device
+        fail(f"--device {device}: {err}")
+    sys.stdout.write(render_crosscheck(result, format, show))
+    if not result.ok:
+        raise typer.Exit(1)

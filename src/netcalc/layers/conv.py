@@ -58,6 +58,13 @@ class _ConvBase(Layer):
                             "groups")
         out = []
         for n, w in zip(x[2:], self.windows()):
+            # F.pad refuses reflect padding >= the input size, circular padding > it
+            limit = {"reflect": n - 1, "circular": n}.get(self.padding_mode)
+            if limit is not None and max(w.pad_lo, w.pad_hi) > limit:
+                raise self.fail(f"padding_mode={self.padding_mode!r} needs padding "
+                                f"{'<' if self.padding_mode == 'reflect' else '<='} the input "
+                                f"size {n}, got {max(w.pad_lo, w.pad_hi)} (input {list(x)})",
+                                "padding")
             size = w.out_size(n)
             if size <= 0:
                 raise self.fail(f"kernel extent {w.span} is larger than the padded input "

@@ -64,6 +64,14 @@ class _Pointwise(Layer):
         return getattr(nn, type(self).__name__)(**self.arg_values())
 
 
+def _need_two_values(layer: Layer, n: int, x: Shape) -> None:
+    """torch refuses statistics of a single value (F.batch_norm/instance_norm/group_norm:
+    "Expected more than 1 value per channel when training"), in eval mode too."""
+    if n <= 1:
+        raise layer.fail(f"{type(layer).__name__} computes statistics of the input over only "
+                         f"{n} value (input {list(x)}); torch refuses it (more than 1 needed)")
+
+
 class _RunningNorm(_Pointwise):
     """BatchNorm / InstanceNorm: per-channel statistics, optional running buffers."""
 
@@ -84,7 +92,13 @@ class _RunningNorm(_Pointwise):
         if len(x) not in self.RANKS:
             raise self.fail(f"{type(self).__name__} needs a {self.LAYOUT} input, got {list(x)}")
         self.check_inferred("num_features", x[1])
+        if not self.track_running_stats:  # statistics of the input, even in eval
+            _need_two_values(self, self.stats_size(x), x)
         return x
+
+    def stats_size(self, x: Shape) -> int:
+        """Values behind each statistic: N * spatial (BatchNorm), spatial (InstanceNorm)."""
+        return x[0] * prod(x[2:])
 
     def params(self) -> int:
         return 2 * self.num_features if self.affine else 0
@@ -129,6 +143,9 @@ class BatchNorm3d(_RunningNorm):
 class _InstanceNorm(_RunningNorm):
     affine = Arg(Bool(), False)
     track_running_stats = Arg(Bool(), False)
+
+    def stats_size(self, x: Shape) -> int:
+        return prod(x[2:])
 
 
 @register
@@ -182,6 +199,7 @@ class GroupNorm(_Pointwise):
         if len(x) < 2:
             raise self.fail(f"GroupNorm needs an (N, C, *) input, got {list(x)}")
         self._check_groups(self.check_inferred("num_channels", x[1]))
+        _need_two_values(self, x[0] * (x[1] // self.num_groups) * prod(x[2:]), x)
         return x
 
     def params(self) -> int:

@@ -44,6 +44,10 @@ def render_table(report: Report, depth: int | None) -> str:
     seq = report.sections.get("sequence")
     if seq:
         summary += _sequence_lines(seq, report.batch)
+    conv = report.sections.get("convention")
+    if conv:  # netcalc.conventions.apply: MACs and FLOPs follow another tool's rules
+        summary.append(f"Convention {conv['name']}: MACs and FLOPs as {conv['rule']}; the tool "
+                       f"reports {conv['total']:,} {conv['unit']} in total")
     return buf.getvalue() + "\n".join(summary) + "\n"
 
 

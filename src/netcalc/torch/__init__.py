@@ -4,3 +4,6 @@
 torch.nn counterpart build in their ``torch_module`` (Add, Mul, Concat, Reshape,
 Permute, MatMul). Nothing here is imported by the analytic core.
 """
+
+from .build import build, build_module, example_inputs  # noqa: E402,F401
+

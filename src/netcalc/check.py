@@ -1,0 +1,550 @@
+"""`netcalc check`: the CI gate for spec files.
+
+Every spec found under the given paths is parsed, built and analysed; then its
+``expect:`` block (exact values, or values with a tolerance) and its ``budget:``
+block (ceilings) are evaluated::
+
+    expect:                    # exact unless a tolerance is given
+      output: [1000]           # per-sample shape (batch dropped); a mapping for several outputs
+      params: 25557032
+      macs: 4.09G ±1%          # human units (units.parse_quantity) and tolerances
+      receptive_field: 427     # of the last spatial layer, or {layer4: 427} for named layers
+    budget:                    # ceilings, e.g. for a mobile target
+      params: 5M
+      macs: 600M
+      weight_bytes: 20MB
+      activation_bytes: 50MB
+
+Both blocks are evaluated at batch 1, float32 and netcalc's MAC convention unless
+they set ``batch:``, ``dtype:`` or ``convention:`` themselves (``budget: {dtype: int8,
+weight_bytes: 4MB}``; ``expect: {convention: fvcore, macs: ...}`` for a figure
+published by fvcore); ``--convention`` changes the default convention.
+
+Outcomes: a spec *passes*, *fails* (an expectation or budget is not met: exit 1) or
+is *invalid* (a :class:`SpecError` located at FILE:LINE:COL: exit 2). A failure
+names the spec line of its expectation, the expected and the actual value.
+
+This module never imports torch (nor rich): with ``torch=True`` the cross-check of
+:mod:`netcalc.torch.crosscheck` is imported lazily, per spec.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .analysis import DTYPE_BYTES
+from .errors import Mark, SpecError, did_you_mean
+from .units import parse_quantity
+from .yamlsafe import LMap
+
+#: totals that ``expect:`` and ``budget:`` can name (attributes of analysis.Totals)
+TOTALS = ("params", "trainable_params", "buffers", "macs", "flops", "weight_bytes",
+          "activation_bytes", "peak_activation_bytes", "input_bytes", "nonzero_params",
+          "nonzero_macs")
+BYTES = {"weight_bytes", "activation_bytes", "peak_activation_bytes", "input_bytes"}
+#: keys that set how the report is computed rather than what it must say
+SETTINGS = ("batch", "dtype", "convention")
+EXPECT_KEYS = ("output", "outputs", "receptive_field", *TOTALS, *SETTINGS)
+BUDGET_KEYS = (*TOTALS, *SETTINGS)
+DTYPES = tuple(DTYPE_BYTES)  # the --dtype choices of `netcalc shapes`
+
+#: descriptions, for the JSON Schema and the docs
+KEY_DOCS = {
+    "output": "per-sample output shape (batch dropped), or a mapping output name -> shape",
+    "outputs": "same as output",
+    "receptive_field": "receptive-field size of the last spatial layer (int, [h, w] or "
+                       "'global'), or a mapping layer name -> size",
+    "params": "parameters, as sum(p.numel() for p in module.parameters())",
+    "trainable_params": "parameters of trainable layers",
+    "buffers": "buffer elements (BatchNorm running statistics)",
+    "macs": "multiply-accumulates of one forward pass",
+    "flops": "2 * MACs + element-wise FLOPs",
+    "weight_bytes": "parameter bytes at the dtype",
+    "activation_bytes": "bytes of all layer outputs at the dtype",
+    "peak_activation_bytes": "largest set of tensors alive at once in inference",
+    "input_bytes": "bytes of the inputs",
+    "nonzero_params": "parameters left after `sparsity:` pruning",
+    "nonzero_macs": "MACs left after `sparsity:` pruning",
+    "batch": "batch size the values are computed at (default 1)",
+    "dtype": "dtype the byte values are computed at (default float32)",
+    "convention": "MAC counting convention of macs/flops (default: netcalc, or --convention)",
+}
+
+_TOL_SEPARATORS = ("±", "+/-", "+-")
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class Check:
+    """One evaluated expectation or budget entry."""
+
+    section: str  # "expect" | "budget" | "torch"
+    key: str  # "params", "output.loc1", "receptive_field.layer4"
+    mark: Mark
+    expected: str  # as written in the spec (or the budget's ceiling)
+    actual: str  # the exact actual value
+    passed: bool
+    message: str  # one line: what was expected and what came out
+    expected_value: Any = None  # JSON data
+    actual_value: Any = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+
+@dataclass
+class SpecResult:
+    file: str
+    name: str | None = None
+    checks: list[Check] = field(default_factory=list)
+    error: SpecError | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the cross-check's data
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return "invalid"
+        return "failed" if any(not c.passed for c in self.checks) else "passed"
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+
+@dataclass
+class CheckRun:
+    results: list[SpecResult]
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        statuses = {r.status for r in self.results}
+        if "invalid" in statuses or not self.results:
+            return 2
+        return 1 if "failed" in statuses else 0
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+
+# --------------------------------------------------------------------------- files
+SUFFIXES = (".yaml", ".yml")
+
+
+def collect(paths: Iterable[str | Path]) -> tuple[list[Path], list[SpecResult]]:
+    """Spec files under the paths (folders recursively, sorted), and the paths that
+    do not exist (as invalid results)."""
+    files: list[Path] = []
+    missing: list[SpecResult] = []
+    seen: set[Path] = set()
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix in SUFFIXES and f.is_file()
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            if not found:
+                missing.append(SpecResult(str(p), error=SpecError(
+                    "no spec files (*.yaml, *.yml) in this folder", None, str(p))))
+        elif p.exists():
+            found = [p]
+        else:
+            missing.append(SpecResult(str(p), error=SpecError("no such file or folder",
+                                                              None, str(p))))
+            continue
+        for f in found:
+            if f.resolve() not in seen:
+                seen.add(f.resolve())
+                files.append(f)
+    return files, missing
+
+
+def run(paths: Iterable[str | Path], *, torch: bool = False, convention: str | None = None,
+        on_result: Callable[[SpecResult], None] | None = None) -> CheckRun:
+    """Check every spec under ``paths``; ``on_result`` sees each result as it is made."""
+    if convention is not None and convention not in convention_names():
+        raise ValueError(f"unknown convention {convention!r} ({' | '.join(convention_names())})")
+    start = time.perf_counter()
+    files, results = collect(paths)
+    for r in results:
+        if on_result:
+            on_result(r)
+    for f in files:
+        r = check_file(f, torch=torch, convention=convention)
+        results.append(r)
+        if on_result:
+            on_result(r)
+    return CheckRun(results, time.perf_counter() - start)
+
+
+def check_file(path: str | Path, *, torch: bool = False,
+               convention: str | None = None) -> SpecResult:
+    """Parse, analyse and check one spec file."""
+    from . import spec as spec_mod
+
+    start = time.perf_counter()
+    result = SpecResult(str(path))
+    try:
+        spec = spec_mod.load(path)
+        result.name = spec.name
+        reports = _Reports(spec, convention)
+        result.checks = evaluate(spec, convention=convention, reports=reports)
+        if torch:
+            result.checks += torch_checks(spec, convention, result, reports.get())
+    except SpecError as err:
+        result.error = err.located(str(path))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+# --------------------------------------------------------------------------- evaluation
+class _Reports:
+    """Reports of one spec, computed once per (batch, dtype, convention)."""
+
+    def __init__(self, spec: Any, convention: str | None):
+        self.spec = spec
+        self.convention = convention or "netcalc"
+        self.cache: dict[tuple[int, str, str], Any] = {}
+
+    def get(self, batch: int = 1, dtype: str = "float32", convention: str | None = None) -> Any:
+        key = (batch, dtype, convention or self.convention)
+        if key not in self.cache:
+            self.cache[key] = analyze(self.spec, *key)
+        return self.cache[key]
+
+
+def analyze(spec: Any, batch: int, dtype: str, convention: str | None) -> Any:
+    """One report of a parsed spec, under a counting convention when one is named."""
+    from . import analysis, graph
+
+    report = analysis.analyze_graph(graph.build(spec, batch), dtype)
+    if convention not in (None, "netcalc"):
+        from . import conventions
+
+        report = conventions.apply(report, convention)
+    return report
+
+
+def convention_names() -> tuple[str, ...]:
+    from .conventions import NAMES
+
+    return tuple(NAMES)
+
+
+def evaluate(spec: Any, convention: str | None = None, reports: "_Reports | None" = None
+             ) -> list[Check]:
+    """Evaluate a spec's ``expect:`` and ``budget:`` blocks (SpecError if malformed).
+
+    The spec is always analysed once, so a spec with neither block is still built and
+    its shapes checked.
+    """
+    reports = reports or _Reports(spec, convention)
+    checks: list[Check] = []
+    blocks = [(name, block) for name, block in (("expect", spec.expect), ("budget", spec.budget))
+              if block is not None]
+    if not blocks:
+        reports.get()
+    for section, block in blocks:
+        keys = EXPECT_KEYS if section == "expect" else BUDGET_KEYS
+        for key in block:
+            if key not in keys:
+                raise SpecError(f"{section}: unknown key {key!r}{did_you_mean(str(key), keys)} "
+                                f"(one of {', '.join(keys)})", block.key_mark(key))
+        if "output" in block and "outputs" in block:
+            raise SpecError(f"{section}: give either output or outputs, not both",
+                            block.key_mark("outputs"))
+        report = reports.get(*_settings(section, block))
+        for key, value in block.items():
+            if key in SETTINGS:
+                continue
+            mark = block.key_mark(key)
+            vmark = block.value_mark(key)
+            if key in ("output", "outputs"):
+                checks += _outputs(report, value, mark, vmark, key)
+            elif key == "receptive_field":
+                checks += _receptive_fields(report, value, mark, vmark)
+            elif section == "expect":
+                checks.append(_expect_total(report, key, value, mark, vmark))
+            else:
+                checks.append(_budget_total(report, key, value, mark, vmark))
+    return checks
+
+
+def _settings(section: str, block: LMap) -> tuple[int, str, str | None]:
+    batch = block.get("batch", 1)
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise SpecError(f"{section}.batch must be an int >= 1, got {batch!r}",
+                        block.value_mark("batch"))
+    dtype = block.get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise SpecError(f"{section}.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}",
+                        block.value_mark("dtype"))
+    convention = block.get("convention")
+    if convention is not None and convention not in convention_names():
+        raise SpecError(f"{section}.convention must be one of {', '.join(convention_names())}, "
+                        f"got {convention!r}", block.value_mark("convention"))
+    return batch, dtype, convention
+
+
+# --------------------------------------------------------------------------- quantities
+@dataclass(frozen=True)
+class Expected:
+    """An expected value: exact, or within a tolerance (absolute or relative)."""
+
+    text: str
+    value: Fraction
+    tolerance: Fraction | None = None  # absolute, after a percentage is applied
+    relative: Fraction | None = None  # the percentage as a fraction, when one was given
+
+    @property
+    def lo(self) -> Fraction:
+        return self.value - (self.tolerance or 0)
+
+    @property
+    def hi(self) -> Fraction:
+        return self.value + (self.tolerance or 0)
+
+    def accepts(self, actual: int | Fraction) -> bool:
+        return self.lo <= actual <= self.hi
+
+
+def parse_expected(value: Any, mark: Mark, what: str, tolerance: bool = True) -> Expected:
+    """``25557032``, ``4.09G``, ``4.09G ±1%``, ``20MB +- 1MB`` -> Expected."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise SpecError(f"{what}: expected a number such as 25557032, 4.09G or '4.09G ±1%', "
+                        f"got {value!r}", mark)
+    text = str(value).strip()
+    base, tol_text = text, None
+    for sep in _TOL_SEPARATORS:
+        if sep in text:
+            base, _, tol_text = text.partition(sep)
+            break
+    try:
+        number = parse_quantity(base.strip() if isinstance(value, str) else value)
+    except ValueError as exc:
+        raise SpecError(f"{what}: {exc}", mark) from None
+    if number < 0:
+        raise SpecError(f"{what}: must not be negative, got {text!r}", mark)
+    if tol_text is None:
+        return Expected(text, number)
+    if not tolerance:
+        raise SpecError(f"{what}: a budget is a ceiling and takes no tolerance ({text!r})", mark)
+    tol_text = tol_text.strip()
+    try:
+        if tol_text.endswith("%"):
+            relative = parse_quantity(tol_text[:-1].strip()) / 100
+            return Expected(text, number, number * relative, relative)
+        return Expected(text, number, parse_quantity(tol_text))
+    except ValueError:
+        raise SpecError(f"{what}: cannot read the tolerance {tol_text!r} "
+                        "(e.g. ±1% or ±10k)", mark) from None
+
+
+def exact(x: int | Fraction) -> str:
+    """A value for messages: 25,557,032 exactly; a fraction to 10 significant digits."""
+    x = Fraction(x)
+    if x.denominator == 1:
+        return f"{x.numerator:,}"
+    return f"{float(x):,.10g}"
+
+
+def _json_num(x: int | Fraction) -> int | float:
+    x = Fraction(x)
+    return x.numerator if x.denominator == 1 else float(x)
+
+
+def _deviation(actual: int | Fraction, expected: Fraction) -> str:
+    diff = Fraction(actual) - expected
+    sign = "+" if diff > 0 else "-"
+    text = f"{sign}{exact(abs(diff))}"
+    if expected:
+        text += f", {sign}{float(abs(diff) / expected * 100):.3g}%"
+    return text
+
+
+def _expect_total(report: Any, key: str, value: Any, mark: Mark, vmark: Mark) -> Check:
+    exp = parse_expected(value, vmark, f"expect.{key}")
+    actual = getattr(report.totals, key)
+    ok = exp.accepts(actual)
+    if exp.tolerance is None:
+        wanted = exact(exp.value) if exp.text.replace("_", "").replace(",", "") == \
+            str(exp.value) else f"{exp.text} ({exact(exp.value)})"
+    else:
+        wanted = f"{exp.text} ({exact(exp.lo)} to {exact(exp.hi)})"
+    if ok:
+        message = f"expect.{key}: {exact(actual)} matches {wanted}"
+    else:
+        message = (f"expect.{key}: expected {wanted}, got {exact(actual)} "
+                   f"({_deviation(actual, exp.value)})")
+    return Check("expect", key, mark, exp.text, exact(actual), ok, message,
+                 _json_num(exp.value), actual)
+
+
+def _budget_total(report: Any, key: str, value: Any, mark: Mark, vmark: Mark) -> Check:
+    cap = parse_expected(value, vmark, f"budget.{key}", tolerance=False)
+    actual = getattr(report.totals, key)
+    ok = actual <= cap.value
+    shown = cap.text if cap.text.replace("_", "").replace(",", "") == str(cap.value) \
+        else f"{cap.text} ({exact(cap.value)})"
+    if ok:
+        message = f"budget.{key}: {exact(actual)} is within {shown}"
+    else:
+        over = actual - cap.value
+        pct = f", +{float(over / cap.value * 100):.3g}%" if cap.value else ""
+        message = (f"budget.{key}: {exact(actual)} exceeds the budget of {shown} "
+                   f"by {exact(over)}{pct}")
+    return Check("budget", key, mark, cap.text, exact(actual), ok, message,
+                 _json_num(cap.value), actual)
+
+
+# --------------------------------------------------------------------------- shapes
+def _shape_value(value: Any, mark: Mark, what: str) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+        raise SpecError(f"{what}: a shape is a list of positive ints, got {value!r}", mark)
+    return tuple(value)
+
+
+def _outputs(report: Any, value: Any, mark: Mark, vmark: Mark, key: str) -> list[Check]:
+    outputs: dict[str, tuple[int, ...]] = report.outputs
+    if isinstance(value, LMap):
+        pairs = []
+        for name, shape in value.items():
+            if name not in outputs:
+                raise SpecError(f"expect.{key}: the spec has no output {name!r} (outputs: "
+                                f"{', '.join(outputs)}){did_you_mean(str(name), outputs)}",
+                                value.key_mark(name))
+            pairs.append((name, shape, value.key_mark(name), value.value_mark(name),
+                          f"{key}.{name}"))
+    else:
+        if len(outputs) != 1:
+            raise SpecError(f"expect.{key}: the spec has {len(outputs)} outputs "
+                            f"({', '.join(outputs)}): give a mapping name -> shape", vmark)
+        name = next(iter(outputs))
+        pairs = [(name, value, mark, vmark, key)]
+    checks = []
+    for name, raw, kmark, smark, label in pairs:
+        want = _shape_value(raw, smark, f"expect.{label}")
+        full = tuple(outputs[name])
+        # per-sample (batch dropped), or the whole shape when its rank is given
+        got = full[1:] if len(want) != len(full) else full
+        ok = got == want
+        text = f"[{', '.join(map(str, want))}]"
+        got_text = f"[{', '.join(map(str, got))}]"
+        message = (f"expect.{label}: {got_text} matches" if ok
+                   else f"expect.{label}: expected shape {text}, got {got_text}")
+        checks.append(Check("expect", label, kmark, text, got_text, ok, message,
+                            list(want), list(got)))
+    return checks
+
+
+# --------------------------------------------------------------------------- receptive fields
+def _rf_target(report: Any, name: str | None, mark: Mark) -> Any:
+    layers = report.layers
+    if name is None:
+        for row in reversed(layers):
+            if row.rf is not None and not row.rf.global_:
+                return row
+        raise SpecError("expect.receptive_field: the spec has no spatial layer", mark)
+    for row in layers:
+        if row.name == name:
+            return row
+    inside = [row for row in layers if row.name.startswith(name + ".")]
+    if inside:  # a block instance or repeat group: its last layer
+        return inside[-1]
+    names = [row.name for row in layers]
+    raise SpecError(f"expect.receptive_field: no layer {name!r}{did_you_mean(name, names)}", mark)
+
+
+def _rf_expected(value: Any, mark: Mark, what: str) -> list[Expected] | str:
+    if value == "global":
+        return "global"
+    if isinstance(value, list):
+        return [parse_expected(v, mark, what) for v in value]
+    return [parse_expected(value, mark, what)]
+
+
+def _receptive_fields(report: Any, value: Any, mark: Mark, vmark: Mark) -> list[Check]:
+    if isinstance(value, LMap):
+        items = [(str(k), v, value.key_mark(k), value.value_mark(k)) for k, v in value.items()]
+    else:
+        items = [(None, value, mark, vmark)]
+    checks = []
+    for name, raw, kmark, smark in items:
+        label = "receptive_field" + (f".{name}" if name else "")
+        want = _rf_expected(raw, smark, f"expect.{label}")
+        row = _rf_target(report, name, kmark)
+        rf = row.rf
+        if rf is None:
+            got_text = "none"
+        elif rf.global_:
+            got_text = "global"
+        else:
+            sizes = [d.size for d in rf.dims]
+            got_text = exact(sizes[0]) if len(set(sizes)) == 1 else "×".join(map(exact, sizes))
+        if want == "global":
+            ok = rf is not None and rf.global_
+            want_text = "global"
+        else:
+            want_text = "×".join(e.text for e in want)
+            if rf is None or rf.global_:
+                ok = False
+            else:
+                sizes = [d.size for d in rf.dims]
+                if len(want) == 1:
+                    ok = all(want[0].accepts(s) for s in sizes)
+                else:
+                    ok = len(want) == len(sizes) and all(e.accepts(s) for e, s in zip(want, sizes))
+        message = (f"expect.{label}: {row.name} sees {got_text}" if ok else
+                   f"expect.{label}: expected {want_text} at {row.name}, got {got_text}")
+        checks.append(Check("expect", label, kmark, want_text, got_text, ok, message,
+                            want_text, got_text))
+    return checks
+
+
+# --------------------------------------------------------------------------- torch
+TORCH_MISSING = ("--torch needs PyTorch: pip install 'netcalc[torch]' "
+                 "(the CPU wheel is enough)")
+
+
+class TorchUnavailable(RuntimeError):
+    """netcalc[torch] is not installed."""
+
+
+def torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+#: specs larger than this (float32 weights + every activation, batch 1) are cross-checked
+#: on torch's meta device: shapes, params, buffers and the FLOP counter, no allocation
+TORCH_CPU_LIMIT_BYTES = 2 * 10**9
+
+
+def torch_checks(spec: Any, convention: str | None, result: SpecResult,
+                 report: Any = None) -> list[Check]:
+    """Run the torch cross-check of one spec: one Check per mismatch, or one passing."""
+    try:
+        from .torch.crosscheck import crosscheck
+    except ImportError as exc:
+        raise TorchUnavailable(f"{TORCH_MISSING} ({exc})") from None
+    if report is None:
+        report = analyze(spec, 1, "float32", None)
+    t = report.totals
+    device = "meta" if t.weight_bytes + t.activation_bytes > TORCH_CPU_LIMIT_BYTES else "cpu"
+    outcome = crosscheck(spec, device=device, convention=convention or "netcalc")
+    result.extra["torch"] = outcome.to_dict()
+    mark = getattr(spec.raw, "mark", Mark(1, 1))
+    if outcome.ok:
+        return [Check("torch", "crosscheck", mark, "analytic", "torch", True,
+                      f"torch ({device}): every number matches PyTorch")]
+    return [Check("torch", f"{row.layer}.{row.metric}", Mark(row.line, 1) if row.line else mark,
+                  str(row.analytic), str(row.torch), False, row.message)
+            for row in outcome.mismatches]

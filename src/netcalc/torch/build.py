@@ -1,0 +1,295 @@
+"""Spec -> a real ``torch.nn.Module``: the user's model, named like the report.
+
+    from netcalc.torch import build
+    model = build("specs/resnet18.yaml")            # float32, CPU
+    model.get_submodule("layer1.0.conv1")           # nn.Conv2d, as in the report
+    y = model(torch.randn(1, 3, 224, 224))
+    big = build("specs/llama7b.yaml", device="meta")  # shapes and params, no memory
+
+What the module is:
+
+* one submodule per layer node, at the node's report name. Torch forbids dots in
+  child names, so every dotted prefix (a block instance, a repeat group) is a plain
+  :class:`Container` holding the next path segment (``layer1`` -> ``0`` ->
+  ``conv1``). Containers hold modules; they are not called (the graph is run by
+  the root's ``forward``; a block may take inputs from anywhere before it);
+* ``forward(*inputs, **named)`` takes the spec's inputs positionally in spec order
+  or by name, runs the nodes in graph order and returns the single output, or a
+  tuple in the order of the spec's ``outputs:`` (``return_dict=True``: a dict keyed
+  by the output names). A layer with several outputs (``OUTPUTS``, e.g. LSTM's
+  ``output, h_n, c_n``) returns them as a (possibly nested) tuple; its items, flattened,
+  are the layer's outputs in ``OUTPUTS`` order;
+* ``tie: other`` makes the layer's main weight (the parameter of shape
+  :meth:`Layer.weight_shape`) the very Parameter of ``other``, so ``parameters()``
+  yields it once and training updates both; ``trainable: false`` sets
+  ``requires_grad=False`` on the parameters the layer owns;
+* built under ``torch.device(device)``, so ``device="meta"`` allocates nothing.
+
+Tensors are freed as soon as no later node needs them (inference memory follows
+the report's peak).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from ..analysis import Report, analyze_graph
+from ..errors import SpecError
+from ..graph import Graph, Ref
+from ..graph import build as build_graph
+from ..layers.base import INT
+from ..spec import Spec
+from ..spec import load as load_spec
+
+__all__ = ["Container", "NetcalcModule", "build_module", "example_inputs", "flatten_outputs",
+           "prepare"]
+
+
+class Container(nn.Module):
+    """A block instance or repeat group: holds the next path segment's modules.
+
+    Not callable on its own: the root module's ``forward`` runs the graph.
+    """
+
+    def __init__(self, label: str = ""):
+        super().__init__()
+        self.label = label
+
+    def extra_repr(self) -> str:
+        return self.label
+
+
+def flatten_outputs(value: Any) -> list[Any]:
+    """A module's return value as a flat list: tensors, tuples and lists of them."""
+    if isinstance(value, (tuple, list)):
+        out: list[Any] = []
+        for v in value:
+            out.extend(flatten_outputs(v))
+        return out
+    return [value]
+
+
+def prepare(spec_or_graph: str | Path | Spec | Graph, *, batch: int = 1,
+            input_shapes: dict[str, tuple[int, ...]] | None = None) -> tuple[Graph, Report]:
+    """A graph whose layers know their input shapes (analysed), and its report."""
+    if isinstance(spec_or_graph, Graph):
+        graph = spec_or_graph
+    else:
+        spec = spec_or_graph if isinstance(spec_or_graph, Spec) else load_spec(spec_or_graph)
+        graph = build_graph(spec, batch, input_shapes)
+    return graph, analyze_graph(graph)
+
+
+class NetcalcModule(nn.Module):
+    """The model of a spec: see the module docstring. Build it with :func:`build_module`."""
+
+    def __init__(self, graph: Graph, *, return_dict: bool = False):
+        super().__init__()
+        self.spec_name = graph.spec.name
+        self.input_names: tuple[str, ...] = tuple(graph.inputs)
+        self.output_names: tuple[str, ...] = tuple(name for name, _ in graph.outputs)
+        self.return_dict = return_dict
+        self.layer_names: tuple[str, ...] = tuple(n.name for n in graph.nodes)
+        for node in graph.nodes:
+            try:
+                module = node.layer.torch_module()
+            except SpecError:
+                raise
+            except Exception as exc:  # a torch refusal is the spec's problem: say where
+                raise node.layer.fail(f"torch cannot build {node.type}: {exc}") from exc
+            self._place(node.name, module, graph.containers)
+        self._tie_and_freeze(graph)
+        # the plan: (name, input keys, number of outputs, keys to free after the node)
+        last_use: dict[str, int] = {}
+        for i, node in enumerate(graph.nodes):
+            for s in node.sources:
+                last_use[_key(s)] = i
+        for _, ref in graph.outputs:
+            last_use[_key(ref)] = len(graph.nodes)
+        plan = []
+        for i, node in enumerate(graph.nodes):
+            n_out = len(node.layer.outputs)
+            free = sorted({_key(s) for s in node.sources if last_use.get(_key(s)) == i})
+            plan.append((node.name, tuple(_key(s) for s in node.sources), n_out, tuple(free)))
+        self._plan = tuple(plan)
+        self._outputs = tuple((name, _key(ref)) for name, ref in graph.outputs)
+
+    # ---------------------------------------------------------------- structure
+    def _place(self, name: str, module: nn.Module, labels: dict[str, str]) -> None:
+        parts = name.split(".")
+        parent: nn.Module = self
+        for i, part in enumerate(parts[:-1]):
+            child = parent._modules.get(part)
+            if child is None:
+                _check_free(parent, part, ".".join(parts[: i + 1]))
+                child = Container(labels.get(".".join(parts[: i + 1]), ""))
+                parent.add_module(part, child)
+            elif not isinstance(child, Container):
+                raise SpecError(f"layer {name!r} would nest inside layer {'.'.join(parts[:i + 1])!r}")
+            parent = child
+        _check_free(parent, parts[-1], name)
+        parent.add_module(parts[-1], module)
+
+    def _tie_and_freeze(self, graph: Graph) -> None:
+        owned_by_earlier: set[int] = set()
+        for node in graph.nodes:
+            module = self.get_submodule(node.name)
+            if node.tie is not None:
+                owner_node = graph.by_name[node.tie]
+                owner = self.get_submodule(node.tie)
+                mine_path, _ = _main_weight(module, node.layer.weight_shape(), node.name)
+                theirs_path, theirs = _main_weight(owner, owner_node.layer.weight_shape(),
+                                                   node.tie)
+                holder_path, _, attr = mine_path.rpartition(".")
+                holder = module.get_submodule(holder_path) if holder_path else module
+                setattr(holder, attr, theirs)
+            mine = [p for p in module.parameters() if id(p) not in owned_by_earlier]
+            if not node.trainable:
+                for p in mine:
+                    p.requires_grad_(False)
+            owned_by_earlier.update(id(p) for p in mine)
+
+    # ---------------------------------------------------------------- running
+    def forward(self, *args: torch.Tensor, **kwargs: torch.Tensor) -> Any:
+        values = self._bind(args, kwargs)
+        for name, srcs, n_out, free in self._plan:
+            module = self.get_submodule(name)
+            result = module(*(values[s] for s in srcs))
+            outs = flatten_outputs(result) if n_out > 1 or isinstance(result, (tuple, list)) \
+                else [result]
+            if len(outs) < n_out:
+                raise RuntimeError(f"{name}: the module returned {len(outs)} output(s), "
+                                   f"the layer has {n_out}")
+            for k in range(n_out):
+                values[name if k == 0 else f"{name}:{k}"] = outs[k]
+            for s in free:
+                del values[s]
+        results = [values[key] for _, key in self._outputs]
+        if self.return_dict:
+            return dict(zip(self.output_names, results))
+        return results[0] if len(results) == 1 else tuple(results)
+
+    def _bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        names = self.input_names
+        if len(args) > len(names):
+            raise TypeError(f"{self.spec_name} takes {len(names)} input(s) "
+                            f"({', '.join(names)}), got {len(args)}")
+        values = dict(zip(names, args))
+        for k, v in kwargs.items():
+            if k not in names:
+                raise TypeError(f"{self.spec_name} has no input {k!r} ({', '.join(names)})")
+            if k in values:
+                raise TypeError(f"input {k!r} given twice")
+            values[k] = v
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise TypeError(f"{self.spec_name}: missing input(s) {', '.join(missing)}")
+        return values
+
+    def named_layers(self) -> Iterable[tuple[str, nn.Module]]:
+        """(report name, module) of every layer node, in graph order."""
+        for name in self.layer_names:
+            yield name, self.get_submodule(name)
+
+
+def _key(ref: Ref) -> str:
+    return str(ref)
+
+
+_RESERVED = set(dir(NetcalcModule)) | {"training", "spec_name", "input_names", "output_names",
+                                       "return_dict", "layer_names", "label"}
+
+
+def _check_free(parent: nn.Module, part: str, path: str) -> None:
+    if part in parent._modules:
+        raise SpecError(f"two layers are named {path!r}")
+    if part in _RESERVED or hasattr(parent, part):
+        raise SpecError(f"layer name {path!r}: {part!r} is an attribute of torch.nn.Module "
+                        "(or of netcalc's NetcalcModule); rename the layer to build it in torch")
+
+
+def _main_weight(module: nn.Module, shape: tuple[int, ...] | None, name: str) -> tuple[str, nn.Parameter]:
+    """The parameter that ``tie:`` shares: named ``weight`` (or ``*.weight``) of ``shape``."""
+    candidates = [(n, p) for n, p in module.named_parameters(remove_duplicate=False)
+                  if n.split(".")[-1].endswith("weight") and tuple(p.shape) == tuple(shape or ())]
+    candidates.sort(key=lambda np_: (np_[0].split(".")[-1] != "weight", np_[0].count(".")))
+    if not candidates:
+        raise SpecError(f"{name}: tie: no weight of shape {list(shape or ())} in the torch module")
+    return candidates[0]
+
+
+def build_module(spec_or_graph: str | Path | Spec | Graph, *, batch: int = 1,
+                 input_shapes: dict[str, tuple[int, ...]] | None = None,
+                 device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                 return_dict: bool = False) -> NetcalcModule:
+    """Build the spec as a trainable ``nn.Module`` (see the module docstring).
+
+    ``batch`` and ``input_shapes`` only matter for layers whose torch arguments
+    depend on the input (inferred ``in_channels``, ``in_features``, ...): the module
+    accepts any batch size. ``dtype`` (e.g. ``torch.float64``) converts the floating
+    parameters and buffers; ``device="meta"`` allocates no weights.
+    """
+    graph, _ = prepare(spec_or_graph, batch=batch, input_shapes=input_shapes)
+    return _module_of(graph, device=device, dtype=dtype, return_dict=return_dict)
+
+
+def _module_of(graph: Graph, *, device: str | torch.device = "cpu",
+               dtype: torch.dtype | None = None, return_dict: bool = False) -> NetcalcModule:
+    with torch.device(device):
+        model = NetcalcModule(graph, return_dict=return_dict)
+    if dtype is not None:
+        model.to(dtype=dtype)
+    return model
+
+
+build = build_module
+
+
+def example_inputs(spec_or_graph: str | Path | Spec | Graph, *, batch: int = 1,
+                   input_shapes: dict[str, tuple[int, ...]] | None = None,
+                   device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                   fill: str = "randn", generator: torch.Generator | None = None
+                   ) -> tuple[torch.Tensor, ...]:
+    """Inputs for the built module, in spec order.
+
+    Float inputs: ``fill`` is ``randn``, ``rand`` (uniform [0, 1)), ``ones``.
+    Token ids (int64 inputs): uniform in ``[0, V)`` where ``V`` is the smallest
+    ``num_embeddings`` of the layers that read the input (0 when none does).
+    """
+    graph = spec_or_graph if isinstance(spec_or_graph, Graph) else \
+        prepare(spec_or_graph, batch=batch, input_shapes=input_shapes)[0]
+    return inputs_for(graph, device=device, dtype=dtype, fill=fill, generator=generator)
+
+
+def inputs_for(graph: Graph, *, device: str | torch.device = "cpu",
+               dtype: torch.dtype | None = None, fill: str = "randn",
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+    dtype = dtype or torch.get_default_dtype()
+    out = []
+    for name, info in graph.inputs.items():
+        shape = info.shape
+        if info.dtype == INT:
+            vocab = [getattr(n.layer, "num_embeddings", None) for n in graph.nodes
+                     if any(s.node == name for s in n.sources)]
+            high = min((v for v in vocab if v), default=1)
+            if str(device) == "meta":
+                out.append(torch.empty(shape, dtype=torch.int64, device="meta"))
+            else:
+                out.append(torch.randint(0, high, shape, dtype=torch.int64, generator=generator)
+                           .to(device))
+            continue
+        if str(device) == "meta":
+            out.append(torch.empty(shape, dtype=dtype, device="meta"))
+        elif fill == "ones":
+            out.append(torch.ones(shape, dtype=dtype, device=device))
+        elif fill == "rand":
+            out.append(torch.rand(shape, dtype=dtype, generator=generator).to(device))
+        elif fill == "randn":
+            out.append(torch.randn(shape, dtype=dtype, generator=generator).to(device))
+        else:
+            raise ValueError(f"fill: randn | rand | ones, got {fill!r}")
+    return tuple(out)
