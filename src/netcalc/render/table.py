@@ -13,7 +13,8 @@ from .view import COLUMNS, collapse, shape_text
 
 
 def render_table(report: Report, depth: int | None) -> str:
-    inputs = ", ".join(f"{k} {shape_text(v)}" for k, v in report.inputs.items())
+    inputs = ", ".join(shape_text(v) if k == "input" else f"{k} {shape_text(v)}"
+                       for k, v in report.inputs.items())
     table = Table(title=f"{report.name}  ·  input {inputs}  ·  {report.dtype}",
                   title_justify="left", header_style="bold", show_footer=True)
     t = report.totals
