@@ -259,3 +259,19 @@ class Layer:
 
 def numel(shape: Shape) -> int:
     return prod(shape)
+
+
+class DataMovement(Layer):
+    """Layers that only move or copy values (padding, reshapes, dropout at inference).
+
+    They state their counts here once: no parameters, no MACs, no element-wise FLOPs.
+    """
+
+    def params(self) -> int:
+        return 0
+
+    def macs(self) -> int:
+        return 0
+
+    def elementwise_flops(self) -> int:
+        return 0

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from ..args import Arg, ArgType, Float
 from ..rf import RF
 from ..window import Window
-from .base import Layer, Shape, register
+from .base import DataMovement, Shape, register
 
 
 def _is_int(v: Any) -> bool:
@@ -68,7 +68,7 @@ def on_trailing(rf: RF | None, windows: list[Window]) -> RF | None:
     return RF(tuple(dims), aligned=rf.aligned)
 
 
-class _Pad(Layer):
+class _Pad(DataMovement):
     """Shared rule of every padding layer."""
 
     PRIMARY = "padding"
@@ -99,15 +99,6 @@ class _Pad(Layer):
                                 f"input size {x[dim]} of dim {dim} (input {list(x)})", "padding")
             out[dim] += lo + hi
         return tuple(out)
-
-    def params(self) -> int:
-        return 0
-
-    def macs(self) -> int:
-        return 0
-
-    def elementwise_flops(self) -> int:
-        return 0
 
     def receptive_field(self, fields):
         return on_trailing(fields[0], [Window(1, 1, lo, hi) for lo, hi in self.pairs()])

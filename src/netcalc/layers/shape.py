@@ -24,7 +24,7 @@ from typing import Any
 
 from ..args import AnyInt, Arg, Bool, IntList, Probability
 from ..rf import GLOBAL, RF
-from .base import FLOAT, INT, Layer, Shape, register
+from .base import FLOAT, INT, DataMovement, Layer, Shape, register
 
 
 def _reshaped_field(rf: RF | None, before: Shape, after: Shape) -> RF | None:
@@ -38,19 +38,10 @@ def _reshaped_field(rf: RF | None, before: Shape, after: Shape) -> RF | None:
     return GLOBAL
 
 
-class _Move(Layer):
+class _Move(DataMovement):
     """No parameters, no arithmetic."""
 
     ACCEPTS = (FLOAT, INT)
-
-    def params(self) -> int:
-        return 0
-
-    def macs(self) -> int:
-        return 0
-
-    def elementwise_flops(self) -> int:
-        return 0
 
     def axis(self, dim: int, rank: int, arg: str) -> int:
         d = dim + rank if dim < 0 else dim
@@ -216,7 +207,7 @@ def _fill(layer: Layer, sizes: tuple[int, ...], total: int, arg: str, what: str)
 
 
 # ---------------------------------------------------------------------- dropout
-class _Dropout(Layer):
+class _Dropout(DataMovement):
     """Dropout: the identity at inference; p and inplace do not change the counts."""
 
     PRIMARY = "p"
@@ -231,15 +222,6 @@ class _Dropout(Layer):
         if self.RANK is not None and len(x) != self.RANK:
             raise self.fail(f"{type(self).__name__} needs a {self.LAYOUT} input, got {list(x)}")
         return x
-
-    def params(self) -> int:
-        return 0
-
-    def macs(self) -> int:
-        return 0
-
-    def elementwise_flops(self) -> int:
-        return 0
 
     def receptive_field(self, fields):
         return fields[0]
