@@ -1,20 +1,38 @@
 """Analysis cost must be linear in the number of layers.
 
 Generates specs of 10,000 and 20,000 layers (conv, BatchNorm, ReLU and a residual
-Add, written out entry by entry), and times in-process, separately, the YAML parse
-and the engine (expand the graph + analyse), printing medians and ratios:
+Add, written out entry by entry). Each measurement is a fresh process, as a user's
+``netcalc shapes big.yaml`` is, timing inside it, separately, the YAML parse
+(``netcalc.parse``) and the engine (``netcalc.analyze``: expand the graph, then
+shapes, receptive fields, counts and memory). Sizes are interleaved so that a slow
+spell of the machine hits both; medians and ratios are printed:
 
-    python benchmarks/engine_scaling.py
+    python benchmarks/engine_scaling.py [--runs 7]
 
-Targets (issue 2): 10,000 layers <= 0.5 s; 20,000 layers <= 2.2x that.
+Targets (issue 2): engine on 10,000 layers <= 0.5 s; 20,000 layers <= 2.2x that.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
-import time
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
+CHILD = """
+import json, sys, time
 import netcalc
+text = open(sys.argv[1]).read()
+t0 = time.perf_counter()
+spec = netcalc.parse(text, sys.argv[1])
+t1 = time.perf_counter()
+report = netcalc.analyze(spec)
+t2 = time.perf_counter()
+print(json.dumps({"parse": t1 - t0, "engine": t2 - t1, "layers": len(report.layers)}))
+"""
 
 
 def spec_text(layers: int) -> str:
@@ -27,27 +45,34 @@ def spec_text(layers: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def time_analysis(text: str, runs: int = 5) -> tuple[float, float, int]:
-    """Median seconds of the YAML parse and of the engine, and the layer count."""
-    parse_times, engine_times = [], []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        spec = netcalc.parse(text, "generated.yaml")
-        t1 = time.perf_counter()
-        report = netcalc.analyze(spec)
-        t2 = time.perf_counter()
-        parse_times.append(t1 - t0)
-        engine_times.append(t2 - t1)
-    return statistics.median(parse_times), statistics.median(engine_times), len(report.layers)
+def time_once(path: Path) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(path)], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
 
 
 def main() -> None:
-    p10, e10, n10 = time_analysis(spec_text(10_000))
-    p20, e20, n20 = time_analysis(spec_text(20_000))
-    print(f"{n10:,} layers: engine {e10:.3f} s (target <= 0.5 s); YAML parse {p10:.3f} s; "
-          f"total {p10 + e10:.3f} s")
-    print(f"{n20:,} layers: engine {e20:.3f} s, ratio {e20 / e10:.2f}x (target <= 2.2x); "
-          f"YAML parse {p20:.3f} s, ratio {p20 / p10:.2f}x")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=7)
+    args = ap.parse_args()
+    sizes = (10_000, 20_000)
+    times: dict[int, list[dict]] = {n: [] for n in sizes}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {n: Path(tmp) / f"layers{n}.yaml" for n in sizes}
+        for n, path in paths.items():
+            path.write_text(spec_text(n))
+        for _ in range(args.runs):
+            for n, path in paths.items():
+                t = time_once(path)
+                assert t["layers"] == n, t
+                times[n].append(t)
+    med = {n: {k: statistics.median(t[k] for t in times[n]) for k in ("parse", "engine")}
+           for n in sizes}
+    a, b = med[10_000], med[20_000]
+    print(f"10,000 layers: engine {a['engine']:.3f} s (target <= 0.5 s); YAML parse "
+          f"{a['parse']:.3f} s; total {a['parse'] + a['engine']:.3f} s  (medians of {args.runs})")
+    print(f"20,000 layers: engine {b['engine']:.3f} s, ratio {b['engine'] / a['engine']:.2f}x "
+          f"(target <= 2.2x); YAML parse {b['parse']:.3f} s, ratio {b['parse'] / a['parse']:.2f}x")
 
 
 if __name__ == "__main__":

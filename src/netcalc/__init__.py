@@ -16,11 +16,13 @@ from pathlib import Path
 from .analysis import LayerResult, Report, Totals, analyze_graph
 from .errors import SpecError
 from .graph import Graph, build
+from .perf import paused_gc
 from .spec import Spec, load, parse
 
 __version__ = "0.1.0"
 
 
+@paused_gc()  # once around parse, build and analysis: see netcalc.perf
 def analyze(spec: str | Path | Spec, *, batch: int = 1, dtype: str = "float32",
             input_shapes: dict[str, tuple[int, ...]] | None = None) -> Report:
     """Analyse a spec (a path, or an already parsed :class:`Spec`)."""

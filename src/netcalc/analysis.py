@@ -15,6 +15,7 @@ from typing import Any
 from .errors import SpecError
 from .graph import Graph, Node, Ref
 from .layers.base import INT, TensorInfo
+from .perf import paused_gc
 from .rf import RF
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "float64": 8}
@@ -84,6 +85,7 @@ def input_field(t: TensorInfo) -> RF | None:
     return RF.identity(len(t.shape) - 2)
 
 
+@paused_gc()
 def analyze_graph(graph: Graph, dtype: str = "float32") -> Report:
     if dtype not in DTYPE_BYTES:
         raise SpecError(f"unknown dtype {dtype!r} ({', '.join(DTYPE_BYTES)})")

@@ -47,6 +47,15 @@ def fail(err: SpecError | str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _check_convention(name: str) -> None:
+    if name == "netcalc":  # the default: no need to import the conventions' rules
+        return
+    from . import conventions
+
+    if name not in conventions.NAMES:
+        fail(f"--convention: unknown convention {name!r} ({' | '.join(conventions.NAMES)})")
+
+
 def parse_input_option(values: list[str] | None) -> dict[str, tuple[int, ...]] | None:
     """``3x224x224`` for a single-input spec, or ``name=3x224x224`` (repeatable)."""
     if not values:
@@ -99,19 +108,21 @@ def shapes(
     --convention fvcore|flopcounter|torchinfo shows, per layer and in total, the MACs
     (and FLOPs = 2 x MACs) that tool reports, by the rules of netcalc.conventions.
     """
-    from . import analysis, conventions, graph, spec as spec_mod
+    from . import analysis, graph, spec as spec_mod
     from .render import FORMATS, render
 
     if format not in FORMATS:
         fail(f"--format: unknown format {format!r} ({', '.join(FORMATS)})")
-    if convention not in conventions.NAMES:
-        fail(f"--convention: unknown convention {convention!r} ({' | '.join(conventions.NAMES)})")
+    _check_convention(convention)
     try:
         s = spec_mod.load(spec_file)
         report = analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)), dtype)
     except SpecError as err:
         fail(err)
-    report = conventions.apply(report, convention)
+    if convention != "netcalc":  # netcalc's own counts need no conversion (nor its import)
+        from . import conventions
+
+        report = conventions.apply(report, convention)
     seq = report.sections.get("sequence")
     if seq is not None and not kv_cache:
         for key in ("kv_cache_bytes_per_token", "kv_cache_bytes"):
@@ -301,15 +312,14 @@ def verify(
 
     Exit codes: 0 no mismatch; 1 a mismatch; 2 invalid input, or torch missing.
     """
-    from . import conventions, spec as spec_mod
+    from . import spec as spec_mod
     from .render.crosscheck import CROSSCHECK_FORMATS, SHOW, render_crosscheck
 
     if format not in CROSSCHECK_FORMATS:
         fail(f"--format: unknown format {format!r} ({', '.join(CROSSCHECK_FORMATS)})")
     if show not in SHOW:
         fail(f"--show: unknown value {show!r} ({', '.join(SHOW)})")
-    if convention not in conventions.NAMES:
-        fail(f"--convention: unknown convention {convention!r} ({' | '.join(conventions.NAMES)})")
+    _check_convention(convention)
     try:
         from .torch.crosscheck import crosscheck
     except ImportError as exc:

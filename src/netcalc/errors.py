@@ -7,7 +7,6 @@ line and exits with code 2; it never shows a traceback for these.
 
 from __future__ import annotations
 
-import difflib
 from typing import Iterable, NamedTuple
 
 
@@ -46,5 +45,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     lowered = {c.lower(): c for c in choices}
     if word.lower() in lowered:
         return f" (did you mean {lowered[word.lower()]}?)"
+    import difflib  # only on the error path: keeps it off the start-up time
+
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""

@@ -9,6 +9,7 @@ ever executed. ``/`` is exact division: it yields an int when the result is whol
 from __future__ import annotations
 
 import ast
+import functools
 import operator
 import re
 from fractions import Fraction
@@ -45,14 +46,22 @@ def _hint(name: str, env: Mapping[str, Any]) -> str:
     return did_you_mean(name, env).replace("mean ", "mean $")
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> ast.Expression | None:
+    # A block's expressions are evaluated once per instance: parse each text once.
+    try:
+        return ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        return None
+
+
 def evaluate(text: str, env: Mapping[str, Any]) -> Any:
     """Evaluate one ``${...}`` body against the block arguments in ``env``."""
     if len(text) > MAX_EXPR_LEN:
         raise ExprError(f"expression longer than {MAX_EXPR_LEN} characters")
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError:
-        raise ExprError(f"cannot parse expression {text!r}") from None
+    tree = _parse(text)
+    if tree is None:
+        raise ExprError(f"cannot parse expression {text!r}")
 
     def walk(node: ast.AST) -> Any:
         if isinstance(node, ast.Expression):

@@ -16,20 +16,20 @@ Expansion is bounded: every block instance and repeat is counted against
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import Mark, SpecError, did_you_mean
 from .expr import ExprError, substitute
 from .layers import REGISTRY
 from .layers.base import Ctx, Layer, TensorInfo
+from .perf import paused_gc
 from .spec import BlockDef, Entry, Spec, parse_entry
 from .yamlsafe import LList, LMap
 
 MAX_NODES = 1_000_000
 
 
-@dataclass(frozen=True)
-class Ref:
+class Ref(NamedTuple):  # a NamedTuple: hashed per edge in dict lookups, C-fast
     """One output of a node, or a graph input (node = input name, out = 0)."""
 
     node: str
@@ -99,6 +99,7 @@ class _Builder:
             self.inputs[name] = TensorInfo((batch, *shape), inp.dtype)
             self.paths[name] = Ref(name)
         self.block_stack: list[str] = []
+        self.parsed: dict[tuple[int, int], Entry] = {}  # see entry()
 
     # -------------------------------------------------------------- references
     def resolve(self, ref: str, mark: Mark, scope: dict[str, Ref], prefix: str) -> Ref:
@@ -130,11 +131,9 @@ class _Builder:
               scope: dict[str, Ref], first: list[Ref] | None) -> Ref:
         prev = first
         last: Ref | None = None
-        for i, raw in enumerate(entries):
+        for i in range(len(entries)):
+            entry = self.entry(entries, i, env)
             mark = entries.item_mark(i)
-            if env is not None:
-                raw = _subst(raw, env, mark)
-            entry = parse_entry(raw, mark, self.types)
             local = entry.name or f"{entry.type.lower()}_{i}"
             if local in scope:
                 raise SpecError(f"duplicate layer name {local!r}", mark)
@@ -162,6 +161,21 @@ class _Builder:
         assert last is not None
         return last
 
+    def entry(self, entries: LList, i: int, env: dict[str, Any] | None) -> Entry:
+        """Entry ``i`` of a list, its block arguments substituted.
+
+        Entries without arguments to substitute are parsed once, for both the count
+        and the expansion.
+        """
+        mark = entries.item_mark(i)
+        if env is not None:
+            return parse_entry(_subst(entries[i], env, mark), mark, self.types)
+        key = (id(entries), i)
+        entry = self.parsed.get(key)
+        if entry is None:
+            entry = self.parsed[key] = parse_entry(entries[i], mark, self.types)
+        return entry
+
     def count(self, entries: LList, env: dict[str, Any] | None, seen: dict) -> int:
         """Layers an entry list expands to, computed before anything is built.
 
@@ -169,11 +183,9 @@ class _Builder:
         distinct block instance; stops as soon as the count passes ``max_nodes``.
         """
         total = 0
-        for i, raw in enumerate(entries):
+        for i in range(len(entries)):
+            entry = self.entry(entries, i, env)
             mark = entries.item_mark(i)
-            if env is not None:
-                raw = _subst(raw, env, mark)
-            entry = parse_entry(raw, mark, self.types)
             block = self.spec.blocks.get(entry.type)
             each = 1
             if block is not None:
@@ -264,6 +276,7 @@ def _layer_args(cls: type[Layer], entry: Entry) -> tuple[dict[str, Any], dict[st
     return {cls.PRIMARY: a}, {cls.PRIMARY: entry.type_mark}
 
 
+@paused_gc()
 def build(spec: Spec, batch: int = 1, input_shapes: dict[str, tuple[int, ...]] | None = None,
           max_nodes: int = MAX_NODES) -> Graph:
     """Expand a parsed spec into a graph of layer nodes."""

@@ -14,11 +14,31 @@ from typing import Any
 import yaml
 
 from .errors import Mark, SpecError
+from .perf import paused_gc
 
 try:  # libyaml is several times faster and keeps marks just the same
-    _Loader: type = yaml.CSafeLoader
+    _SafeLoader: type = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - pure-Python PyYAML
-    _Loader = yaml.SafeLoader
+    _SafeLoader = yaml.SafeLoader
+
+
+class _Loader(_SafeLoader):  # type: ignore[misc,valid-type]
+    """The safe loader, resolving each distinct scalar once.
+
+    PyYAML's resolver is Python (regexes per plain scalar) even under libyaml, and a
+    large spec repeats few distinct scalars: ``Conv2d``, ``3``, ``true``.
+    """
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._tags: dict[tuple, str] = {}
+
+    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
+        key = (kind, value, implicit)
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = self._tags[key] = super().resolve(kind, value, implicit)
+        return tag
 
 MAX_YAML_NODES = 1_000_000
 _STR, _INT = "tag:yaml.org,2002:str", "tag:yaml.org,2002:int"
@@ -70,9 +90,11 @@ class _Builder:
                 f"document expands to more than {self.limit:,} YAML nodes (alias bomb?)",
                 _mark(node),
             )
-        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+        if type(node) is yaml.ScalarNode:
+            return self.scalar(node)
+        if node.tag not in _PLAIN_TAGS:
             raise SpecError(f"YAML tag {node.tag!r} is not allowed (plain data only)", _mark(node))
-        if isinstance(node, yaml.MappingNode):
+        if type(node) is yaml.MappingNode:
             out = LMap()
             out.mark, out.key_marks, out.value_marks = _mark(node), {}, {}
             for key_node, value_node in node.value:
@@ -87,13 +109,14 @@ class _Builder:
                 out.key_marks[key] = _mark(key_node)
                 out.value_marks[key] = _mark(value_node)
             return out
-        if isinstance(node, yaml.SequenceNode):
-            items = LList()
-            items.mark, items.marks = _mark(node), []
-            for item in node.value:
-                items.append(self.build(item))
-                items.marks.append(_mark(item))
-            return items
+        items = LList()  # a SequenceNode: the only kind left
+        items.mark, items.marks = _mark(node), []
+        for item in node.value:
+            items.append(self.build(item))
+            items.marks.append(_mark(item))
+        return items
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
         if node.tag == _STR:  # fast paths for the common plain scalars
             return node.value
         if node.tag == _INT and node.value.isdigit():
@@ -131,6 +154,7 @@ def _check_expansion(root: yaml.Node, limit: int) -> None:
             stack.extend((c, False) for c in children if id(c) not in sizes)
 
 
+@paused_gc()
 def load(text: str, file: str, limit: int = MAX_YAML_NODES) -> Any:
     """Parse one YAML document into located plain data, or raise SpecError."""
     try:
@@ -149,7 +173,8 @@ def load(text: str, file: str, limit: int = MAX_YAML_NODES) -> Any:
     if node is None:
         raise SpecError("the spec is empty", Mark(1, 1), file)
     try:
-        _check_expansion(node, limit)
+        if "&" in text:  # an alias needs an anchor: without one, nothing is shared
+            _check_expansion(node, limit)
         return _Builder(limit).build(node)
     except SpecError as err:
         raise err.located(file) from None

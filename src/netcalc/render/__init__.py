@@ -20,11 +20,24 @@ def _table(report: Report, depth: int | None) -> str:
 
 
 def _json(report: Report, depth: int | None) -> str:
+    """One top-level key per line and one layer per line.
+
+    Readable and diffable, and written by json's C encoder: ``indent=`` would switch
+    to the pure-Python encoder, a third of the run time of ``shapes`` on ResNet-50.
+    """
     import json
 
     from .view import report_dict
 
-    return json.dumps(report_dict(report, depth), indent=2) + "\n"
+    encode = json.JSONEncoder(separators=(", ", ": ")).encode
+    lines = []
+    for key, value in report_dict(report, depth).items():
+        if key == "layers" and value:
+            value_text = "[\n" + ",\n".join(f"    {encode(row)}" for row in value) + "\n  ]"
+        else:
+            value_text = encode(value)
+        lines.append(f"  {encode(key)}: {value_text}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def _csv(report: Report, depth: int | None) -> str:
