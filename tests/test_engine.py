@@ -48,6 +48,39 @@ def test_references_block_input_dotted_paths_and_outputs():
     assert r.outputs == {"head": (1, 4, 16, 16), "stage": (1, 8, 16, 16)}
 
 
+NUMBERED = """
+input: [3, 8, 8]
+blocks:
+  Unit:
+    args: {c: ~}
+    numbered: true
+    layers:
+      - Conv2d: {out_channels: $c, kernel_size: 3, padding: 1}
+      - ReLU
+  Body:
+    numbered: true
+    layers:
+      - {Unit: 4}
+      - {Unit: 4, repeat: 2}
+      - {Add: ~, from: [1, 0]}
+layers:
+  - {name: features, Body: ~}
+  - {name: head, Conv2d: {out_channels: 2, kernel_size: 1}, from: features.1.0}
+"""
+
+
+def test_numbered_blocks_name_children_by_position_like_sequential():
+    r = analyze_text(NUMBERED)
+    names = [l.name for l in r.layers]
+    # nn.Sequential(Unit, Unit, Unit, Add): a repeat continues the count (1, 2), no group
+    assert names == ["features.0.0", "features.0.1", "features.1.0", "features.1.1",
+                     "features.2.0", "features.2.1", "features.3", "head"]
+    by = {l.name: l for l in r.layers}
+    assert by["features.3"].sources == ["features.1.1", "features.0.1"]  # `from: [1, 0]`
+    assert by["head"].sources == ["features.1.0"]
+    assert "features.1" in r.containers and "features" in r.containers
+
+
 def test_block_expression_and_receptive_field_through_residual():
     r = analyze_text(RESIDUAL)
     by = {l.name: l for l in r.layers}

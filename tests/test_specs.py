@@ -339,8 +339,8 @@ def test_resnet50_spec_is_short():
 
 def test_resnet50_names_follow_torchvision():
     names = {row.name for row in analyze("resnet50").layers}
-    for expected in ("conv1", "bn1", "maxpool", "layer1.first.conv1", "layer1.first.downsample",
-                     "layer3.rest.4.conv3", "layer4.rest.1.relu", "avgpool", "fc"):
+    for expected in ("conv1", "bn1", "maxpool", "layer1.0.conv1", "layer1.0.downsample.0",
+                     "layer1.0.downsample.1", "layer3.5.conv3", "layer4.2.relu", "avgpool", "fc"):
         assert expected in names, expected
     # 53 convs (49 main-path + 4 downsample) and 1 fc, as torchvision's resnet50
     types = [row.type for row in analyze("resnet50").layers]
@@ -360,11 +360,11 @@ def test_resnet50_layer_shapes():
     shapes = {row.name: row.shape for row in analyze("resnet50").layers}
     assert shapes["conv1"] == (1, 64, 112, 112)
     assert shapes["maxpool"] == (1, 64, 56, 56)
-    assert shapes["layer1.rest.1.relu"] == (1, 256, 56, 56)
-    assert shapes["layer2.first.conv2"] == (1, 128, 28, 28)  # stride on the 3x3 (v1.5)
-    assert shapes["layer2.rest.2.relu"] == (1, 512, 28, 28)
-    assert shapes["layer3.rest.4.relu"] == (1, 1024, 14, 14)
-    assert shapes["layer4.rest.1.relu"] == (1, 2048, 7, 7)
+    assert shapes["layer1.2.relu"] == (1, 256, 56, 56)
+    assert shapes["layer2.0.conv2"] == (1, 128, 28, 28)  # stride on the 3x3 (v1.5)
+    assert shapes["layer2.3.relu"] == (1, 512, 28, 28)
+    assert shapes["layer3.5.relu"] == (1, 1024, 14, 14)
+    assert shapes["layer4.2.relu"] == (1, 2048, 7, 7)
     assert shapes["avgpool"] == (1, 2048, 1, 1)
     assert shapes["flatten"] == (1, 2048)
 

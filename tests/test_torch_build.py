@@ -71,9 +71,34 @@ def test_resnet18_matches_torchvision_counts():
     model = build_module(spec)
     assert _n(model.parameters()) == 11_689_512  # torchvision resnet18
     assert _n(model.buffers()) == netcalc.analyze(spec).totals.buffers
-    assert model.get_submodule("layer2.first.downsample").stride == (2, 2)
+    assert model.get_submodule("layer2.0.downsample.0").stride == (2, 2)
     with torch.no_grad():
         assert model.eval()(torch.randn(2, 3, 64, 64)).shape == (2, 1000)
+
+
+def torchvision_resnet_keys(blocks: list[int], bottleneck: bool) -> set[str]:
+    """state_dict keys of torchvision.models.resnet{18,50}, derived from its resnet.py:
+    layerN is a Sequential of blocks; a block has conv1..conv{2|3}, bn1..bn{2|3} and, in
+    its first block where the stride or width changes, downsample = Sequential(conv, bn)."""
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    keys = {"conv1.weight", "fc.weight", "fc.bias", *(f"bn1.{k}" for k in bn)}
+    convs = 3 if bottleneck else 2
+    for stage, count in enumerate(blocks, start=1):
+        for b in range(count):
+            p = f"layer{stage}.{b}"
+            for c in range(1, convs + 1):
+                keys |= {f"{p}.conv{c}.weight", *(f"{p}.bn{c}.{k}" for k in bn)}
+            if b == 0 and (bottleneck or stage > 1):  # resnet18's layer1 keeps 64 channels
+                keys |= {f"{p}.downsample.0.weight", *(f"{p}.downsample.1.{k}" for k in bn)}
+    return keys
+
+
+@pytest.mark.parametrize("name, blocks, bottleneck", [("resnet18", [2, 2, 2, 2], False),
+                                                      ("resnet50", [3, 4, 6, 3], True)])
+def test_resnet_state_dict_keys_are_torchvision_s(name, blocks, bottleneck):
+    # numbered blocks give torchvision's module paths: a checkpoint loads by name
+    model = build_module(netcalc.load(SPECS / f"{name}.yaml"), device="meta")
+    assert set(model.state_dict()) == torchvision_resnet_keys(blocks, bottleneck)
 
 
 def test_trains():

@@ -128,12 +128,16 @@ class _Builder:
 
     # -------------------------------------------------------------- expansion
     def scope(self, entries: LList, prefix: str, env: dict[str, Any] | None,
-              scope: dict[str, Ref], first: list[Ref] | None) -> Ref:
+              scope: dict[str, Ref], first: list[Ref] | None, numbered: bool = False) -> Ref:
         prev = first
         last: Ref | None = None
+        position = 0  # in a numbered block: the name of the next child
         for i in range(len(entries)):
             entry = self.entry(entries, i, env)
             mark = entries.item_mark(i)
+            if numbered and entry.name is not None:
+                raise SpecError("the layers of a numbered block are named by their position "
+                                "(0, 1, ...): remove `name`", mark)
             local = entry.name or f"{entry.type.lower()}_{i}"
             if local in scope:
                 raise SpecError(f"duplicate layer name {local!r}", mark)
@@ -145,7 +149,15 @@ class _Builder:
             else:
                 sources = prev[:1]
             full = prefix + local
-            if entry.repeat is None:
+            if numbered:  # each instance is a child, repeats continuing the count
+                out = None
+                for _ in range(entry.repeat or 1):
+                    local = str(position)
+                    position += 1
+                    out = scope[local] = self.paths[prefix + local] = \
+                        self.instance(entry, prefix + local, sources)
+                    sources = [out, *sources[1:]]
+            elif entry.repeat is None:
                 out = self.instance(entry, full, sources)
             else:
                 self.containers[full] = f"{entry.type}×{entry.repeat}"
@@ -154,8 +166,9 @@ class _Builder:
                     out = self.instance(entry, f"{full}.{r}", sources)
                     sources = [out, *sources[1:]]
             assert out is not None
-            scope[local] = out
-            self.paths[full] = out
+            if not numbered:
+                scope[local] = out
+                self.paths[full] = out
             prev = [out]
             last = out
         assert last is not None
@@ -235,7 +248,7 @@ class _Builder:
         scope = dict(zip(block.inputs, sources))
         self.block_stack.append(block.name)
         try:
-            out = self.scope(block.layers, full + ".", env, scope, sources)
+            out = self.scope(block.layers, full + ".", env, scope, sources, block.numbered)
         finally:
             self.block_stack.pop()
         return out

@@ -93,8 +93,10 @@ def _reserved(templated: bool) -> dict:
     props = {
         "name": {"type": "string", "pattern": IDENT,
                  "description": "layer name (default: <type>_<index>)"},
-        "from": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"},
-                                                 "minItems": 1}],
+        "from": {"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0},
+                           {"type": "array", "items": {"anyOf": [{"type": "string"},
+                                                                 {"type": "integer", "minimum": 0}]},
+                            "minItems": 1}],
                  "description": "earlier layer(s) or input(s) this layer takes; "
                                 "'layer:h_n' picks a named output"},
         "repeat": {"type": "integer", "minimum": 1, "maximum": MAX_REPEAT,
@@ -233,6 +235,9 @@ def spec_schema() -> dict:
                                   "minItems": 1}],
                        "description": "names of the block's inputs (default: [input])"},
             "layers": {"type": "array", "items": _ref("templatedEntry"), "minItems": 1},
+            "numbered": {"type": "boolean",
+                         "description": "name the layers by position (0, 1, ...; repeats "
+                                        "continue the count), as nn.Sequential does"},
         },
         "required": ["layers"],
         "additionalProperties": False,
@@ -247,7 +252,7 @@ def spec_schema() -> dict:
         "blocks": {"type": "object", "propertyNames": {"pattern": IDENT},
                    "additionalProperties": {"anyOf": [
                        block, {"type": "array", "items": _ref("templatedEntry"), "minItems": 1}]},
-                   "description": "reusable blocks: name -> {args, inputs, layers}"},
+                   "description": "reusable blocks: name -> {args, inputs, layers, numbered}"},
         "layers": {"type": "array", "items": _ref("entry"), "minItems": 1},
         "outputs": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"},
                                                    "minItems": 1}],

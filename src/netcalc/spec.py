@@ -30,6 +30,7 @@ from .yamlsafe import LList, LMap
 TOP_KEYS = ("name", "description", "input", "inputs", "blocks", "layers", "outputs",
             "expect", "budget")
 RESERVED = ("name", "from", "repeat", "tie", "trainable", "sparsity")
+BLOCK_KEYS = ("args", "inputs", "layers", "numbered")
 DTYPES = {"float": FLOAT, "float32": FLOAT, "float16": FLOAT, "bfloat16": FLOAT,
           "float64": FLOAT, "int64": INT, "long": INT, "int32": INT, "int": INT}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -52,6 +53,9 @@ class BlockDef:
     layers: LList
     mark: Mark
     arg_marks: dict[str, Mark] = field(default_factory=dict)
+    #: children named by position (0, 1, ...; repeats continue the count), as in
+    #: nn.Sequential, so that report paths are torch's module paths (layer1.0.conv1)
+    numbered: bool = False
 
 
 @dataclass
@@ -145,6 +149,8 @@ def _refs(value: Any, mark: Mark) -> list[tuple[str, Mark]]:
     marks = value.marks if isinstance(value, LList) else [mark]
     out = []
     for item, m in zip(items, marks):
+        if isinstance(item, int) and not isinstance(item, bool) and item >= 0:
+            item = str(item)  # a child of a numbered block
         if not isinstance(item, str) or not item:
             raise SpecError(f"`from` names layers, got {item!r}", m)
         out.append((item, m))
@@ -215,10 +221,13 @@ def _parse_blocks(raw: Any, mark: Mark, layer_types: set[str]) -> dict[str, Bloc
         if not isinstance(body, LMap):
             raise SpecError(f"block {name!r} needs `layers:`", raw.value_mark(name))
         for k in body:
-            if k not in ("args", "inputs", "layers"):
-                raise SpecError(f"block {name!r}: unknown key {k!r} (args, inputs, layers)"
-                                f"{did_you_mean(str(k), ['args', 'inputs', 'layers'])}",
-                                body.key_mark(k))
+            if k not in BLOCK_KEYS:
+                raise SpecError(f"block {name!r}: unknown key {k!r} ({', '.join(BLOCK_KEYS)})"
+                                f"{did_you_mean(str(k), BLOCK_KEYS)}", body.key_mark(k))
+        numbered = body.get("numbered", False)
+        if not isinstance(numbered, bool):
+            raise SpecError(f"block {name!r}: numbered must be true or false",
+                            body.value_mark("numbered"))
         args = body.get("args") or LMap()
         if not isinstance(args, LMap):
             raise SpecError(f"block {name!r}: args must be a mapping", body.value_mark("args"))
@@ -236,7 +245,7 @@ def _parse_blocks(raw: Any, mark: Mark, layer_types: set[str]) -> dict[str, Bloc
         if not isinstance(layers, LList) or not layers:
             raise SpecError(f"block {name!r} needs a non-empty `layers:` list", body.mark)
         blocks[name] = BlockDef(name, dict(args), list(inputs), layers, bmark,
-                                {a: args.value_mark(a) for a in args})
+                                {a: args.value_mark(a) for a in args}, numbered)
     return blocks
 
 
