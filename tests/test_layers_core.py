@@ -19,7 +19,9 @@ from conftest import analyze_text
 from netcalc.errors import Mark, SpecError
 from netcalc.layers import REGISTRY
 from netcalc.layers.activation import _Elementwise
-from netcalc.layers.base import CONTRACT, FLOAT, INT, Ctx, Layer, TensorInfo
+from netcalc.layers.attention import causal_kept
+from netcalc.layers.base import (CONTRACT, FLOAT, INT, Ctx, DataMovement, Layer, MacFree,
+                                 Parameterless, TensorInfo, register)
 from netcalc.rf import GLOBAL, RF, RFDim
 
 F = Fraction
@@ -250,6 +252,9 @@ ERRORS = [
     ("BatchNorm2d", {}, [(2, 3, 5)], "BatchNorm2d needs a 4-d (N, C, H, W) input, got [2, 3, 5]"),
     ("BatchNorm1d", {"num_features": 4}, [(2, 3)], "num_features=4 but the input gives 3"),
     ("InstanceNorm1d", {}, [(2, 3)], "InstanceNorm1d needs a 3-d (N, C, L) input"),
+    ("InstanceNorm3d", {}, [X4], "InstanceNorm3d needs a 5-d (N, C, D, H, W) input, got "
+     "[2, 3, 4, 5]"),
+    ("BatchNorm1d", {}, [X4], "BatchNorm1d needs a 2-d (N, C) or 3-d (N, C, L) input"),
     ("LocalResponseNorm", {"size": 2}, [(2, 3)], "LocalResponseNorm needs an (N, C, *) input"),
     ("Linear", {"out_features": 4, "in_features": 6}, [(2, 5)], "in_features=6 but the input gives 5"),
     ("Linear", {"out_features": 4}, [(5,)], "Linear needs an (N, *, in_features) input"),
@@ -263,6 +268,14 @@ ERRORS = [
     ("Softmax", {"dim": 4}, [X4], "dim=4 is out of range for a 4-d input"),
     ("Dropout2d", {}, [(2, 3, 4)], "Dropout2d needs a 4-d (N, C, H, W) input"),
     ("Add", {}, [X4], "Add takes 2 or more input(s), got 1"),
+    # one batch-first check for recurrent and attention layers
+    ("LSTM", {"hidden_size": 4}, [(2, 8)],
+     "LSTM needs a 3-d input (N, L, features), batch first, got [2, 8]"),
+    ("MultiheadAttention", {"num_heads": 2}, [(2, 5, 8), (2, 5, 8, 1)],
+     "MultiheadAttention needs 3-d inputs (N, L, E), batch first; the key is [2, 5, 8, 1]"),
+    ("TransformerDecoderLayer", {"nhead": 2}, [(2, 5, 8), (5, 8)],
+     "TransformerDecoderLayer needs 3-d inputs (N, L, d_model), batch first; the memory "
+     "is [5, 8]"),
 ]
 
 
@@ -285,6 +298,8 @@ ARG_ERRORS = [
     ("Dropout", {"p": 1.5}, "argument p: must be <= 1.0"),
     ("Linear", {}, "Linear needs argument 'out_features'"),
     ("Identity", {"foo": 1}, "Identity has no argument 'foo'"),
+    ("Reshape", {}, "Reshape needs argument 'shape'"),
+    ("Reshape", {"target_shape": [4]}, "Reshape has no argument 'target_shape'"),
     ("Softmax", {"dims": 1}, "Softmax has no argument 'dims' (did you mean dim?)"),
 ]
 
@@ -431,6 +446,96 @@ def test_registered_class_defines_the_contract_and_a_docstring(name):
         assert getattr(cls, method) is not getattr(Layer, method), f"{name} lacks {method}"
     doc = cls.__dict__.get("__doc__")
     assert doc and doc.strip(), f"{name} has no docstring of its own"
+
+
+def _complete(base: type, **skip: bool) -> type:
+    """A layer class deriving from ``base`` that defines every rule but those in ``skip``."""
+    body = {"__doc__": "A test layer.", "PARAMS_FORMULA": "p", "MACS_FORMULA": "m",
+            "shape": lambda self, x: x, "params": lambda self: 1, "macs": lambda self: 1,
+            "elementwise_flops": lambda self: 1, "receptive_field": lambda self, f: f[0],
+            "torch_module": lambda self: None}
+    return type("Probe", (base,), {k: v for k, v in body.items() if not skip.get(k)})
+
+
+def test_register_refuses_a_missing_rule_even_next_to_a_declared_zero():
+    for base, skip, missing in [
+        (Layer, {"params": True}, "params"),
+        (Parameterless, {"params": True, "macs": True}, "macs"),  # a zero does not spread
+        (MacFree, {"macs": True, "params": True}, "params"),
+        (DataMovement, {"params": True, "macs": True, "elementwise_flops": True,
+                        "shape": True}, "shape"),
+        (Layer, {"PARAMS_FORMULA": True, "MACS_FORMULA": True},
+         "PARAMS_FORMULA, MACS_FORMULA"),
+    ]:
+        with pytest.raises(TypeError, match=f"layer Probe does not define {missing}$"):
+            register(_complete(base, **skip))
+    assert "Probe" not in REGISTRY
+    probe = _complete(Parameterless, params=True, PARAMS_FORMULA=True)
+    assert probe(None, Ctx("p", Mark(1, 1))).params() == 0 and probe.PARAMS_FORMULA == "0"
+
+
+# the types without parameters: whole modules (but PReLU, which learns its slope) and these
+PARAMETERLESS_MODULES = ("activation", "pool", "pad", "shape", "resample")
+PARAMETERLESS = {"Add", "Mul", "Concat", "MatMul", "ScaledDotProductAttention",
+                 "LocalResponseNorm"}
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_zero_counts_are_declared_by_a_base(name):
+    """A type with no parameters (MACs) inherits Parameterless (MacFree) and keeps its zero:
+    no override that would contradict the declaration."""
+    cls = REGISTRY[name]
+    if issubclass(cls, Parameterless):
+        assert cls.params is Parameterless.params and cls.PARAMS_FORMULA == "0"
+        assert cls.weight_shape is Layer.weight_shape  # None: nothing to tie or prune
+    if issubclass(cls, MacFree):
+        assert cls.macs is MacFree.macs
+    module = cls.__module__.rsplit(".", 1)[1]
+    if name in PARAMETERLESS or (module in PARAMETERLESS_MODULES and name != "PReLU"):
+        assert issubclass(cls, Parameterless)
+
+
+def test_argument_kept_under_another_attribute():
+    """Reshape's ``shape`` argument is stored as ``target_shape``: ``shape`` is the rule."""
+    arg = REGISTRY["Reshape"].args["shape"]
+    assert (arg.name, arg.attr) == ("shape", "target_shape")
+    layer = make("Reshape", {"shape": [4, -1]})
+    assert layer.target_shape == (4, -1)
+    assert infer(layer, X4) == (2, 4, 15)
+    assert layer.arg_values() == {"shape": (4, -1)}
+    assert layer.arg_values() == make("Reshape", {"shape": [4, -1]}).arg_values()
+    torch_check(layer, X4)
+
+
+def test_sequence_hooks():
+    """What the sequence section reads off each layer (netcalc.sequence), without type names."""
+    q, k, v = (2, 4, 10, 8), (2, 2, 12, 8), (2, 2, 12, 6)  # 4 query heads, 2 kv heads
+    sdpa = make("ScaledDotProductAttention", {"enable_gqa": True})
+    infer(sdpa, q, k, v)
+    assert sdpa.attention_terms() == [(12, 4 * 8)]  # key length, heads x head dim
+    assert (sdpa.causal_macs(), sdpa.kv_cache_elements()) == (None, 0)
+    causal = make("ScaledDotProductAttention", {"enable_gqa": True, "is_causal": True})
+    infer(causal, q, k, v)
+    assert causal.macs() == 2 * 4 * 10 * 12 * (8 + 6)
+    assert causal.causal_macs() == 2 * 4 * causal_kept(10, 12) * (8 + 6) == 2 * 4 * 55 * 14
+    assert causal.kv_cache_elements() == 2 * 8 + 2 * 6  # k and v of the 2 kv heads
+
+    mha = make("MultiheadAttention", {"num_heads": 2})
+    infer(mha, (2, 5, 8), (2, 7, 8))
+    assert mha.attention_terms() == [(7, 8)]
+    assert (mha.causal_macs(), mha.kv_cache_elements()) == (None, 0)  # no causal mask
+    enc = make("TransformerEncoderLayer", {"nhead": 2, "dim_feedforward": 16})
+    infer(enc, (2, 5, 8))
+    assert enc.attention_terms() == [(5, 8)] and enc.kv_cache_elements() == 0
+    dec = make("TransformerDecoderLayer", {"nhead": 2, "dim_feedforward": 16})
+    infer(dec, (2, 5, 8), (2, 9, 8))
+    assert dec.attention_terms() == [(5, 8), (9, 8)]
+    assert dec.kv_cache_elements() == 2 * 8  # self-attention only; memory is per sequence
+
+    relu = make("ReLU")
+    infer(relu, X4)
+    assert (relu.attention_terms(), relu.causal_macs(), relu.kv_cache_elements()) == ([], None, 0)
+    assert {n for n, cls in REGISTRY.items() if cls.EMBEDDING} == {"Embedding", "EmbeddingBag"}
 
 
 def test_analytic_core_does_not_import_torch():

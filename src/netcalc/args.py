@@ -224,13 +224,19 @@ class Arg:
 
     ``inferred`` marks input-size arguments (in_channels, in_features, ...): they are
     computed from the input shape and, when given, checked against it.
+
+    ``name`` is the key in specs and torch's keyword; it defaults to the class
+    attribute the Arg is declared as, which is where the layer keeps the value
+    (``attr``). Give ``name`` only when they must differ: Reshape's ``shape`` argument
+    lives in ``target_shape``, since ``shape`` is the contract's shape rule.
     """
 
     type: ArgType
     default: Any = REQUIRED
     doc: str = ""
     inferred: bool = False
-    name: str = field(default="", init=False)
+    name: str = ""
+    attr: str = field(default="", init=False)
 
     @property
     def required(self) -> bool:

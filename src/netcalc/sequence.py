@@ -12,24 +12,25 @@ leaves a remainder):
 * ``kaplan_flops_per_token``: Kaplan et al. (2020), "Scaling Laws for Neural
   Language Models", Table 1: ``C_forward = 2N + 2 n_layer n_ctx d_attn`` FLOPs per
   token, with ``N`` the NON-embedding parameters (all parameters less those of
-  Embedding/EmbeddingBag layers; a head tied to an embedding adds none, an untied
-  head counts) and the attention term summed over the attention layers
-  ``sum_i 2 * S_i * d_attn_i`` (``S_i`` the key length, ``d_attn_i`` heads x head
-  dim); with ``n_layer`` identical layers this is exactly ``2 n_layer n_ctx d_model``.
+  embedding layers, ``Layer.EMBEDDING``: Embedding/EmbeddingBag; a head tied to an
+  embedding adds none, an untied head counts) and the attention term summed over the
+  attentions (``Layer.attention_terms``) ``sum_i 2 * S_i * d_attn_i`` (``S_i`` the key
+  length, ``d_attn_i`` heads x head dim); with ``n_layer`` identical layers this is
+  exactly ``2 n_layer n_ctx d_model``.
   ``kaplan_ratio`` = Kaplan / (2 * macs_per_token) shows where the rule of thumb
   drifts (it ignores element-wise work, embeddings and an output head it assumes
   tied, and counts causal attention at half the full L x L products).
 * ``causal_macs``: total MACs with each causal attention counted at its causal-only
-  figure (present when the model has causal attention).
+  figure (``Layer.causal_macs``; present when the model has causal attention).
 * Memory: ``weight_bytes`` at the report's dtype, ``activation_bytes`` (all layer
   outputs) and ``peak_activation_bytes`` for the given batch and length, and for
   decoder models (causal attention) the KV cache: ``kv_cache_bytes_per_token``
   (one token of one sequence) and ``kv_cache_bytes`` (batch * n_ctx tokens).
 
 KV cache per token = sum over causal self-attention layers of (key + value
-elements per token) * bytes of the dtype: ``2 * d_model`` for a
-TransformerDecoderLayer (the cross-attention's memory keys are per sequence, not per
-token); for blocks written from primitives, from the k and v inputs of each causal
+elements per token: ``Layer.kv_cache_elements``) * bytes of the dtype: ``2 * d_model``
+for a TransformerDecoderLayer (the cross-attention's memory keys are per sequence, not
+per token); for blocks written from primitives, from the k and v inputs of each causal
 ScaledDotProductAttention: ``H_kv*E + H_kv*Ev`` (the dims between batch and
 length, times the feature dim), so grouped-query attention is counted right.
 """
@@ -43,8 +44,6 @@ from typing import Any
 from .analysis import DTYPE_BYTES, Report
 from .layers.base import INT, Layer
 
-EMBEDDING_TYPES = ("Embedding", "EmbeddingBag")
-
 
 def _exact(x: Fraction) -> int | float:
     return x.numerator if x.denominator == 1 else float(x)
@@ -54,38 +53,12 @@ def _layers(report: Report) -> list[Layer]:
     return [node.layer for node in report.graph.nodes] if report.graph is not None else []
 
 
-def _causal_self_attention(layer: Layer) -> bool:
-    name = type(layer).__name__
-    if name == "ScaledDotProductAttention":
-        return bool(layer.is_causal)
-    return name == "TransformerDecoderLayer"
-
-
 def kv_cache_bytes_per_token(report: Report, dtype: str | None = None) -> int | None:
     """KV-cache bytes one token of one sequence adds; None without causal attention."""
-    layers = [lay for lay in _layers(report) if _causal_self_attention(lay)]
-    if not layers:
+    elements = sum(lay.kv_cache_elements() for lay in _layers(report))
+    if not elements:
         return None
-    elements = sum(lay.kv_elements_per_token() for lay in layers)
     return elements * DTYPE_BYTES[dtype or report.dtype]
-
-
-def attention_terms(layer: Layer) -> list[tuple[int, int]]:
-    """(key length S, attention width d_attn) of each attention inside a layer."""
-    name = type(layer).__name__
-    if name == "MultiheadAttention":
-        q = layer.inputs[0].shape
-        k = layer.inputs[1].shape if len(layer.inputs) > 1 else q
-        return [(k[1], layer.embed_dim)]
-    if name == "ScaledDotProductAttention":
-        q, k, _ = (t.shape for t in layer.inputs)
-        return [(k[-2], prod(q[1:-2]) * q[-1])]
-    if name == "TransformerEncoderLayer":
-        return [(layer.x[1], layer.d_model)]
-    if name == "TransformerDecoderLayer":
-        tgt, memory = (t.shape for t in layer.inputs)
-        return [(tgt[1], layer.d_model), (memory[1], layer.d_model)]
-    return []
 
 
 def sequence_section(report: Report) -> dict[str, Any] | None:
@@ -102,9 +75,10 @@ def sequence_section(report: Report) -> dict[str, Any] | None:
     totals = report.totals
     layers = _layers(report)
 
-    embedding = sum(r.params for r in report.layers if r.type in EMBEDDING_TYPES)
+    # rows follow graph.nodes; a row's params already leave out tied weights
+    embedding = sum(r.params for r, lay in zip(report.layers, layers) if lay.EMBEDDING)
     non_embedding = totals.params - embedding
-    terms = [term for lay in layers for term in attention_terms(lay)]
+    terms = [term for lay in layers for term in lay.attention_terms()]
     attention_flops = sum(2 * s * d for s, d in terms)
     kaplan = 2 * non_embedding + attention_flops
     macs_per_token = Fraction(totals.macs, tokens)
@@ -131,11 +105,9 @@ def sequence_section(report: Report) -> dict[str, Any] | None:
     widths = {d for _, d in terms}
     if len(widths) == 1:
         section["d_model"] = widths.pop()
-    causal = [lay for lay in layers if type(lay).__name__ == "ScaledDotProductAttention"
-              and lay.is_causal]
-    if causal:
-        section["causal_macs"] = totals.macs - sum(lay.macs() - lay.causal_macs()
-                                                   for lay in causal)
+    saved = [lay.macs() - c for lay in layers if (c := lay.causal_macs()) is not None]
+    if saved:
+        section["causal_macs"] = totals.macs - sum(saved)
     kv = kv_cache_bytes_per_token(report)
     if kv is not None:
         section["kv_cache_bytes_per_token"] = kv

@@ -41,16 +41,14 @@ from typing import Any, ClassVar
 
 from ..args import AnyInt, Arg, Bool, Choice, Float, PosInt
 from ..rf import GLOBAL
-from .base import Layer, Shape, register
-
-_INPLACE_DOC = "accepted for torch compatibility; no effect on counts"
+from .base import MacFree, Parameterless, Shape, register
 
 
 def _inplace() -> Arg:
-    return Arg(Bool(), False, doc=_INPLACE_DOC)
+    return Arg(Bool(), False, doc="accepted for torch compatibility; no effect on counts")
 
 
-class _Elementwise(Layer):
+class _Elementwise(MacFree):
     """Base of every activation: identity shape, FLOPS per element, point-wise RF."""
 
     #: element-wise FLOPs per element (see the module docstring)
@@ -58,12 +56,6 @@ class _Elementwise(Layer):
 
     def shape(self, x: Shape) -> Shape:
         return x
-
-    def params(self) -> int:
-        return 0
-
-    def macs(self) -> int:
-        return 0
 
     def per_element(self) -> int:
         return self.FLOPS
@@ -80,24 +72,40 @@ class _Elementwise(Layer):
         return getattr(nn, type(self).__name__)(**self.arg_values())
 
 
+class _Activation(Parameterless, _Elementwise):
+    """Every activation but PReLU: no parameters."""
+
+
+class _Inplace(_Activation):
+    """Activations whose only argument is torch's ``inplace``."""
+
+    inplace = _inplace()
+
+
+class _Alpha(_Activation):
+    """ELU and CELU: ``alpha`` (the primary argument) and ``inplace``."""
+
+    PRIMARY = "alpha"
+    alpha = Arg(Float(), 1.0)
+    inplace = _inplace()
+
+
 @register
-class ReLU(_Elementwise):
+class ReLU(_Inplace):
     """max(x, 0)."""
 
     FLOPS = 1
-    inplace = _inplace()
 
 
 @register
-class ReLU6(_Elementwise):
+class ReLU6(_Inplace):
     """min(max(x, 0), 6)."""
 
     FLOPS = 2
-    inplace = _inplace()
 
 
 @register
-class LeakyReLU(_Elementwise):
+class LeakyReLU(_Activation):
     """x if x >= 0 else negative_slope * x."""
 
     PRIMARY = "negative_slope"
@@ -132,35 +140,28 @@ class PReLU(_Elementwise):
 
 
 @register
-class ELU(_Elementwise):
+class ELU(_Alpha):
     """x if x > 0 else alpha * (exp(x) - 1)."""
 
-    PRIMARY = "alpha"
     FLOPS = 4
-    alpha = Arg(Float(), 1.0)
-    inplace = _inplace()
 
 
 @register
-class SELU(_Elementwise):
+class SELU(_Inplace):
     """Scaled ELU with fixed constants (self-normalising networks)."""
 
     FLOPS = 5
-    inplace = _inplace()
 
 
 @register
-class CELU(_Elementwise):
+class CELU(_Alpha):
     """max(0, x) + min(0, alpha * (exp(x / alpha) - 1))."""
 
-    PRIMARY = "alpha"
     FLOPS = 5
-    alpha = Arg(Float(), 1.0)
-    inplace = _inplace()
 
 
 @register
-class GELU(_Elementwise):
+class GELU(_Activation):
     """x * Phi(x), exact (erf) or with the tanh approximation."""
 
     PRIMARY = "approximate"
@@ -173,37 +174,35 @@ class GELU(_Elementwise):
 
 
 @register
-class SiLU(_Elementwise):
+class SiLU(_Inplace):
     """x * sigmoid(x) (swish)."""
 
     FLOPS = 4
-    inplace = _inplace()
 
 
 @register
-class Mish(_Elementwise):
+class Mish(_Inplace):
     """x * tanh(softplus(x))."""
 
     FLOPS = 5
-    inplace = _inplace()
 
 
 @register
-class Sigmoid(_Elementwise):
+class Sigmoid(_Activation):
     """1 / (1 + exp(-x))."""
 
     FLOPS = 3
 
 
 @register
-class Tanh(_Elementwise):
+class Tanh(_Activation):
     """tanh(x)."""
 
     FLOPS = 1
 
 
 @register
-class Hardtanh(_Elementwise):
+class Hardtanh(_Activation):
     """clamp(x, min_val, max_val)."""
 
     FLOPS = 2
@@ -218,23 +217,21 @@ class Hardtanh(_Elementwise):
 
 
 @register
-class Hardswish(_Elementwise):
+class Hardswish(_Inplace):
     """x * relu6(x + 3) / 6 (MobileNetV3)."""
 
     FLOPS = 5
-    inplace = _inplace()
 
 
 @register
-class Hardsigmoid(_Elementwise):
+class Hardsigmoid(_Inplace):
     """relu6(x + 3) / 6."""
 
     FLOPS = 4
-    inplace = _inplace()
 
 
 @register
-class Softplus(_Elementwise):
+class Softplus(_Activation):
     """log(1 + exp(beta * x)) / beta, linear above ``threshold``."""
 
     PRIMARY = "beta"
@@ -243,7 +240,7 @@ class Softplus(_Elementwise):
     threshold = Arg(Float(), 20.0)
 
 
-class _SoftmaxBase(_Elementwise):
+class _SoftmaxBase(_Activation):
     """Softmax family: normalises along ``dim``; global RF along a spatial dim."""
 
     PRIMARY = "dim"

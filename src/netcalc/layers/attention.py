@@ -44,8 +44,8 @@ from typing import Any
 
 from ..args import Arg, Bool, Choice, Float, PosInt, Probability
 from .activation import Softmax
-from .base import Ctx, Layer, Shape, TensorInfo, register
-from .recurrent import sequence_field
+from .base import Ctx, Layer, Parameterless, Shape, TensorInfo, register
+from .recurrent import check_sequence, sequence_field
 
 
 def causal_kept(length_q: int, length_k: int) -> int:
@@ -89,11 +89,8 @@ class MultiheadAttention(Layer):
                             f"(each head gets embed_dim/num_heads features)", "num_heads")
 
     def shape(self, *inputs: Shape) -> Shape:
-        names = ("query", "key", "value")
-        for name, s in zip(names, inputs):
-            if len(s) != 3:
-                raise self.fail(f"MultiheadAttention needs 3-d inputs (N, L, E), batch first; "
-                                f"the {name} is {list(s)}")
+        for name, s in zip(("query", "key", "value"), inputs):
+            check_sequence(self, s, "E", name)
         q = inputs[0]
         k = inputs[1] if len(inputs) > 1 else q
         v = inputs[2] if len(inputs) > 2 else k
@@ -143,9 +140,9 @@ class MultiheadAttention(Layer):
     def receptive_field(self, fields):
         return sequence_field(fields)
 
-    def kv_elements_per_token(self) -> int:
-        """Key + value elements one cached token needs (after the projections)."""
-        return 2 * self.embed_dim
+    def attention_terms(self) -> list[tuple[int, int]]:
+        _, _, s, _ = self._lengths
+        return [(s, self.embed_dim)]
 
     def torch_module(self) -> Any:
         import torch.nn as nn
@@ -157,12 +154,11 @@ class MultiheadAttention(Layer):
 
 # ---------------------------------------------------------------------- SDPA
 @register
-class ScaledDotProductAttention(Layer):
+class ScaledDotProductAttention(Parameterless):
     """softmax(q k^T * scale) v over (..., L, E) inputs q, k, v; optional causal mask."""
 
     PRIMARY = None
     ARITY = (3, 3)
-    PARAMS_FORMULA = "0"
     MACS_FORMULA = "B*L*S*E + B*L*S*Ev (full L x S even when causal)"
 
     is_causal = Arg(Bool(), False, doc="causal mask (top-left aligned, as torch)")
@@ -200,14 +196,13 @@ class ScaledDotProductAttention(Layer):
         q, k, v = (t.shape for t in self.inputs)
         return prod(q[:-2]), q[-2], k[-2], q[-1], v[-1]
 
-    def params(self) -> int:
-        return 0
-
     def macs(self) -> int:
         b, length, s, e, ev = self._dims()
         return b * length * s * (e + ev)
 
-    def causal_macs(self) -> int:
+    def causal_macs(self) -> int | None:
+        if not self.is_causal:
+            return None
         b, length, s, e, ev = self._dims()
         return b * causal_kept(length, s) * (e + ev)
 
@@ -221,8 +216,16 @@ class ScaledDotProductAttention(Layer):
     def receptive_field(self, fields):
         return sequence_field(fields)
 
-    def kv_elements_per_token(self) -> int:
-        """Key + value elements one cached token needs: k and v features of all kv heads."""
+    def attention_terms(self) -> list[tuple[int, int]]:
+        """d_attn = heads x head dim: the dims of q between batch and length, times E."""
+        q, k, _ = (t.shape for t in self.inputs)
+        return [(k[-2], prod(q[1:-2]) * q[-1])]
+
+    def kv_cache_elements(self) -> int:
+        """Causal only: k and v features of all kv heads (the dims between batch and
+        length), so grouped-query attention is counted right."""
+        if not self.is_causal:
+            return 0
         _, k, v = (t.shape for t in self.inputs)
         return prod(k[1:-2]) * k[-1] + prod(v[1:-2]) * v[-1]
 
@@ -259,11 +262,6 @@ class _TransformerLayer(Layer):
         layer = REGISTRY[type_name](args, Ctx(f"{self.ctx.name}.{name}", self.ctx.mark))
         layer.infer(inputs)
         return layer
-
-    def _check_input(self, name: str, s: Shape) -> None:
-        if len(s) != 3:
-            raise self.fail(f"{type(self).__name__} needs 3-d inputs (N, L, d_model), batch "
-                            f"first; the {name} is {list(s)}")
 
     def _feed_forward(self, x: TensorInfo) -> list[Layer]:
         act = {"relu": "ReLU", "gelu": "GELU"}[self.activation]
@@ -309,7 +307,7 @@ class TransformerEncoderLayer(_TransformerLayer):
     n_residuals = 2
 
     def shape(self, x: Shape) -> Shape:
-        self._check_input("input", x)
+        check_sequence(self, x, "d_model", "input")
         self.check_inferred("d_model", x[2])
         self.validate()
         src = self.inputs[0]
@@ -317,6 +315,9 @@ class TransformerEncoderLayer(_TransformerLayer):
         self.parts = [attn, *self._feed_forward(src), self._norm("norm1", src),
                       self._norm("norm2", src)]
         return x
+
+    def attention_terms(self) -> list[tuple[int, int]]:
+        return [(self.x[1], self.d_model)]
 
 
 @register
@@ -329,8 +330,8 @@ class TransformerDecoderLayer(_TransformerLayer):
     n_residuals = 3
 
     def shape(self, tgt: Shape, memory: Shape) -> Shape:
-        self._check_input("tgt", tgt)
-        self._check_input("memory", memory)
+        check_sequence(self, tgt, "d_model", "tgt")
+        check_sequence(self, memory, "d_model", "memory")
         d = self.check_inferred("d_model", tgt[2])
         self.validate()
         if memory[2] != d:
@@ -344,7 +345,12 @@ class TransformerDecoderLayer(_TransformerLayer):
                       self._norm("norm3", t)]
         return tgt
 
-    def kv_elements_per_token(self) -> int:
-        """The self-attention's cached keys and values (the memory's are per sequence)."""
+    def attention_terms(self) -> list[tuple[int, int]]:
+        tgt, memory = (t.shape for t in self.inputs)
+        return [(tgt[1], self.d_model), (memory[1], self.d_model)]
+
+    def kv_cache_elements(self) -> int:
+        """The causal self-attention's keys and values, ``2 * d_model`` (the memory's are
+        per sequence, not per token)."""
         return 2 * self.d_model
 

@@ -3,7 +3,9 @@
 Everything about one layer type lives in one class: its arguments (torch's names
 and defaults), its shape rule, parameter and buffer counts, MACs, element-wise
 FLOPs, receptive-field rule and torch builder. A subclass that leaves one of these
-out cannot be registered: a missing rule is an error, never a silent 0.
+out cannot be registered: a missing rule is an error, never a silent 0. Types
+without parameters or without MACs say so by inheriting :class:`Parameterless` or
+:class:`MacFree` (both, plus no element-wise FLOPs: :class:`DataMovement`).
 
 Life of a layer in a graph::
 
@@ -70,6 +72,7 @@ CONTRACT = ("shape", "params", "macs", "elementwise_flops", "receptive_field", "
 def register(cls: type["Layer"]) -> type["Layer"]:
     """Class decorator: add a concrete layer type to the registry."""
     missing = [m for m in CONTRACT if getattr(cls, m) is getattr(Layer, m)]
+    missing += [f for f in ("PARAMS_FORMULA", "MACS_FORMULA") if not getattr(cls, f)]
     if missing:
         raise TypeError(f"layer {cls.__name__} does not define {', '.join(missing)}")
     if cls.__name__ in REGISTRY:
@@ -93,9 +96,11 @@ class Layer:
     nd: ClassVar[int] = 1
     #: one line for ``netcalc layers``; falls back to the class docstring
     SUMMARY: ClassVar[str] = ""
-    #: formula strings for ``netcalc layers``
-    PARAMS_FORMULA: ClassVar[str] = "0"
-    MACS_FORMULA: ClassVar[str] = "0"
+    #: formula strings for ``netcalc layers``; required, like the contract methods
+    PARAMS_FORMULA: ClassVar[str] = ""
+    MACS_FORMULA: ClassVar[str] = ""
+    #: a token-embedding table: its parameters are not in Kaplan's N (see sequence.py)
+    EMBEDDING: ClassVar[bool] = False
 
     args: ClassVar[dict[str, Arg]] = {}
 
@@ -105,8 +110,9 @@ class Layer:
         for base in reversed(cls.__mro__):
             for key, value in vars(base).items():
                 if isinstance(value, Arg):
-                    value.name = key
-                    collected[key] = value
+                    value.attr = key
+                    value.name = value.name or key
+                    collected[value.name] = value
         cls.args = collected
 
     # ------------------------------------------------------------------ arguments
@@ -117,36 +123,38 @@ class Layer:
             if key not in self.args:
                 hint = did_you_mean(str(key), self.args)
                 raise ctx.error(f"{type(self).__name__} has no argument {key!r}{hint}", key)
-        values = dict(self._defaults())
+        values = dict(self._defaults())  # keyed by attribute, as the instance holds them
         for name, value in raw.items():
             if value is None:
                 continue
+            arg = self.args[name]
             try:
-                values[name] = self.args[name].type.check(value, self.nd)
+                values[arg.attr] = arg.type.check(value, self.nd)
             except ValueError as exc:
                 raise ctx.error(f"argument {name}: {exc}", name) from None
         for name, arg in self.args.items():
-            if arg.required and name not in values:
+            if arg.required and arg.attr not in values:
                 raise ctx.error(f"{type(self).__name__} needs argument {name!r}", None)
-        for name, value in values.items():
-            setattr(self, name, value)
+        for attr, value in values.items():
+            setattr(self, attr, value)
         self.inputs: list[TensorInfo] = []
         self.outputs: list[TensorInfo] = []
         self.validate()
 
     @classmethod
     def _defaults(cls) -> dict[str, Any]:
-        """Normalised defaults, computed once per class (specs can have 10^5 layers)."""
+        """Normalised defaults by attribute, computed once per class (specs can have 10^5
+        layers)."""
         cached = cls.__dict__.get("_default_values")
         if cached is None:
             cached = {}
-            for name, arg in cls.args.items():
+            for arg in cls.args.values():
                 if arg.required:
                     continue
                 value = None if arg.default is REQUIRED else arg.default
                 if value is not None and not isinstance(value, (bool, str)):
                     value = arg.type.check(value, cls.nd)
-                cached[name] = value
+                cached[arg.attr] = value
             cls._default_values = cached
         return cached
 
@@ -158,10 +166,11 @@ class Layer:
 
     def check_inferred(self, name: str, actual: Any) -> Any:
         """Fill an input-size argument from the input, or check the given value."""
-        given = getattr(self, name)
+        attr = self.args[name].attr
+        given = getattr(self, attr)
         if given is not None and given != actual:
             raise self.fail(f"{name}={given!r} but the input gives {actual!r}", name)
-        setattr(self, name, actual)
+        setattr(self, attr, actual)
         return actual
 
     # ------------------------------------------------------------------ shapes
@@ -240,6 +249,21 @@ class Layer:
         """Receptive field of the output, given those of the inputs."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ sequence models
+    # Read by the sequence section (sequence.py); a layer without attention keeps these.
+    def attention_terms(self) -> list[tuple[int, int]]:
+        """(key length S, attention width d_attn) of each attention inside the layer."""
+        return []
+
+    def causal_macs(self) -> int | None:
+        """MACs counting only the products a causal mask keeps; None without a causal mask."""
+        return None
+
+    def kv_cache_elements(self) -> int:
+        """Key + value elements one token of one sequence adds to a KV cache (causal
+        self-attention only)."""
+        return 0
+
     # ------------------------------------------------------------------ torch
     def torch_module(self) -> Any:
         """A torch.nn.Module computing this layer (imports torch lazily)."""
@@ -254,24 +278,39 @@ class Layer:
         return doc.strip().splitlines()[0] if doc else ""
 
     def arg_values(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.args}
+        """Argument values by their spec (and torch) names."""
+        return {name: getattr(self, arg.attr) for name, arg in self.args.items()}
 
 
 def numel(shape: Shape) -> int:
     return prod(shape)
 
 
-class DataMovement(Layer):
-    """Layers that only move or copy values (padding, reshapes, dropout at inference).
+# Declared zeros. A type inherits one of these on purpose; one that just forgets a
+# count still fails ``register``.
+class Parameterless(Layer):
+    """Layers without parameters (activations, pools, merges, ...): ``params = 0``, and
+    no main weight, so ``tie:`` and ``sparsity:`` refuse them."""
 
-    They state their counts here once: no parameters, no MACs, no element-wise FLOPs.
-    """
+    PARAMS_FORMULA = "0"
 
     def params(self) -> int:
         return 0
 
+
+class MacFree(Layer):
+    """Layers without a convolution or matrix product: ``MACs = 0``, their work (if any)
+    is element-wise FLOPs."""
+
+    MACS_FORMULA = "0"
+
     def macs(self) -> int:
         return 0
+
+
+class DataMovement(Parameterless, MacFree):
+    """Layers that only move or copy values (padding, reshapes, dropout at inference):
+    no parameters, no MACs, no element-wise FLOPs."""
 
     def elementwise_flops(self) -> int:
         return 0

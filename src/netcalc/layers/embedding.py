@@ -25,14 +25,15 @@ from __future__ import annotations
 from typing import Any
 
 from ..args import AnyInt, Arg, Bool, Choice, Float, PosInt
-from .base import FLOAT, INT, Layer, Shape, TensorInfo, register
+from .base import FLOAT, INT, MacFree, Shape, TensorInfo, register
 
 TOKENS_HINT = "declare token ids with a dtype: `inputs: {tokens: {shape: [L], dtype: int64}}`"
 
 
-class _EmbeddingBase(Layer):
+class _EmbeddingBase(MacFree):
     PRIMARY = None
     ACCEPTS = (INT,)
+    EMBEDDING = True
     PARAMS_FORMULA = "num_embeddings * embedding_dim"
 
     num_embeddings = Arg(PosInt, doc="size of the vocabulary (rows of the weight)")
@@ -62,9 +63,6 @@ class _EmbeddingBase(Layer):
 
     def params(self) -> int:
         return self.num_embeddings * self.embedding_dim
-
-    def macs(self) -> int:
-        return 0
 
     def receptive_field(self, fields):
         return None  # token ids have no spatial receptive field

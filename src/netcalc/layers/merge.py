@@ -25,7 +25,7 @@ from typing import Any
 
 from ..args import AnyInt, Arg
 from ..rf import GLOBAL, merge
-from .base import FLOAT, INT, Layer, Shape, register
+from .base import FLOAT, INT, Layer, MacFree, Parameterless, Shape, register
 
 
 def _conflict(a: Shape, b: Shape) -> int | None:
@@ -57,14 +57,8 @@ def broadcast(layer: Layer, shapes: list[Shape], full: list[Shape] | None = None
     return tuple(out)
 
 
-class _Merge(Layer):
+class _Merge(Parameterless, MacFree):
     ARITY = (2, None)
-
-    def params(self) -> int:
-        return 0
-
-    def macs(self) -> int:
-        return 0
 
     def receptive_field(self, fields):
         return merge(fields)
@@ -155,7 +149,7 @@ class Concat(_Merge):
 
 
 @register
-class MatMul(Layer):
+class MatMul(Parameterless):
     """Matrix product of two inputs with torch.matmul semantics (batch dims broadcast)."""
 
     ARITY = (2, 2)
@@ -178,9 +172,6 @@ class MatMul(Layer):
             out = out[:-1]
         self._mkn = (prod(batch), a2[-2], a2[-1], b2[-1])
         return out
-
-    def params(self) -> int:
-        return 0
 
     def macs(self) -> int:
         return prod(self._mkn)

@@ -42,18 +42,23 @@ from math import prod
 from typing import Any, ClassVar
 
 from ..args import Arg, Bool, Float, IntList, PosInt
-from .base import Layer, Shape, register
+from .base import Layer, MacFree, Parameterless, Shape, register
 
 STATS_FLOPS = 5   # mean, variance and normalisation, per element
 AFFINE_FLOPS = 2  # weight multiply + bias add, per element
 FOLDED_FLOPS = 2  # x * scale + shift with running statistics
+RMS_FLOPS = 3     # mean of squares and the multiply by 1/rms, per element
+
+_LAYOUT = {1: "3-d (N, C, L)", 2: "4-d (N, C, H, W)", 3: "5-d (N, C, D, H, W)"}
 
 
-class _Pointwise(Layer):
+def _input_stats_flops(affine: bool) -> int:
+    """Per element, normalising with statistics of the input (not running ones)."""
+    return STATS_FLOPS + (AFFINE_FLOPS if affine else 0)
+
+
+class _Pointwise(MacFree):
     """Shared tail of the norms: no MACs, point-wise receptive field, torch by name."""
-
-    def macs(self) -> int:
-        return 0
 
     def receptive_field(self, fields):
         return fields[0]
@@ -73,14 +78,15 @@ def _need_two_values(layer: Layer, n: int, x: Shape) -> None:
 
 
 class _RunningNorm(_Pointwise):
-    """BatchNorm / InstanceNorm: per-channel statistics, optional running buffers."""
+    """BatchNorm / InstanceNorm: per-channel statistics, optional running buffers.
+
+    The input is ``(N, C, *spatial)`` with ``nd`` spatial dims (``RANKS`` widens it)."""
 
     PRIMARY = None
-    #: accepted input ranks
+    #: accepted input ranks and their description; default: nd + 2 dims
     RANKS: ClassVar[tuple[int, ...]] = ()
     LAYOUT: ClassVar[str] = ""
     PARAMS_FORMULA = "2*C if affine"
-    MACS_FORMULA = "0"
 
     num_features = Arg(PosInt, inferred=True, doc="channels (dim 1)")
     eps = Arg(Float(0.0), 1e-5)
@@ -89,8 +95,9 @@ class _RunningNorm(_Pointwise):
     track_running_stats = Arg(Bool(), True)
 
     def shape(self, x: Shape) -> Shape:
-        if len(x) not in self.RANKS:
-            raise self.fail(f"{type(self).__name__} needs a {self.LAYOUT} input, got {list(x)}")
+        if len(x) not in (self.RANKS or (self.nd + 2,)):
+            raise self.fail(f"{type(self).__name__} needs a {self.LAYOUT or _LAYOUT[self.nd]} "
+                            f"input, got {list(x)}")
         self.check_inferred("num_features", x[1])
         if not self.track_running_stats:  # statistics of the input, even in eval
             _need_two_values(self, self.stats_size(x), x)
@@ -107,10 +114,7 @@ class _RunningNorm(_Pointwise):
         return 2 * self.num_features + 1 if self.track_running_stats else 0
 
     def elementwise_flops(self) -> int:
-        if self.track_running_stats:
-            per = FOLDED_FLOPS
-        else:
-            per = STATS_FLOPS + (AFFINE_FLOPS if self.affine else 0)
+        per = FOLDED_FLOPS if self.track_running_stats else _input_stats_flops(self.affine)
         return prod(self.x) * per
 
 
@@ -127,8 +131,6 @@ class BatchNorm2d(_RunningNorm):
     """Batch normalisation over (N, C, H, W), per channel."""
 
     nd = 2
-    RANKS = (4,)
-    LAYOUT = "4-d (N, C, H, W)"
 
 
 @register
@@ -136,8 +138,6 @@ class BatchNorm3d(_RunningNorm):
     """Batch normalisation over (N, C, D, H, W), per channel."""
 
     nd = 3
-    RANKS = (5,)
-    LAYOUT = "5-d (N, C, D, H, W)"
 
 
 class _InstanceNorm(_RunningNorm):
@@ -152,17 +152,12 @@ class _InstanceNorm(_RunningNorm):
 class InstanceNorm1d(_InstanceNorm):
     """Instance normalisation over (N, C, L): per sample and channel."""
 
-    RANKS = (3,)
-    LAYOUT = "3-d (N, C, L)"
-
 
 @register
 class InstanceNorm2d(_InstanceNorm):
     """Instance normalisation over (N, C, H, W): per sample and channel."""
 
     nd = 2
-    RANKS = (4,)
-    LAYOUT = "4-d (N, C, H, W)"
 
 
 @register
@@ -170,8 +165,6 @@ class InstanceNorm3d(_InstanceNorm):
     """Instance normalisation over (N, C, D, H, W): per sample and channel."""
 
     nd = 3
-    RANKS = (5,)
-    LAYOUT = "5-d (N, C, D, H, W)"
 
 
 @register
@@ -206,13 +199,18 @@ class GroupNorm(_Pointwise):
         return 2 * self.num_channels if self.affine else 0
 
     def elementwise_flops(self) -> int:
-        return prod(self.x) * (STATS_FLOPS + (AFFINE_FLOPS if self.affine else 0))
+        return prod(self.x) * _input_stats_flops(self.affine)
 
 
 class _ShapeNorm(_Pointwise):
-    """LayerNorm / RMSNorm: statistics over the trailing ``normalized_shape`` dims."""
+    """LayerNorm / RMSNorm: statistics over the trailing ``normalized_shape`` dims.
+
+    ``params = prod(normalized_shape) * affine_terms()`` and, per input element,
+    ``STATS + affine_terms()`` FLOPs: one multiply or add per affine term."""
 
     PRIMARY = "normalized_shape"
+    #: element-wise FLOPs of the statistics and normalisation, per element
+    STATS: ClassVar[int] = STATS_FLOPS
 
     normalized_shape = Arg(IntList(1), None,
                            doc="trailing dims to normalise over; default: the last dim")
@@ -231,6 +229,16 @@ class _ShapeNorm(_Pointwise):
                             "normalized_shape")
         return x
 
+    def affine_terms(self) -> int:
+        """Learnt tensors of shape ``normalized_shape``: weight (and bias)."""
+        return int(self.elementwise_affine)
+
+    def params(self) -> int:
+        return prod(self.normalized_shape) * self.affine_terms()
+
+    def elementwise_flops(self) -> int:
+        return prod(self.x) * (self.STATS + self.affine_terms())
+
     def weight_shape(self) -> Shape | None:
         return tuple(self.normalized_shape) if self.elementwise_affine else None
 
@@ -244,14 +252,8 @@ class LayerNorm(_ShapeNorm):
     eps = Arg(Float(0.0), 1e-5)
     bias = Arg(Bool(), True, doc="learn an additive bias (only with elementwise_affine)")
 
-    def _affine_terms(self) -> int:
+    def affine_terms(self) -> int:
         return (1 + int(self.bias)) if self.elementwise_affine else 0
-
-    def params(self) -> int:
-        return prod(self.normalized_shape) * self._affine_terms()
-
-    def elementwise_flops(self) -> int:
-        return prod(self.x) * (STATS_FLOPS + self._affine_terms())
 
 
 @register
@@ -259,14 +261,9 @@ class RMSNorm(_ShapeNorm):
     """Root-mean-square normalisation (torch.nn.RMSNorm): x / rms(x) * weight."""
 
     PARAMS_FORMULA = "prod(normalized_shape) if elementwise_affine"
+    STATS = RMS_FLOPS
 
     eps = Arg(Float(0.0), None, doc="default: torch.finfo(dtype).eps")
-
-    def params(self) -> int:
-        return prod(self.normalized_shape) if self.elementwise_affine else 0
-
-    def elementwise_flops(self) -> int:
-        return prod(self.x) * (3 + int(self.elementwise_affine))
 
     def torch_module(self) -> Any:
         import torch.nn as nn
@@ -277,7 +274,7 @@ class RMSNorm(_ShapeNorm):
 
 
 @register
-class LocalResponseNorm(_Pointwise):
+class LocalResponseNorm(Parameterless, _Pointwise):
     """Local response normalisation across ``size`` neighbouring channels (AlexNet)."""
 
     PRIMARY = "size"
@@ -293,9 +290,5 @@ class LocalResponseNorm(_Pointwise):
                             f"dim after C, got {list(x)}")
         return x
 
-    def params(self) -> int:
-        return 0
-
     def elementwise_flops(self) -> int:
         return prod(self.x) * (self.size + 5)
-

@@ -72,7 +72,6 @@ class _Pad(DataMovement):
     """Shared rule of every padding layer."""
 
     PRIMARY = "padding"
-    MACS_FORMULA = "0"
     #: True: the input has nd+1 or nd+2 dims (reflection, replication); False: nd+1 or more
     BOUNDED_RANK: ClassVar[bool] = False
     #: reflection: every pad must be smaller than its input dim

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 from ..args import Arg, ArgType, Bool, Float, Ints, PosInt
 from ..rf import GLOBAL, RF, ratio
 from ..window import Window, windowed
-from .base import Layer, Shape, register
+from .base import Layer, MacFree, Parameterless, Shape, register
 
 _SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
 
@@ -47,11 +47,10 @@ def _check_rank(layer: Layer, x: Shape) -> None:
                          f"(N, C, {_SPATIAL[nd]}), got {list(x)}")
 
 
-class _Pool(Layer):
+class _Pool(Parameterless, MacFree):
     """Fixed-window pools: shape and receptive field from Window."""
 
     PRIMARY = "kernel_size"
-    MACS_FORMULA = "0"
     #: FLOPs per output element = FLOPS_PER_TAP * prod(kernel_size) + FLOPS_EXTRA
     FLOPS_PER_TAP: ClassVar[int] = 1
     FLOPS_EXTRA: ClassVar[int] = 0
@@ -87,12 +86,6 @@ class _Pool(Layer):
                                 f"{n + w.pad_lo + w.pad_hi} (input {list(x)})", "kernel_size")
             out.append(size)
         return (*x[:2], *out)
-
-    def params(self) -> int:
-        return 0
-
-    def macs(self) -> int:
-        return 0
 
     def elementwise_flops(self) -> int:
         return prod(self.y) * (self.FLOPS_PER_TAP * prod(self.kernel_size) + self.FLOPS_EXTRA)
@@ -251,9 +244,8 @@ def adaptive_bounds(n: int, out: int) -> list[tuple[int, int]]:
     return [((i * n) // out, -(-((i + 1) * n) // out)) for i in range(out)]
 
 
-class _Adaptive(Layer):
+class _Adaptive(Parameterless, MacFree):
     PRIMARY = "output_size"
-    MACS_FORMULA = "0"
 
     output_size = Arg(OutputSize(), doc="output spatial size; null keeps that input size")
 
@@ -263,12 +255,6 @@ class _Adaptive(Layer):
     def shape(self, x: Shape) -> Shape:
         _check_rank(self, x)
         return (*x[:2], *self.sizes(x))
-
-    def params(self) -> int:
-        return 0
-
-    def macs(self) -> int:
-        return 0
 
     def elementwise_flops(self) -> int:
         """One compare/add per window element, summed exactly over all windows."""

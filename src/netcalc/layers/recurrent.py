@@ -46,6 +46,19 @@ def sequence_field(fields):
     return GLOBAL if any(f is not None for f in fields) else None
 
 
+def check_sequence(layer: Layer, s: Shape, features: str, which: str | None = None) -> None:
+    """Recurrent and attention layers take batch-first sequences ``(N, L, features)``;
+    ``which`` names the input (query, memory, ...) of a layer that takes several."""
+    if len(s) == 3:
+        return
+    name = type(layer).__name__
+    if which is None:
+        raise layer.fail(f"{name} needs a 3-d input (N, L, {features}), batch first, "
+                         f"got {list(s)}")
+    raise layer.fail(f"{name} needs 3-d inputs (N, L, {features}), batch first; the {which} "
+                     f"is {list(s)}")
+
+
 class _RNNBase(Layer):
     PRIMARY = "hidden_size"
     GATES: ClassVar[int] = 1
@@ -80,9 +93,7 @@ class _RNNBase(Layer):
         return [self.input_size] + [self.directions * self.h_out] * (self.num_layers - 1)
 
     def shape(self, x: Shape) -> list[Shape]:
-        if len(x) != 3:
-            raise self.fail(f"{type(self).__name__} needs a 3-d input (N, L, features), "
-                            f"batch first, got {list(x)}")
+        check_sequence(self, x, "features")
         n, length, feat = x
         self.check_inferred("input_size", feat)
         d = self.directions

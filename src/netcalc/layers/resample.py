@@ -46,7 +46,7 @@ from typing import Any
 from ..args import Arg, ArgType, Bool, Choice, PosInt
 from ..rf import GLOBAL, RF, exact, ratio
 from ..window import Window
-from .base import Layer, Shape, register
+from .base import Layer, MacFree, Parameterless, Shape, register
 from .pad import on_trailing
 
 NEAREST = ("nearest", "nearest-exact")
@@ -112,14 +112,8 @@ def _per_dim(value: Any, m: int) -> tuple | None:
     return tuple(value) if isinstance(value, tuple) else (value,) * m
 
 
-class _Static(Layer):
+class _Static(Parameterless, MacFree):
     """No params, no MACs; torch module by name."""
-
-    def params(self) -> int:
-        return 0
-
-    def macs(self) -> int:
-        return 0
 
     def torch_module(self) -> Any:
         import torch.nn as nn
@@ -132,7 +126,6 @@ class Upsample(_Static):
     """Nearest/linear/bilinear/bicubic/trilinear resize over (N, C, *spatial)."""
 
     PRIMARY = "scale_factor"
-    MACS_FORMULA = "0"
 
     size = Arg(AnySize(), None, doc="output spatial size (int or one per spatial dim)")
     scale_factor = Arg(AnyScale(), None, doc="multiplier of the spatial size; output floor(L*s)")

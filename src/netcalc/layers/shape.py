@@ -5,9 +5,9 @@ None has parameters, MACs or FLOPs. Identity, Flatten, Unflatten, Reshape and
 Permute accept float and int64 tensors (they only move data); the Dropout family
 needs floats, as torch does.
 
-Batch: every shape here keeps the batch at dim 0. ``Reshape.shape`` is the target
-shape PER SAMPLE (the batch is kept, as ``x.reshape(x.shape[0], *shape)``); Flatten and
-Unflatten refuse to touch dim 0, so the batch a spec is analysed with stays dim 0.
+Batch: every shape here keeps the batch at dim 0. Reshape's ``shape`` argument is the
+target shape PER SAMPLE (the batch is kept, as ``x.reshape(x.shape[0], *shape)``); Flatten
+and Unflatten refuse to touch dim 0, so the batch a spec is analysed with stays dim 0.
 
 Receptive field: a field's dims are the trailing spatial dims of the tensor. A
 reshape (Flatten, Unflatten, Reshape) keeps the field only when those trailing dims
@@ -114,42 +114,29 @@ class Unflatten(_Move):
         return nn.Unflatten(self.dim, tuple(self.unflattened_size))
 
 
+@register
 class Reshape(_Move):
     """Reshapes each sample to ``shape`` (batch kept; one -1 is inferred)."""
 
     PRIMARY = "shape"
 
-    # The argument is called ``shape`` like the contract method, so the method is a
-    # data descriptor: reading gives the shape rule, the argument goes to ``target``.
-    target: tuple[int, ...] = ()
-
-    def _shape_rule(self, x: Shape) -> Shape:
-        per_sample = prod(x[1:])
-        sizes = _fill(self, self.target, per_sample, "shape",
-                      f"{list(x[1:])} ({per_sample} elements per sample)")
-        return (x[0], *sizes)
-
-    def _set_target(self, value: tuple[int, ...]) -> None:
-        self.target = value
-
-    shape = property(lambda self: self._shape_rule, _set_target)  # type: ignore[assignment]
+    # ``shape`` in specs and torch, kept as ``target_shape``: ``shape`` is the shape rule
+    target_shape = Arg(IntList(), name="shape",
+                       doc="target shape per sample (the batch is kept); one -1 allowed")
 
     def validate(self) -> None:
-        _check_sizes(self, self.target, "shape")
+        _check_sizes(self, self.target_shape, "shape")
 
-    def arg_values(self) -> dict[str, Any]:
-        return {"shape": self.target}
+    def shape(self, x: Shape) -> Shape:
+        per_sample = prod(x[1:])
+        sizes = _fill(self, self.target_shape, per_sample, "shape",
+                      f"{list(x[1:])} ({per_sample} elements per sample)")
+        return (x[0], *sizes)
 
     def torch_module(self) -> Any:
         from ..torch.modules import Reshape as TorchReshape
 
-        return TorchReshape(self.target)
-
-
-_shape_arg = Arg(IntList(), doc="target shape per sample (the batch is kept); one -1 allowed")
-_shape_arg.name = "shape"
-Reshape.args = {"shape": _shape_arg}
-register(Reshape)
+        return TorchReshape(self.target_shape)
 
 
 @register
