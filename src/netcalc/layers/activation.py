@@ -67,9 +67,7 @@ class _Elementwise(MacFree):
         return fields[0]
 
     def torch_module(self) -> Any:
-        import torch.nn as nn
-
-        return getattr(nn, type(self).__name__)(**self.arg_values())
+        return self.torch_namesake()
 
 
 class _Activation(Parameterless, _Elementwise):

@@ -145,11 +145,9 @@ class MultiheadAttention(Layer):
         return [(s, self.embed_dim)]
 
     def torch_module(self) -> Any:
-        import torch.nn as nn
-
         from ..torch.modules import AttentionOutput
 
-        return AttentionOutput(nn.MultiheadAttention(**self.arg_values(), batch_first=True))
+        return AttentionOutput(self.torch_namesake(batch_first=True))
 
 
 # ---------------------------------------------------------------------- SDPA
@@ -293,9 +291,7 @@ class _TransformerLayer(Layer):
         return sequence_field(fields)
 
     def torch_module(self) -> Any:
-        import torch.nn as nn
-
-        return getattr(nn, type(self).__name__)(**self.arg_values(), batch_first=True)
+        return self.torch_namesake(batch_first=True)
 
 
 @register

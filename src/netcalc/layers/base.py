@@ -269,6 +269,13 @@ class Layer:
         """A torch.nn.Module computing this layer (imports torch lazily)."""
         raise NotImplementedError
 
+    def torch_namesake(self, **overrides: Any) -> Any:
+        """``torch.nn.<this type's name>(**arguments)``: the builder of the many types
+        whose arguments are torch's own."""
+        import torch.nn as nn
+
+        return getattr(nn, type(self).__name__)(**{**self.arg_values(), **overrides})
+
     # ------------------------------------------------------------------ docs
     @classmethod
     def summary(cls) -> str:

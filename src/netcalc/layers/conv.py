@@ -94,9 +94,7 @@ class _ConvBase(Layer):
         return windowed(fields, self.windows())
 
     def torch_module(self) -> Any:
-        import torch.nn as nn
-
-        return getattr(nn, type(self).__name__)(**self.arg_values())
+        return self.torch_namesake()
 
 
 class _Conv(_ConvBase):

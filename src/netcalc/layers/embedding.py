@@ -68,9 +68,7 @@ class _EmbeddingBase(MacFree):
         return None  # token ids have no spatial receptive field
 
     def torch_module(self) -> Any:
-        import torch.nn as nn
-
-        return getattr(nn, type(self).__name__)(**self.arg_values())
+        return self.torch_namesake()
 
 
 @register

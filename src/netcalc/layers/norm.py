@@ -64,9 +64,7 @@ class _Pointwise(MacFree):
         return fields[0]
 
     def torch_module(self) -> Any:
-        import torch.nn as nn
-
-        return getattr(nn, type(self).__name__)(**self.arg_values())
+        return self.torch_namesake()
 
 
 def _need_two_values(layer: Layer, n: int, x: Shape) -> None:

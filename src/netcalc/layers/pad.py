@@ -103,9 +103,7 @@ class _Pad(DataMovement):
         return on_trailing(fields[0], [Window(1, 1, lo, hi) for lo, hi in self.pairs()])
 
     def torch_module(self) -> Any:
-        import torch.nn as nn
-
-        return getattr(nn, type(self).__name__)(**self.arg_values())
+        return self.torch_namesake()
 
 
 class _ConstantPad(_Pad):

@@ -94,9 +94,7 @@ class _Pool(Parameterless, MacFree):
         return windowed(fields, self.windows())
 
     def torch_module(self) -> Any:
-        import torch.nn as nn
-
-        return getattr(nn, type(self).__name__)(**self.arg_values())
+        return self.torch_namesake()
 
 
 class _MaxPool(_Pool):
@@ -130,13 +128,9 @@ class _LPPool(_Pool):
             raise self.fail(f"norm_type must be > 0, got {self.norm_type}", "norm_type")
 
     def torch_module(self) -> Any:
-        import torch.nn as nn
-
-        values = self.arg_values()
         if self.nd == 1:  # F.lp_pool1d multiplies by kernel_size: it must be an int
-            values["kernel_size"] = self.kernel_size[0]
-            values["stride"] = self.stride[0]
-        return getattr(nn, type(self).__name__)(**values)
+            return self.torch_namesake(kernel_size=self.kernel_size[0], stride=self.stride[0])
+        return self.torch_namesake()
 
 
 @register
@@ -281,9 +275,7 @@ class _Adaptive(Parameterless, MacFree):
         return RF(tuple(dims), aligned=rf.aligned)
 
     def torch_module(self) -> Any:
-        import torch.nn as nn
-
-        return getattr(nn, type(self).__name__)(**self.arg_values())
+        return self.torch_namesake()
 
 
 @register

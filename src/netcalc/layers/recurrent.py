@@ -124,15 +124,10 @@ class _RNNBase(Layer):
     def receptive_field(self, fields):
         return sequence_field(fields)
 
-    def torch_args(self) -> dict[str, Any]:
-        return dict(self.arg_values(), batch_first=True)
-
     def torch_module(self) -> Any:
         from ..torch.modules import FlatRecurrent
 
-        import torch.nn as nn
-
-        return FlatRecurrent(getattr(nn, type(self).__name__)(**self.torch_args()))
+        return FlatRecurrent(self.torch_namesake(batch_first=True))
 
 
 @register

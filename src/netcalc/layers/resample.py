@@ -116,9 +116,7 @@ class _Static(Parameterless, MacFree):
     """No params, no MACs; torch module by name."""
 
     def torch_module(self) -> Any:
-        import torch.nn as nn
-
-        return getattr(nn, type(self).__name__)(**self.arg_values())
+        return self.torch_namesake()
 
 
 @register

@@ -214,9 +214,7 @@ class _Dropout(DataMovement):
         return fields[0]
 
     def torch_module(self) -> Any:
-        import torch.nn as nn
-
-        return getattr(nn, type(self).__name__)(**self.arg_values())
+        return self.torch_namesake()
 
 
 @register
