@@ -3,6 +3,7 @@ receptive-field merges, --depth, batch scaling and the sums-equal-totals invaria
 
 from __future__ import annotations
 
+import gc
 from fractions import Fraction
 
 import pytest
@@ -285,3 +286,19 @@ def test_large_generated_spec_is_linear_and_bounded():
     assert r.totals.macs == n * 8 * 8 * 4 * 4 * 9
     with pytest.raises(SpecError, match="more than 100 layers"):
         netcalc.analyze_graph(netcalc.build(netcalc.parse(text, "t.yaml"), max_nodes=100))
+
+
+def test_analysis_leaves_the_garbage_collector_as_it_found_it():
+    # netcalc.perf pauses the collector while a spec is built, errors included
+    assert gc.isenabled()
+    analyze_text(RESIDUAL)
+    assert gc.isenabled()
+    with pytest.raises(SpecError):
+        analyze_text("input: [3, 8, 8]\nlayers: [Conv2d]\n")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        analyze_text(RESIDUAL)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
