@@ -134,6 +134,50 @@ def test_measure_ctrl_c_keeps_the_blocks_taken():
     assert info.value.partial is not None and info.value.partial.runs >= 30
 
 
+def _hooks_left(model) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def test_time_layers_takes_repeat_single_forwards_after_warm_up():
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    x = torch.randn(4, 8)
+    forwards = []
+    model.register_forward_pre_hook(lambda m, a: forwards.append(1))
+    with torch.inference_mode():
+        hooked, clock = prof.time_layers(model, lambda: model(x), ["0", "1", "2", "nope"], "cpu",
+                                         warmup=2, repeat=3, min_time=100)
+    assert len(forwards) == 2 + 3  # warm-up forwards, then one forward per sample
+    assert hooked.runs == 3 and hooked.number == 1 and all(t > 0 for t in hooked.times)
+    # the warm-up's samples were dropped: one per timed forward, each inside its forward
+    assert {n: len(v) for n, v in clock.samples.items()} == {"0": 3, "1": 3, "2": 3}
+    assert len(clock.run_totals) == 3
+    assert all(0 < s <= t for s, t in zip(clock.run_totals, hooked.times))
+    assert _hooks_left(model) == 1  # only this test's own hook
+
+
+@pytest.mark.parametrize("stop_at, runs", [(1, None), (2 + 5, 4)])
+def test_time_layers_ctrl_c_keeps_the_forwards_taken_and_removes_hooks(stop_at, runs):
+    """Ctrl-C in the warm-up (forward 1): nothing measured; in the 5th timed forward
+    (after 2 warm-up forwards): the 4 finished forwards are kept."""
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU())
+    x = torch.randn(4, 8)
+    n = {"forwards": 0}
+
+    def fn():
+        n["forwards"] += 1
+        if n["forwards"] == stop_at:
+            raise KeyboardInterrupt
+        return model(x)
+
+    with pytest.raises(Interrupted) as info:
+        prof.time_layers(model, fn, ["0", "1"], "cpu", warmup=2, repeat=None, min_time=100)
+    partial = info.value.partial
+    assert (partial.runs if partial is not None else None) == runs
+    if partial is not None:
+        assert partial.number == 1
+    assert _hooks_left(model) == 0
+
+
 def test_layer_clock_times_each_module_and_removes_its_hooks():
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     x = torch.randn(4, 8)

@@ -267,26 +267,36 @@ def estimate_number(timer, fn, min_time: float) -> int:
         number = max(number * 2, min(number * 10, math.ceil(number * target / max(t, 1e-9))))
 
 
-def measure(fn: Callable[[], Any], device: str, *, repeat: int | None = None,
-            min_time: float = DEFAULT_MIN_TIME, number: int | None = None,
-            progress: Progress | None = None) -> Stats:
-    """Time ``fn``: ``repeat`` blocks, or blocks until ``min_time`` seconds were measured.
+def timed_blocks(timer: Callable[[Callable[[], Any], int], float], fn: Callable[[], Any], *,
+                 repeat: int | None, min_time: float, number: int | None = None,
+                 progress: Progress | None = None, phase: str = "timing",
+                 before: Callable[[], Any] | None = None,
+                 after: Callable[[], Any] | None = None) -> Stats:
+    """The one timing loop: blocks of ``number`` calls of ``fn``, each timed by
+    ``timer(fn, number)``, until ``repeat`` blocks (exactly) or, adaptively, until
+    ``min_time`` seconds were measured over at least two blocks. Seconds per call.
 
-    Warm-up is the caller's. Ctrl-C raises :class:`Interrupted` with the blocks so far.
+    ``before()`` runs first (e.g. warm-up) and ``after()`` after each block, outside
+    its timing (e.g. reading per-layer hooks). ``number`` left out is estimated like
+    ``blocked_autorange``. Ctrl-C anywhere raises :class:`Interrupted` with the blocks
+    so far (None before the first).
     """
-    timer = block_timer(device)
     progress = progress or Progress()
     times: list[float] = []
     n = 1
     try:
+        if before is not None:
+            before()
         n = number or estimate_number(timer, fn, min_time if repeat is None else 0.1)
         if repeat is not None:
-            progress.phase("timing", repeat)
+            progress.phase(phase, repeat, "runs")
         else:
-            progress.phase("timing", min_time, "s")
+            progress.phase(phase, min_time, "s")
         total = 0.0
         while True:
             t = timer(fn, n)
+            if after is not None:
+                after()
             times.append(t / n)
             total += t
             progress.advance(1 if repeat is not None else t)
@@ -298,6 +308,17 @@ def measure(fn: Callable[[], Any], device: str, *, repeat: int | None = None,
     except KeyboardInterrupt:
         raise Interrupted(Stats(times, n) if times else None) from None
     return Stats(times, n)
+
+
+def measure(fn: Callable[[], Any], device: str, *, repeat: int | None = None,
+            min_time: float = DEFAULT_MIN_TIME, number: int | None = None,
+            progress: Progress | None = None) -> Stats:
+    """Time ``fn``: ``repeat`` blocks, or blocks until ``min_time`` seconds were measured.
+
+    Warm-up is the caller's. Ctrl-C raises :class:`Interrupted` with the blocks so far.
+    """
+    return timed_blocks(block_timer(device), fn, repeat=repeat, min_time=min_time,
+                        number=number, progress=progress)
 
 
 def warm_up(fn: Callable[[], Any], device: str, runs: int, progress: Progress | None = None,
@@ -388,33 +409,21 @@ def time_layers(module: torch.nn.Module, fn: Callable[[], Any], names: Iterable[
     by_name = dict(module.named_modules())
     targets = {n: by_name[n] for n in names if n in by_name and n != ""}
     clock = LayerClock(targets, device)
-    whole = block_timer(device)
-    times: list[float] = []
-    try:
+
+    def warm_then_reset() -> None:
         warm_up(fn, device, warmup, progress)
         clock.collect()
         for name in clock.names:
             clock.samples[name].clear()
         clock.run_totals.clear()
-        progress.phase("per-layer", repeat if repeat is not None else min_time,
-                       "runs" if repeat is not None else "s")
-        total = 0.0
-        while True:
-            t = whole(fn, 1)
-            clock.collect()
-            times.append(t)
-            total += t
-            progress.advance(1 if repeat is not None else t)
-            if repeat is not None:
-                if len(times) >= repeat:
-                    break
-            elif total >= min_time and len(times) >= 2:
-                break
-    except KeyboardInterrupt:
-        raise Interrupted(Stats(times) if times else None) from None
+
+    try:
+        hooked = timed_blocks(block_timer(device), fn, repeat=repeat, min_time=min_time,
+                              number=1, progress=progress, phase="per-layer",
+                              before=warm_then_reset, after=clock.collect)
     finally:
         clock.remove()
-    return Stats(times), clock
+    return hooked, clock
 
 
 # ------------------------------------------------------------------------ memory
@@ -780,9 +789,7 @@ def profile_config(build: Callable[[Report, str], torch.nn.Module], report: Repo
             warm = options.warmup
             if warm:
                 progress.phase("warm-up", warm)
-                eager()
-                sync(device)
-                progress.advance(1)
+                warm_up(eager, device, 1, progress, announce=False)
                 warm -= 1
             if device == "cuda":
                 _free(device)
