@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+import netcalc
 from netcalc.cli import app
 from netcalc.render import FORMATS
 
@@ -75,6 +76,20 @@ def test_json_contract(spec_file, runner):
     assert {"params", "trainable_params", "buffers", "macs", "flops", "weight_bytes",
             "activation_bytes"} <= set(data["totals"])
     assert data["totals"]["macs"] == 4 * MACS
+
+
+@pytest.mark.parametrize("depth", [None, 1])
+def test_json_is_the_report_dict_exactly(depth):
+    # the JSON renderer assembles the document line by line: it must parse back to the
+    # same data, escapes included
+    from netcalc.render import render
+    from netcalc.render.view import report_dict
+
+    report = netcalc.analyze(netcalc.parse(
+        'name: "Ünïcode ✓ \\"q\\" \\\\"\ninput: [3, 8, 8]\nblocks:\n  B: [ReLU]\n'
+        "layers:\n  - {name: b, B: ~, repeat: 2}\n  - Flatten\n", "u.yaml"))
+    text = render(report, "json", depth)
+    assert text.isascii() and json.loads(text) == report_dict(report, depth)
 
 
 def test_depth_collapses_blocks(spec_file, runner):

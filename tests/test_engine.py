@@ -302,3 +302,50 @@ def test_analysis_leaves_the_garbage_collector_as_it_found_it():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_paused_gc_overlapping_threads_restore_the_collector():
+    # one thread's pause may begin while another's is in progress: the last to end
+    # re-enables the collector (a save/restore per pause can leave it off for good)
+    import sys
+    import threading
+
+    from netcalc.perf import paused_gc
+
+    def work():
+        for _ in range(5000):  # a save/restore per pause fails this every time
+            with paused_gc():
+                with paused_gc():  # nested
+                    sum(range(5))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert gc.isenabled()
+
+
+def test_numbered_block_children_may_reuse_default_names_of_inputs():
+    # names in a numbered block are positions, so a block input called relu_1 is no clash
+    r = analyze_text("""
+input: [3, 8, 8]
+blocks:
+  Pair:
+    inputs: [x, relu_1]
+    numbered: true
+    layers:
+      - {Conv2d: {out_channels: 3, kernel_size: 1}, from: x}
+      - ReLU
+      - {Add: ~, from: [1, relu_1]}
+layers:
+  - {name: a, ReLU: ~}
+  - {name: p, Pair: ~, from: [input, a]}
+""")
+    assert [l.name for l in r.layers] == ["a", "p.0", "p.1", "p.2"]
+    assert r.layers[-1].sources == ["p.1", "a"]

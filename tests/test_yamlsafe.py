@@ -37,3 +37,12 @@ def test_an_alias_without_an_anchor_is_a_syntax_error():
     # the expansion pre-check is skipped for texts without '&': they cannot share nodes
     with pytest.raises(SpecError, match=r"t.yaml:1:4: YAML syntax error: found undefined alias"):
         load("a: *x\n", "t.yaml")
+
+
+def test_ints_resolve_as_yaml_safe_load_does():
+    # the int fast path takes plain ASCII decimals only: YAML 1.1 octal and odd digits
+    # go through PyYAML's constructor
+    assert load("a: 0\nb: 10\nc: 010\nd: 0x10\ne: 1_000\n", "t.yaml") == {
+        "a": 0, "b": 10, "c": 8, "d": 16, "e": 1000}
+    with pytest.raises(SpecError, match=r"t.yaml:1:4: bad YAML value"):
+        load('a: !!int "²"\n', "t.yaml")

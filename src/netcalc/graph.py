@@ -3,7 +3,8 @@
 Names are hierarchical and stable like torch module paths: an entry's ``name``, else
 ``<type>_<index>`` (lower-case type, index in its list); a repeated entry's
 instances are ``name.0``, ``name.1``...; a block instance's layers nest under the
-instance name (``layer1.0.conv1``).
+instance name (``layer1.0.conv1``). A ``numbered`` block names its layers by position
+instead, as nn.Sequential does (``0``, ``1``, ...; repeats continue the count).
 
 ``from`` refers to earlier entries of the same list, to ``input`` (or the block's
 named inputs), or by dotted path to any earlier layer (``layer3.1.relu``); ``x:h_n``
@@ -139,7 +140,7 @@ class _Builder:
                 raise SpecError("the layers of a numbered block are named by their position "
                                 "(0, 1, ...): remove `name`", mark)
             local = entry.name or f"{entry.type.lower()}_{i}"
-            if local in scope:
+            if local in scope and not numbered:
                 raise SpecError(f"duplicate layer name {local!r}", mark)
             if entry.sources is not None:
                 sources = [self.resolve(r, m, scope, prefix) for r, m in entry.sources]
@@ -177,8 +178,8 @@ class _Builder:
     def entry(self, entries: LList, i: int, env: dict[str, Any] | None) -> Entry:
         """Entry ``i`` of a list, its block arguments substituted.
 
-        Entries without arguments to substitute are parsed once, for both the count
-        and the expansion.
+        The spec's top-level entries (nothing to substitute) are parsed once, for both
+        the count and the expansion; block bodies are parsed per instance.
         """
         mark = entries.item_mark(i)
         if env is not None:

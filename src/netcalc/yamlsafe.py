@@ -119,12 +119,15 @@ class _Builder:
     def scalar(self, node: yaml.ScalarNode) -> Any:
         if node.tag == _STR:  # fast paths for the common plain scalars
             return node.value
-        if node.tag == _INT and node.value.isdigit():
-            return int(node.value)
+        value = node.value
+        if node.tag == _INT and value.isascii() and value.isdigit() and value[0] != "0":
+            return int(value)  # plain decimal; 0, 010 (YAML 1.1 octal) etc. go the long way
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             raise SpecError(f"bad YAML value: {exc.problem or exc}", _mark(node)) from None
+        except ValueError as exc:  # PyYAML's own int/float parsing, e.g. !!int "²"
+            raise SpecError(f"bad YAML value {value!r}: {exc}", _mark(node)) from None
 
 
 def _check_expansion(root: yaml.Node, limit: int) -> None:
