@@ -31,11 +31,13 @@ class ArgType:
         raise NotImplementedError
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
+    """An int from YAML, not a bool (bool is an int subclass)."""
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_num(v: Any) -> bool:
+def is_num(v: Any) -> bool:
+    """An int or float from YAML, not a bool."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
@@ -48,7 +50,7 @@ class Int(ArgType):
         return {None: "int", 0: "int >= 0", 1: "int >= 1"}.get(self.min, f"int >= {self.min}")
 
     def check(self, value: Any, nd: int) -> int:
-        if not _is_int(value):
+        if not is_int(value):
             raise ValueError(f"expected {self.name}, got {value!r}")
         if self.min is not None and value < self.min:
             raise ValueError(f"must be {self.name}, got {value}")
@@ -68,7 +70,7 @@ class Float(ArgType):
     name = "number"
 
     def check(self, value: Any, nd: int) -> float:
-        if not _is_num(value):
+        if not is_num(value):
             raise ValueError(f"expected a number, got {value!r}")
         if self.min is not None and value < self.min:
             raise ValueError(f"must be >= {self.min}, got {value}")
@@ -126,9 +128,9 @@ class Ints(ArgType):
         return f"int >= {self.min} or list of them"
 
     def check(self, value: Any, nd: int) -> tuple[int, ...]:
-        if _is_int(value):
+        if is_int(value):
             values = (value,) * nd
-        elif isinstance(value, (list, tuple)) and all(_is_int(v) for v in value):
+        elif isinstance(value, (list, tuple)) and all(is_int(v) for v in value):
             if len(value) != nd:
                 raise ValueError(f"expected {nd} values, got {len(value)}")
             values = tuple(value)
@@ -144,30 +146,6 @@ class Ints(ArgType):
 
 
 @dataclass(frozen=True)
-class Floats(ArgType):
-    """A number or a list of ``nd`` numbers (Upsample's scale_factor)."""
-
-    name = "number or list of numbers"
-
-    def check(self, value: Any, nd: int) -> tuple[float, ...]:
-        if _is_num(value):
-            values = (value,) * nd
-        elif isinstance(value, (list, tuple)) and all(_is_num(v) for v in value):
-            if len(value) != nd:
-                raise ValueError(f"expected {nd} values, got {len(value)}")
-            values = tuple(value)
-        else:
-            raise ValueError(f"expected a number or a list of {nd} numbers, got {value!r}")
-        if any(v <= 0 for v in values):
-            raise ValueError(f"values must be > 0, got {value!r}")
-        return values
-
-    def schema(self) -> dict:
-        item = {"type": "number", "exclusiveMinimum": 0}
-        return {"oneOf": [item, {"type": "array", "items": item}]}
-
-
-@dataclass(frozen=True)
 class IntList(ArgType):
     """A list of ints of any length (shapes, dims); a bare int is a list of one."""
 
@@ -175,9 +153,9 @@ class IntList(ArgType):
     name = "list of ints"
 
     def check(self, value: Any, nd: int) -> tuple[int, ...]:
-        if _is_int(value):
+        if is_int(value):
             value = [value]
-        if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value):
+        if not isinstance(value, (list, tuple)) or not all(is_int(v) for v in value):
             raise ValueError(f"expected a list of ints, got {value!r}")
         if self.min_value is not None and any(v < self.min_value for v in value):
             raise ValueError(f"values must be >= {self.min_value}, got {list(value)}")

@@ -23,14 +23,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..args import Arg, ArgType, Float
+from ..args import Arg, ArgType, Float, is_int
 from ..rf import RF
 from ..window import Window
 from .base import DataMovement, Shape, register
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 class Padding(ArgType):
@@ -39,9 +35,9 @@ class Padding(ArgType):
     name = "int or list of 2*nd ints (left, right, top, bottom, front, back)"
 
     def check(self, value: Any, nd: int) -> tuple[int, ...]:
-        if _is_int(value):
+        if is_int(value):
             return (value,) * (2 * nd)
-        if isinstance(value, (list, tuple)) and all(_is_int(v) for v in value):
+        if isinstance(value, (list, tuple)) and all(is_int(v) for v in value):
             if len(value) != 2 * nd:
                 raise ValueError(f"expected an int or {2 * nd} values (left, right"
                                  f"{', top, bottom' if nd > 1 else ''}"

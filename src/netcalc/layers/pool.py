@@ -32,7 +32,7 @@ from dataclasses import replace
 from math import prod
 from typing import Any, ClassVar
 
-from ..args import Arg, ArgType, Bool, Float, Ints, PosInt
+from ..args import Arg, ArgType, Bool, Float, Ints, PosInt, is_int
 from ..rf import GLOBAL, RF, ratio
 from ..window import Window, windowed
 from .base import Layer, MacFree, Parameterless, Shape, register
@@ -212,9 +212,9 @@ class OutputSize(ArgType):
     name = "int >= 1 or list of (int >= 1 or null)"
 
     def check(self, value: Any, nd: int) -> tuple[int | None, ...]:
-        if _is_int(value):
+        if is_int(value):
             values: tuple[int | None, ...] = (value,) * nd
-        elif isinstance(value, (list, tuple)) and all(v is None or _is_int(v) for v in value):
+        elif isinstance(value, (list, tuple)) and all(v is None or is_int(v) for v in value):
             if len(value) != nd:
                 raise ValueError(f"expected {nd} values, got {len(value)}")
             values = tuple(value)
@@ -227,10 +227,6 @@ class OutputSize(ArgType):
     def schema(self) -> dict:
         item = {"type": "integer", "minimum": 1}
         return {"oneOf": [item, {"type": "array", "items": {"anyOf": [item, {"type": "null"}]}}]}
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def adaptive_bounds(n: int, out: int) -> list[tuple[int, int]]:

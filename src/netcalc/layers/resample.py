@@ -43,7 +43,7 @@ from fractions import Fraction
 from math import prod
 from typing import Any
 
-from ..args import Arg, ArgType, Bool, Choice, PosInt
+from ..args import Arg, ArgType, Bool, Choice, PosInt, is_int, is_num
 from ..rf import GLOBAL, RF, exact, ratio
 from ..window import Window
 from .base import Layer, MacFree, Parameterless, Shape, register
@@ -56,29 +56,21 @@ MODES = ("nearest", "linear", "bilinear", "bicubic", "trilinear", "nearest-exact
 TAPS = {"nearest": 1, "nearest-exact": 1, "linear": 2, "bilinear": 2, "trilinear": 2, "bicubic": 4}
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 class AnySize(ArgType):
     """An int >= 1 or a list of them, one per spatial dim (checked against the input)."""
 
     name = "int >= 1 or list of them"
 
     def check(self, value: Any, nd: int) -> int | tuple[int, ...]:
-        if _is_int(value):
+        if is_int(value):
             values: tuple[int, ...] = (value,)
-        elif isinstance(value, (list, tuple)) and value and all(_is_int(v) for v in value):
+        elif isinstance(value, (list, tuple)) and value and all(is_int(v) for v in value):
             values = tuple(value)
         else:
             raise ValueError(f"expected an int or a list of ints, got {value!r}")
         if any(v < 1 for v in values):
             raise ValueError(f"values must be >= 1, got {value!r}")
-        return value if _is_int(value) else values
+        return value if is_int(value) else values
 
     def schema(self) -> dict:
         item = {"type": "integer", "minimum": 1}
@@ -91,15 +83,15 @@ class AnyScale(ArgType):
     name = "number > 0 or list of them"
 
     def check(self, value: Any, nd: int) -> float | tuple[float, ...]:
-        if _is_num(value):
+        if is_num(value):
             values: tuple[float, ...] = (value,)
-        elif isinstance(value, (list, tuple)) and value and all(_is_num(v) for v in value):
+        elif isinstance(value, (list, tuple)) and value and all(is_num(v) for v in value):
             values = tuple(value)
         else:
             raise ValueError(f"expected a number or a list of numbers, got {value!r}")
         if any(not v > 0 or math.isinf(v) for v in values):
             raise ValueError(f"values must be finite and > 0, got {value!r}")
-        return float(value) if _is_num(value) else tuple(float(v) for v in values)
+        return float(value) if is_num(value) else tuple(float(v) for v in values)
 
     def schema(self) -> dict:
         item = {"type": "number", "exclusiveMinimum": 0}
