@@ -453,13 +453,16 @@ def _complete(base: type, **skip: bool) -> type:
     body = {"__doc__": "A test layer.", "PARAMS_FORMULA": "p", "MACS_FORMULA": "m",
             "shape": lambda self, x: x, "params": lambda self: 1, "macs": lambda self: 1,
             "elementwise_flops": lambda self: 1, "receptive_field": lambda self, f: f[0],
-            "torch_module": lambda self: None}
+            "torch_module": lambda self: None, "backward_macs": lambda self, g: 1,
+            "saved": lambda self, g, d: []}
     return type("Probe", (base,), {k: v for k, v in body.items() if not skip.get(k)})
 
 
 def test_register_refuses_a_missing_rule_even_next_to_a_declared_zero():
     for base, skip, missing in [
         (Layer, {"params": True}, "params"),
+        (Layer, {"saved": True}, "saved"),
+        (MacFree, {"saved": True, "params": True}, "params, saved"),  # MacFree: backward 0
         (Parameterless, {"params": True, "macs": True}, "macs"),  # a zero does not spread
         (MacFree, {"macs": True, "params": True}, "params"),
         (DataMovement, {"params": True, "macs": True, "elementwise_flops": True,

@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 from ..args import AnyInt, Arg, Bool, Choice, Float, PosInt
 from ..rf import GLOBAL
-from .base import MacFree, Parameterless, Shape, register
+from .base import FP32, Grads, MacFree, Parameterless, Saved, Shape, register, saved_input, saved_output
 
 
 def _inplace() -> Arg:
@@ -53,6 +53,8 @@ class _Elementwise(MacFree):
 
     #: element-wise FLOPs per element (see the module docstring)
     FLOPS: ClassVar[int] = 0
+    #: backward reads the result, not the input (derivatives.yaml: ``result``)
+    SAVES_RESULT: ClassVar[bool] = False
 
     def shape(self, x: Shape) -> Shape:
         return x
@@ -62,6 +64,11 @@ class _Elementwise(MacFree):
 
     def elementwise_flops(self) -> int:
         return prod(self.x) * self.per_element()
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """The input (``self``), or the result for the ops whose derivative is written
+        in it; an in-place op keeps its result (the input is overwritten)."""
+        return [saved_output() if self.SAVES_RESULT or self.writes_input() else saved_input()]
 
     def receptive_field(self, fields):
         return fields[0]
@@ -92,6 +99,7 @@ class _Alpha(_Activation):
 class ReLU(_Inplace):
     """max(x, 0)."""
 
+    SAVES_RESULT = True
     FLOPS = 1
 
 
@@ -189,6 +197,7 @@ class Mish(_Inplace):
 class Sigmoid(_Activation):
     """1 / (1 + exp(-x))."""
 
+    SAVES_RESULT = True
     FLOPS = 3
 
 
@@ -196,6 +205,7 @@ class Sigmoid(_Activation):
 class Tanh(_Activation):
     """tanh(x)."""
 
+    SAVES_RESULT = True
     FLOPS = 1
 
 
@@ -242,6 +252,8 @@ class _SoftmaxBase(_Activation):
     """Softmax family: normalises along ``dim``; global RF along a spatial dim."""
 
     PRIMARY = "dim"
+    SAVES_RESULT = True  # _softmax / _log_softmax: result
+    AUTOCAST = FP32
     dim = Arg(AnyInt, -1, doc="dim to normalise along (torch's None is deprecated)")
 
     def axis(self, rank: int) -> int:

@@ -44,7 +44,8 @@ from typing import Any
 
 from ..args import Arg, Bool, Choice, Float, PosInt, Probability
 from .activation import Softmax
-from .base import Ctx, Layer, Parameterless, Shape, TensorInfo, register
+from .base import (ACC, ACT, LOWER, Ctx, Grads, Layer, Parameterless, Saved, Shape, TensorInfo,
+                   register, saved_extra, saved_input, saved_output)
 from .recurrent import check_sequence, sequence_field
 
 
@@ -66,6 +67,7 @@ class MultiheadAttention(Layer):
 
     PRIMARY = "num_heads"
     ARITY = (1, 3)
+    AUTOCAST = LOWER
     PARAMS_FORMULA = ("E*E + E*kdim + E*vdim + (3E if bias) + E*E + (E if bias) "
                       "+ (2E if add_bias_kv)")
     MACS_FORMULA = "N*(L*E*E + S*E*kdim + S*E*vdim + 2*L*S'*E + L*E*E)"
@@ -140,6 +142,34 @@ class MultiheadAttention(Layer):
     def receptive_field(self, fields):
         return sequence_field(fields)
 
+    def _projection_inputs(self) -> tuple[int, int, int]:
+        """Which input feeds the q, k and v projections."""
+        return {1: (0, 0, 0), 2: (0, 1, 1), 3: (0, 1, 2)}[len(self.inputs)]
+
+    def backward_macs(self, grads: Grads) -> int:
+        """out_proj's input gradient, the attention core's four products (``dP = dO V^T``,
+        ``dV = P^T dO``, ``dQ = dS K``, ``dK = dS^T Q``), each projection's input gradient
+        when its input needs one, and with trainable weights every weight gradient."""
+        n, length, s, s_attn = self._lengths
+        e = self.embed_dim
+        out_proj = length * e * e
+        core = 2 * length * s_attn * e
+        proj = (length * e * e, s * e * self.kdim, s * e * self.vdim)
+        total = out_proj + 2 * core
+        total += sum(p for p, i in zip(proj, self._projection_inputs()) if grads.inputs[i])
+        if grads.weight:
+            total += out_proj + sum(proj)
+        return n * total
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """The projections' inputs, the projected q, k, v, the attention output before
+        out_proj and the softmax's log-sum-exp per query row and head."""
+        n, length, s, s_attn = self._lengths
+        e = self.embed_dim
+        kept = [saved_input(i) for i in sorted(set(self._projection_inputs()))]
+        return kept + [saved_extra(n * (length + 2 * s) * e), saved_extra(n * length * e),
+                       saved_extra(n * self.num_heads * length, ACC)]
+
     def attention_terms(self) -> list[tuple[int, int]]:
         _, _, s, _ = self._lengths
         return [(s, self.embed_dim)]
@@ -157,6 +187,7 @@ class ScaledDotProductAttention(Parameterless):
 
     PRIMARY = None
     ARITY = (3, 3)
+    AUTOCAST = LOWER
     MACS_FORMULA = "B*L*S*E + B*L*S*Ev (full L x S even when causal)"
 
     is_causal = Arg(Bool(), False, doc="causal mask (top-left aligned, as torch)")
@@ -210,6 +241,20 @@ class ScaledDotProductAttention(Parameterless):
 
     def extras(self) -> dict[str, Any]:
         return {"causal_macs": self.causal_macs()} if self.is_causal else {}
+
+    def backward_macs(self, grads: Grads) -> int:
+        """``dV = P^T dO`` (v), ``dP = dO V^T`` (q or k), ``dQ = dS K`` (q), ``dK = dS^T Q``
+        (k): each as large as its forward product."""
+        b, length, s, e, ev = self._dims()
+        gq, gk, gv = grads.inputs
+        return b * length * s * (ev * gv + ev * (gq or gk) + e * gq + e * gk)
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """The fused kernels (flash attention on CPU and CUDA) keep q, k, v, the output
+        and the log-sum-exp of each score row in float32."""
+        b, length, _, _, _ = self._dims()
+        return [saved_input(0), saved_input(1), saved_input(2), saved_output(),
+                saved_extra(b * length, ACC)]
 
     def receptive_field(self, fields):
         return sequence_field(fields)
@@ -277,11 +322,33 @@ class _TransformerLayer(Layer):
         return self._part("MultiheadAttention", name,
                           {"num_heads": self.nhead, "bias": self.bias}, inputs)
 
+    AUTOCAST = LOWER
+
     def params(self) -> int:
         return sum(p.params() for p in self.parts)
 
     def macs(self) -> int:
         return sum(p.macs() for p in self.parts)
+
+    def _part_grads(self, part: Layer, grads: Grads) -> Grads:
+        """Parts reading the layer's own inputs need their gradients as the layer's
+        inputs do; every other part's input descends from trainable weights."""
+        own = {id(t): g for t, g in zip(self.inputs, grads.inputs)}
+        return Grads(tuple(own.get(id(t), True) for t in part.inputs), grads.weight)
+
+    def backward_macs(self, grads: Grads) -> int:
+        return sum(p.backward_macs(self._part_grads(p, grads)) for p in self.parts)
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """What each part keeps (as tensors of this layer), plus the dropout masks."""
+        kept: list[Saved] = []
+        for p in self.parts:
+            for k in p.saved(self._part_grads(p, grads), device):
+                t = {"input": p.inputs, "output": p.outputs}.get(k.kind)
+                kept.append(k if t is None else saved_extra(t[k.index].numel))
+        if self.dropout:
+            kept += [saved_extra(prod(self.y), "bool" if device == "cuda" else ACT)] * 3
+        return kept
 
     def elementwise_flops(self) -> int:
         residual_adds = self.n_residuals * prod(self.y)

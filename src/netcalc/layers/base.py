@@ -7,6 +7,13 @@ out cannot be registered: a missing rule is an error, never a silent 0. Types
 without parameters or without MACs say so by inheriting :class:`Parameterless` or
 :class:`MacFree` (both, plus no element-wise FLOPs: :class:`DataMovement`).
 
+Training adds two rules, read by :mod:`netcalc.training`: ``backward_macs(grads)``
+(the products of the gradients backward computes, given which inputs need one and
+whether the weights do) and ``saved(grads, device)`` (the tensors autograd keeps for
+the backward: :class:`Saved`, after ``tools/autograd/derivatives.yaml``). ``VIEW``,
+``AUTOCAST`` and ``inplace`` say how the layer's output relates to its input's storage
+and what ``torch.autocast`` does with it.
+
 Life of a layer in a graph::
 
     layer = Conv2d(raw_args, ctx)      # validates arguments, fills defaults
@@ -26,7 +33,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from math import prod
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, NamedTuple, Sequence
 
 from ..args import REQUIRED, Arg
 from ..errors import Mark, SpecError, did_you_mean
@@ -36,6 +43,12 @@ Shape = tuple[int, ...]
 
 FLOAT = "float"
 INT = "int64"
+
+# What torch.autocast does with a layer (torch/amp autocast op lists): LOWER ops
+# (conv, linear, matmul, attention, RNNs) run in the 16-bit dtype, casting their inputs
+# and weights; FP32 ops (softmax, norms but BatchNorm, reductions) run in float32;
+# FOLLOW ops run in the dtype of their input (promoting when inputs differ).
+LOWER, FP32, FOLLOW = "lower", "fp32", "follow"
 
 
 @dataclass(frozen=True)
@@ -63,10 +76,54 @@ class Ctx:
         return SpecError(f"{self.name}: {message}", mark)
 
 
+class Grads(NamedTuple):
+    """Which gradients the backward of one layer computes, as autograd decides: one
+    flag per input (it descends from a trainable parameter) and one for the layer's own
+    weights (trainable, with parameters)."""
+
+    inputs: tuple[bool, ...]
+    weight: bool
+
+    @property
+    def any(self) -> bool:
+        return self.weight or any(self.inputs)
+
+
+INPUT, OUTPUT, EXTRA = "input", "output", "extra"
+ACT = "act"  # an extra kept in the activation dtype
+ACC = "acc"  # statistics: float32, or float64 for float64 activations (torch's opmath)
+
+
+class Saved(NamedTuple):
+    """One tensor autograd keeps for a layer's backward: input or output ``index`` of
+    the layer (shared with every layer that keeps the same storage), or an EXTRA tensor
+    of ``numel`` elements that only this layer keeps (pooling indices, a dropout mask,
+    normalisation statistics), in ``dtype`` (ACT: the activation dtype)."""
+
+    kind: str
+    index: int = 0
+    numel: int = 0
+    dtype: str = ACT
+
+
+def saved_input(i: int = 0) -> Saved:
+    return Saved(INPUT, i)
+
+
+def saved_output(i: int = 0) -> Saved:
+    return Saved(OUTPUT, i)
+
+
+def saved_extra(numel: int, dtype: str = ACT) -> Saved:
+    return Saved(EXTRA, 0, numel, dtype)
+
+
 REGISTRY: dict[str, type["Layer"]] = {}
 
 # Methods every registered layer type must define somewhere below Layer.
-CONTRACT = ("shape", "params", "macs", "elementwise_flops", "receptive_field", "torch_module")
+CONTRACT = ("shape", "params", "macs", "elementwise_flops", "receptive_field", "torch_module",
+            "backward_macs", "saved")
+DEVICES = ("cuda", "cpu")  # the kernels that decide what backward keeps
 
 
 def register(cls: type["Layer"]) -> type["Layer"]:
@@ -101,6 +158,10 @@ class Layer:
     MACS_FORMULA: ClassVar[str] = ""
     #: a token-embedding table: its parameters are not in Kaplan's N (see sequence.py)
     EMBEDDING: ClassVar[bool] = False
+    #: output 0 is a view of input 0 (shares its storage): reshapes, permutes, identity
+    VIEW: ClassVar[bool] = False
+    #: what torch.autocast does with the layer: LOWER, FP32 or FOLLOW (see above)
+    AUTOCAST: ClassVar[str] = FOLLOW
 
     args: ClassVar[dict[str, Arg]] = {}
 
@@ -241,6 +302,22 @@ class Layer:
     def flops(self) -> int:
         return 2 * self.macs() + self.elementwise_flops()
 
+    # ------------------------------------------------------------------ training
+    def backward_macs(self, grads: Grads) -> int:
+        """MACs of this layer's backward: the products computing each input gradient
+        ``grads.inputs`` asks for, plus the weight gradient when ``grads.weight``."""
+        raise NotImplementedError
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """Tensors autograd keeps for this layer's backward on ``device`` ("cpu" or
+        "cuda"), asked only when ``grads.any``. Parameters and buffers are not listed:
+        they are not activations."""
+        raise NotImplementedError
+
+    def writes_input(self) -> bool:
+        """True when the layer overwrites its first input (``inplace: true``)."""
+        return bool(getattr(self, "inplace", False))
+
     def extras(self) -> dict[str, Any]:
         """Figures shown beside the counts (``LayerResult.extra``), e.g. ``causal_macs``."""
         return {}
@@ -307,17 +384,30 @@ class Parameterless(Layer):
 
 class MacFree(Layer):
     """Layers without a convolution or matrix product: ``MACs = 0``, their work (if any)
-    is element-wise FLOPs."""
+    is element-wise FLOPs, forward and backward."""
 
     MACS_FORMULA = "0"
 
     def macs(self) -> int:
         return 0
 
+    def backward_macs(self, grads: Grads) -> int:
+        return 0
+
 
 class DataMovement(Parameterless, MacFree):
     """Layers that only move or copy values (padding, reshapes, dropout at inference):
-    no parameters, no MACs, no element-wise FLOPs."""
+    no parameters, no MACs, no element-wise FLOPs, and a backward that needs only
+    sizes (``saved`` is empty; reflection/replication padding and dropout override)."""
 
     def elementwise_flops(self) -> int:
         return 0
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        return []
+
+
+def matmul_backward(macs: int, grads: Grads, first: bool, second: bool) -> int:
+    """A product ``C = A @ B`` of ``macs`` MACs costs as many again for ``dA = dC @ B^T``
+    and for ``dB = A^T @ dC`` (derivatives.yaml ``mm``): one per gradient needed."""
+    return macs * (first + second)

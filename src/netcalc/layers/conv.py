@@ -19,12 +19,13 @@ from typing import Any, ClassVar
 
 from ..args import Arg, Bool, Choice, Ints, OneOf, PosInt
 from ..window import Window, windowed
-from .base import Layer, Shape, register
+from .base import LOWER, Grads, Layer, Saved, Shape, register, saved_input
 
 
 class _ConvBase(Layer):
     PRIMARY = "out_channels"
     TRANSPOSED: ClassVar[bool] = False
+    AUTOCAST = LOWER
     PARAMS_FORMULA = "C_out*C_in/groups*prod(kernel_size) + (C_out if bias)"
     MACS_FORMULA = "numel(output) * C_in/groups * prod(kernel_size)"
 
@@ -89,6 +90,15 @@ class _ConvBase(Layer):
 
     def elementwise_flops(self) -> int:
         return prod(self.y) if self.bias else 0
+
+    def backward_macs(self, grads: Grads) -> int:
+        """``convolution_backward``: the input gradient is the transposed convolution of
+        the output gradient, the weight gradient correlates input and output gradient
+        per group; each costs the forward's MACs, ``groups`` included."""
+        return self.macs() * (grads.inputs[0] + grads.weight)
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        return [saved_input()]  # and the weight: one formula for all gradients
 
     def receptive_field(self, fields):
         return windowed(fields, self.windows())

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..args import AnyInt, Arg, Bool, Choice, Float, PosInt
-from .base import FLOAT, INT, MacFree, Shape, TensorInfo, register
+from .base import FLOAT, INT, Grads, MacFree, Saved, Shape, TensorInfo, register, saved_input
 
 TOKENS_HINT = "declare token ids with a dtype: `inputs: {tokens: {shape: [L], dtype: int64}}`"
 
@@ -66,6 +66,10 @@ class _EmbeddingBase(MacFree):
 
     def receptive_field(self, fields):
         return None  # token ids have no spatial receptive field
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """``embedding_backward`` scatters the output gradient by the ids: it keeps them."""
+        return [saved_input()]
 
     def torch_module(self) -> Any:
         return self.torch_namesake()

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..args import Arg, Bool, PosInt
 from ..rf import GLOBAL
-from .base import Layer, Shape, register
+from .base import LOWER, Grads, Layer, Saved, Shape, matmul_backward, register, saved_input
 
 
 def _mixing(fields):
@@ -40,6 +40,7 @@ class Linear(Layer):
     """y = x W^T + b over the last dim of (N, *, in_features)."""
 
     PRIMARY = "out_features"
+    AUTOCAST = LOWER
     PARAMS_FORMULA = "out_features*in_features + (out_features if bias)"
     MACS_FORMULA = "numel(output) * in_features"
 
@@ -65,6 +66,13 @@ class Linear(Layer):
     def elementwise_flops(self) -> int:
         return prod(self.y) if self.bias else 0
 
+    def backward_macs(self, grads: Grads) -> int:
+        return matmul_backward(self.macs(), grads, grads.inputs[0], grads.weight)
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """``addmm``/``mm`` keep the input only for the weight gradient."""
+        return [saved_input()] if grads.weight else []
+
     def receptive_field(self, fields):
         return _mixing(fields)
 
@@ -80,6 +88,7 @@ class Bilinear(Layer):
 
     PRIMARY = "out_features"
     ARITY = (2, 2)
+    AUTOCAST = LOWER
     PARAMS_FORMULA = "out*in1*in2 + (out if bias)"
     MACS_FORMULA = "numel(output) * in1_features * in2_features"
 
@@ -107,6 +116,14 @@ class Bilinear(Layer):
 
     def elementwise_flops(self) -> int:
         return prod(self.y) if self.bias else 0
+
+    def backward_macs(self, grads: Grads) -> int:
+        """``_trilinear_backward``: each of the three gradients is one product as large
+        as the forward."""
+        return self.macs() * (grads.inputs[0] + grads.inputs[1] + grads.weight)
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        return [saved_input(0), saved_input(1)]
 
     def receptive_field(self, fields):
         return _mixing(fields)

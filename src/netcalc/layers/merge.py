@@ -25,7 +25,8 @@ from typing import Any
 
 from ..args import AnyInt, Arg
 from ..rf import GLOBAL, merge
-from .base import FLOAT, INT, Layer, MacFree, Parameterless, Shape, register
+from .base import (FLOAT, INT, LOWER, Grads, Layer, MacFree, Parameterless, Saved, Shape,
+                   matmul_backward, register, saved_input)
 
 
 def _conflict(a: Shape, b: Shape) -> int | None:
@@ -60,6 +61,10 @@ def broadcast(layer: Layer, shapes: list[Shape], full: list[Shape] | None = None
 class _Merge(Parameterless, MacFree):
     ARITY = (2, None)
 
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """Sums and concatenations need only sizes in backward (derivatives.yaml)."""
+        return []
+
     def receptive_field(self, fields):
         return merge(fields)
 
@@ -89,6 +94,13 @@ class Add(_Elementwise):
 @register
 class Mul(_Elementwise):
     """Element-wise product of two or more inputs (gates, attention scales), with broadcasting."""
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """``mul``: each factor's gradient needs every other factor, kept only when that
+        gradient is asked for."""
+        n = len(self.inputs)
+        return [saved_input(j) for j in range(n)
+                if any(grads.inputs[i] for i in range(n) if i != j)]
 
     def torch_module(self) -> Any:
         from ..torch.modules import Mul as TorchMul
@@ -153,6 +165,7 @@ class MatMul(Parameterless):
     """Matrix product of two inputs with torch.matmul semantics (batch dims broadcast)."""
 
     ARITY = (2, 2)
+    AUTOCAST = LOWER
     MACS_FORMULA = "prod(batch dims) * M * K * N"
 
     def shape(self, a: Shape, b: Shape) -> Shape:
@@ -178,6 +191,13 @@ class MatMul(Parameterless):
 
     def elementwise_flops(self) -> int:
         return 0
+
+    def backward_macs(self, grads: Grads) -> int:
+        return matmul_backward(self.macs(), grads, *grads.inputs)
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """Each operand is kept for the other's gradient."""
+        return [saved_input(j) for j, other in ((0, 1), (1, 0)) if grads.inputs[other]]
 
     def receptive_field(self, fields):
         return GLOBAL if any(f is not None for f in fields) else None

@@ -42,7 +42,8 @@ from math import prod
 from typing import Any, ClassVar
 
 from ..args import Arg, Bool, Float, IntList, PosInt
-from .base import Layer, MacFree, Parameterless, Shape, register
+from .base import (ACC, FP32, Grads, Layer, MacFree, Parameterless, Saved, Shape, register,
+                   saved_extra, saved_input, saved_output)
 
 STATS_FLOPS = 5   # mean, variance and normalisation, per element
 AFFINE_FLOPS = 2  # weight multiply + bias add, per element
@@ -58,7 +59,20 @@ def _input_stats_flops(affine: bool) -> int:
 
 
 class _Pointwise(MacFree):
-    """Shared tail of the norms: no MACs, point-wise receptive field, torch by name."""
+    """Shared tail of the norms: no MACs, point-wise receptive field, torch by name,
+    and a backward that keeps the input and two statistics per normalised group (mean
+    and inverse deviation: ``native_batch_norm``'s ``save_mean, save_invstd``,
+    ``native_layer_norm``'s and ``native_group_norm``'s ``mean, rstd``) in float32."""
+
+    #: statistics kept per normalised group (RMSNorm keeps only the inverse rms)
+    STATS_KEPT: ClassVar[int] = 2
+
+    def groups(self) -> int:
+        """Number of normalised groups (each has its own statistics)."""
+        raise NotImplementedError
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        return [saved_input()] + [saved_extra(self.groups(), ACC)] * self.STATS_KEPT
 
     def receptive_field(self, fields):
         return fields[0]
@@ -104,6 +118,9 @@ class _RunningNorm(_Pointwise):
     def stats_size(self, x: Shape) -> int:
         """Values behind each statistic: N * spatial (BatchNorm), spatial (InstanceNorm)."""
         return x[0] * prod(x[2:])
+
+    def groups(self) -> int:
+        return prod(self.x) // self.stats_size(self.x)
 
     def params(self) -> int:
         return 2 * self.num_features if self.affine else 0
@@ -193,8 +210,13 @@ class GroupNorm(_Pointwise):
         _need_two_values(self, x[0] * (x[1] // self.num_groups) * prod(x[2:]), x)
         return x
 
+    AUTOCAST = FP32
+
     def params(self) -> int:
         return 2 * self.num_channels if self.affine else 0
+
+    def groups(self) -> int:
+        return self.x[0] * self.num_groups
 
     def elementwise_flops(self) -> int:
         return prod(self.x) * _input_stats_flops(self.affine)
@@ -227,9 +249,14 @@ class _ShapeNorm(_Pointwise):
                             "normalized_shape")
         return x
 
+    AUTOCAST = FP32
+
     def affine_terms(self) -> int:
         """Learnt tensors of shape ``normalized_shape``: weight (and bias)."""
         return int(self.elementwise_affine)
+
+    def groups(self) -> int:
+        return prod(self.x[:len(self.x) - len(self.normalized_shape)])
 
     def params(self) -> int:
         return prod(self.normalized_shape) * self.affine_terms()
@@ -260,6 +287,7 @@ class RMSNorm(_ShapeNorm):
 
     PARAMS_FORMULA = "prod(normalized_shape) if elementwise_affine"
     STATS = RMS_FLOPS
+    STATS_KEPT = 1
 
     eps = Arg(Float(0.0), None, doc="default: torch.finfo(dtype).eps")
 
@@ -290,3 +318,8 @@ class LocalResponseNorm(Parameterless, _Pointwise):
 
     def elementwise_flops(self) -> int:
         return prod(self.x) * (self.size + 5)
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """torch composes it of ``pow``, ``avg_pool``, ``mul``, ``add`` and ``div``; the
+        backward keeps the input, the squares and the divisor."""
+        return [saved_input(), saved_extra(prod(self.x)), saved_extra(prod(self.x))]

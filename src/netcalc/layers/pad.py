@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from ..args import Arg, ArgType, Float, is_int
 from ..rf import RF
 from ..window import Window
-from .base import DataMovement, Shape, register
+from .base import DataMovement, Grads, Saved, Shape, register, saved_input
 
 
 class Padding(ArgType):
@@ -106,13 +106,22 @@ class _ConstantPad(_Pad):
     value = Arg(Float(), doc="fill value")
 
 
-class _ReflectionPad(_Pad):
+class _IndexedPad(_Pad):
+    """Reflection and replication padding: ``reflection_padNd_backward`` and
+    ``replication_padNd_backward`` read the input (derivatives.yaml: ``self``)."""
+
     BOUNDED_RANK = True
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        return [saved_input()]
+
+
+class _ReflectionPad(_IndexedPad):
     REFLECT = True
 
 
-class _ReplicationPad(_Pad):
-    BOUNDED_RANK = True
+class _ReplicationPad(_IndexedPad):
+    pass
 
 
 @register

@@ -35,7 +35,8 @@ from typing import Any, ClassVar
 from ..args import Arg, ArgType, Bool, Float, Ints, PosInt, is_int
 from ..rf import GLOBAL, RF, ratio
 from ..window import Window, windowed
-from .base import Layer, MacFree, Parameterless, Shape, register
+from .base import (INT, Grads, Layer, MacFree, Parameterless, Saved, Shape, register,
+                   saved_extra, saved_input)
 
 _SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
 
@@ -90,6 +91,11 @@ class _Pool(Parameterless, MacFree):
     def elementwise_flops(self) -> int:
         return prod(self.y) * (self.FLOPS_PER_TAP * prod(self.kernel_size) + self.FLOPS_EXTRA)
 
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """``avg_poolNd`` keeps its input; max pooling also its int64 argmax indices
+        (``max_poolNd_with_indices``: ``self``, ``result1``)."""
+        return [saved_input()]
+
     def receptive_field(self, fields):
         return windowed(fields, self.windows())
 
@@ -98,6 +104,9 @@ class _Pool(Parameterless, MacFree):
 
 
 class _MaxPool(_Pool):
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        return [saved_input(), saved_extra(prod(self.y), INT)]
+
     padding = Arg(Ints(0), 0, doc="implicit -inf padding on both sides, <= kernel_size // 2")
     dilation = Arg(Ints(1), 1, doc="spacing between window elements")
     ceil_mode = Arg(Bool(), False, doc="round the output size up (a window may start in "
@@ -236,6 +245,7 @@ def adaptive_bounds(n: int, out: int) -> list[tuple[int, int]]:
 
 class _Adaptive(Parameterless, MacFree):
     PRIMARY = "output_size"
+    MAX: ClassVar[bool] = False
 
     output_size = Arg(OutputSize(), doc="output spatial size; null keeps that input size")
 
@@ -245,6 +255,15 @@ class _Adaptive(Parameterless, MacFree):
     def shape(self, x: Shape) -> Shape:
         _check_rank(self, x)
         return (*x[:2], *self.sizes(x))
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """``adaptive_avg_poolNd`` keeps its input, except to a 1x1 output, which torch
+        computes as ``mean`` (sizes only); max pooling keeps input and int64 indices."""
+        if self.MAX:
+            return [saved_input(), saved_extra(prod(self.y), INT)]
+        if all(o == 1 for o in self.y[2:]) and self.nd == 2:
+            return []
+        return [saved_input()]
 
     def elementwise_flops(self) -> int:
         """One compare/add per window element, summed exactly over all windows."""
@@ -299,6 +318,8 @@ class AdaptiveAvgPool3d(_Adaptive):
 class AdaptiveMaxPool1d(_Adaptive):
     """Max pooling to a fixed output length over (N, C, L)."""
 
+    MAX = True
+
     nd = 1
 
 
@@ -306,11 +327,15 @@ class AdaptiveMaxPool1d(_Adaptive):
 class AdaptiveMaxPool2d(_Adaptive):
     """Max pooling to a fixed output size over (N, C, H, W); 1 = global max pool."""
 
+    MAX = True
+
     nd = 2
 
 
 @register
 class AdaptiveMaxPool3d(_Adaptive):
     """Max pooling to a fixed output size over (N, C, D, H, W)."""
+
+    MAX = True
 
     nd = 3

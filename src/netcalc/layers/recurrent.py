@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 
 from ..args import Arg, Bool, Choice, NonNegInt, PosInt, Probability
 from ..rf import GLOBAL
-from .base import Layer, Shape, register
+from .base import LOWER, Grads, Layer, Saved, Shape, register, saved_extra, saved_input
 
 
 def sequence_field(fields):
@@ -61,6 +61,7 @@ def check_sequence(layer: Layer, s: Shape, features: str, which: str | None = No
 
 class _RNNBase(Layer):
     PRIMARY = "hidden_size"
+    AUTOCAST = LOWER
     GATES: ClassVar[int] = 1
     #: element-wise FLOPs per hidden unit and step, without and with the bias adds
     EW: ClassVar[int] = 2
@@ -120,6 +121,30 @@ class _RNNBase(Layer):
         n, length, _ = self.x
         per_unit = self.EW + (self.EW_BIAS if self.bias else 0)
         return n * length * self.directions * self.num_layers * per_unit * self.hidden_size
+
+    def backward_macs(self, grads: Grads) -> int:
+        """Per step and layer (backpropagation through time): the gradient into the
+        hidden state through ``W_hh`` always, into the layer's input through ``W_ih``
+        (for layer 0 only when the input needs one), and with trainable weights their
+        gradients, as large as the forward products."""
+        n, length, _ = self.x
+        g, h, p = self.GATES, self.hidden_size, self.proj
+        per_step = 0
+        for k, in_k in enumerate(self.layer_inputs()):
+            forward = g * h * (in_k + self.h_out) + p * h
+            per_step += g * h * self.h_out + p * h  # hidden-state (and projection) gradient
+            if k or grads.inputs[0]:
+                per_step += g * h * in_k
+            if grads.weight:
+                per_step += forward
+        return n * length * self.directions * per_step
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """The input, and per step, layer and direction the gates and states the
+        backward reads (the kernels' workspace)."""
+        n, length, _ = self.x
+        steps = n * length * self.directions * self.num_layers
+        return [saved_input(), saved_extra(steps * (self.GATES + 1) * self.hidden_size)]
 
     def receptive_field(self, fields):
         return sequence_field(fields)

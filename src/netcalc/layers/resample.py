@@ -46,7 +46,7 @@ from typing import Any
 from ..args import Arg, ArgType, Bool, Choice, PosInt, is_int, is_num
 from ..rf import GLOBAL, RF, exact, ratio
 from ..window import Window
-from .base import Layer, MacFree, Parameterless, Shape, register
+from .base import Grads, Layer, MacFree, Parameterless, Saved, Shape, register
 from .pad import on_trailing
 
 NEAREST = ("nearest", "nearest-exact")
@@ -105,10 +105,14 @@ def _per_dim(value: Any, m: int) -> tuple | None:
 
 
 class _Static(Parameterless, MacFree):
-    """No params, no MACs; torch module by name."""
+    """No params, no MACs; torch module by name. The backward of an interpolation or a
+    pixel/channel shuffle needs only sizes (``upsample_*_backward``)."""
 
     def torch_module(self) -> Any:
         return self.torch_namesake()
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        return []
 
 
 @register

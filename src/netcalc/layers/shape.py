@@ -24,7 +24,7 @@ from typing import Any
 
 from ..args import AnyInt, Arg, Bool, IntList, Probability
 from ..rf import GLOBAL, RF
-from .base import FLOAT, INT, DataMovement, Layer, Shape, register
+from .base import ACT, FLOAT, INT, DataMovement, Grads, Layer, Saved, Shape, register, saved_extra
 
 
 def _reshaped_field(rf: RF | None, before: Shape, after: Shape) -> RF | None:
@@ -39,9 +39,11 @@ def _reshaped_field(rf: RF | None, before: Shape, after: Shape) -> RF | None:
 
 
 class _Move(DataMovement):
-    """No parameters, no arithmetic."""
+    """No parameters, no arithmetic: views of their input (a reshape of a permuted,
+    non-contiguous tensor copies it; netcalc.training tracks that)."""
 
     ACCEPTS = (FLOAT, INT)
+    VIEW = True
 
     def axis(self, dim: int, rank: int, arg: str) -> int:
         d = dim + rank if dim < 0 else dim
@@ -201,6 +203,8 @@ class _Dropout(DataMovement):
     #: required input rank, or None for any
     RANK: int | None = None
     LAYOUT = ""
+    FEATURE = False  # drops whole channels (dim 1)
+    ALPHA = False  # keeps mean and variance (SELU networks)
 
     p = Arg(Probability, 0.5, doc="drop probability (training only)")
     inplace = Arg(Bool(), False, doc="accepted for torch compatibility; no effect on counts")
@@ -216,6 +220,20 @@ class _Dropout(DataMovement):
     def torch_module(self) -> Any:
         return self.torch_namesake()
 
+    def mask_numel(self) -> int:
+        """Elements of the mask backward multiplies by: one per element, or per channel
+        for the feature (channel) dropouts."""
+        return prod(self.x[:2]) if self.FEATURE else prod(self.x)
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """In training the output is ``input * mask``: ``mul`` keeps the mask. CUDA's
+        ``native_dropout`` keeps a bool mask; the CPU (and every feature or alpha
+        dropout) builds a mask in the input's dtype. ``p = 0`` returns the input."""
+        if self.p == 0:
+            return []
+        native = device == "cuda" and not self.FEATURE and not self.ALPHA
+        return [saved_extra(self.mask_numel(), "bool" if native else ACT)]
+
 
 @register
 class Dropout(_Dropout):
@@ -226,6 +244,7 @@ class Dropout(_Dropout):
 class Dropout1d(_Dropout):
     """Zeroes whole channels of (N, C, L) in training; identity at inference."""
 
+    FEATURE = True
     RANK = 3
     LAYOUT = "3-d (N, C, L)"
 
@@ -234,6 +253,7 @@ class Dropout1d(_Dropout):
 class Dropout2d(_Dropout):
     """Zeroes whole channels of (N, C, H, W) in training; identity at inference."""
 
+    FEATURE = True
     RANK = 4
     LAYOUT = "4-d (N, C, H, W)"
 
@@ -242,6 +262,7 @@ class Dropout2d(_Dropout):
 class Dropout3d(_Dropout):
     """Zeroes whole channels of (N, C, D, H, W) in training; identity at inference."""
 
+    FEATURE = True
     RANK = 5
     LAYOUT = "5-d (N, C, D, H, W)"
 
@@ -250,7 +271,12 @@ class Dropout3d(_Dropout):
 class AlphaDropout(_Dropout):
     """Dropout keeping zero mean and unit variance (for SELU); identity at inference."""
 
+    ALPHA = True
+
 
 @register
 class FeatureAlphaDropout(_Dropout):
     """AlphaDropout of whole channels (dim 1); identity at inference."""
+
+    ALPHA = True
+    FEATURE = True
