@@ -37,17 +37,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .dtypes import DTYPE_BYTES
+from .metrics import BUDGETABLE, METRICS
 from .errors import Mark, SpecError, did_you_mean
 from .units import parse_quantity
 from .yamlsafe import LMap
 
 #: totals that ``expect:`` and ``budget:`` can name (attributes of analysis.Totals)
-TOTALS = ("params", "trainable_params", "buffers", "macs", "flops", "weight_bytes",
-          "activation_bytes", "peak_activation_bytes", "input_bytes", "nonzero_params",
-          "nonzero_macs")
-BYTES = {"weight_bytes", "activation_bytes", "peak_activation_bytes", "input_bytes"}
+TOTALS = BUDGETABLE
+#: the totals that need a training report (made with the training settings)
+TRAINING_TOTALS = tuple(m.key for m in METRICS if m.training and m.budget)
+BYTES = {m.key for m in METRICS if m.bytes}
 #: keys that set how the report is computed rather than what it must say
-SETTINGS = ("batch", "dtype", "convention")
+TRAIN_SETTINGS = ("device", "optimizer", "precision", "checkpoint")
+SETTINGS = ("batch", "dtype", "convention", *TRAIN_SETTINGS)
 EXPECT_KEYS = ("output", "outputs", "receptive_field", *TOTALS, *SETTINGS)
 BUDGET_KEYS = (*TOTALS, *SETTINGS)
 DTYPES = tuple(DTYPE_BYTES)  # the --dtype choices of `netcalc shapes`
@@ -58,20 +60,15 @@ KEY_DOCS = {
     "outputs": "same as output",
     "receptive_field": "receptive-field size of the last spatial layer (int, [h, w] or "
                        "'global'), or a mapping layer name -> size",
-    "params": "parameters, as sum(p.numel() for p in module.parameters())",
-    "trainable_params": "parameters of trainable layers",
-    "buffers": "buffer elements (BatchNorm running statistics)",
-    "macs": "multiply-accumulates of one forward pass",
-    "flops": "2 * MACs + element-wise FLOPs",
-    "weight_bytes": "parameter bytes at the dtype",
-    "activation_bytes": "bytes of all layer outputs at the dtype",
-    "peak_activation_bytes": "largest set of tensors alive at once in inference",
-    "input_bytes": "bytes of the inputs",
-    "nonzero_params": "parameters left after `sparsity:` pruning",
-    "nonzero_macs": "MACs left after `sparsity:` pruning",
+    **{m.key: m.doc for m in METRICS},
     "batch": "batch size the values are computed at (default 1)",
     "dtype": "dtype the byte values are computed at (default float32)",
     "convention": "MAC counting convention of macs/flops (default: netcalc, or --convention)",
+    "device": "training figures: the kernels, cuda (default) or cpu",
+    "optimizer": "training figures: sgd, momentum, adam or adamw (default)",
+    "precision": "training figures: fp32, bf16, amp-bf16 or amp-fp16 (default: from dtype)",
+    "checkpoint": "training figures: block instances or containers checkpointed (a name or "
+                  "a list of names)",
 }
 
 _TOL_SEPARATORS = ("±", "+/-", "+-")
@@ -203,25 +200,28 @@ def check_file(path: str | Path, *, torch: bool = False,
 
 # --------------------------------------------------------------------------- evaluation
 class _Reports:
-    """Reports of one spec, computed once per (batch, dtype, convention)."""
+    """Reports of one spec, computed once per (batch, dtype, convention, training)."""
 
     def __init__(self, spec: Any, convention: str | None):
         self.spec = spec
         self.convention = convention or "netcalc"
-        self.cache: dict[tuple[int, str, str], Any] = {}
+        self.cache: dict[tuple, Any] = {}
 
-    def get(self, batch: int = 1, dtype: str = "float32", convention: str | None = None) -> Any:
-        key = (batch, dtype, convention or self.convention)
+    def get(self, batch: int = 1, dtype: str = "float32", convention: str | None = None,
+            train: Any = None) -> Any:
+        key = (batch, dtype, convention or self.convention, train)
         if key not in self.cache:
             self.cache[key] = analyze(self.spec, *key)
         return self.cache[key]
 
 
-def analyze(spec: Any, batch: int, dtype: str, convention: str | None) -> Any:
-    """One report of a parsed spec, under a counting convention when one is named."""
+def analyze(spec: Any, batch: int, dtype: str, convention: str | None,
+            train: Any = None) -> Any:
+    """One report of a parsed spec, under a counting convention when one is named, for a
+    training step when ``train`` (netcalc.training.TrainOptions) is given."""
     from . import analysis, graph
 
-    report = analysis.analyze_graph(graph.build(spec, batch), dtype)
+    report = analysis.analyze_graph(graph.build(spec, batch), dtype, train)
     if convention not in (None, "netcalc"):
         from . import conventions
 
@@ -257,7 +257,13 @@ def evaluate(spec: Any, convention: str | None = None, reports: "_Reports | None
         if "output" in block and "outputs" in block:
             raise SpecError(f"{section}: give either output or outputs, not both",
                             block.key_mark("outputs"))
-        report = reports.get(*_settings(section, block))
+        settings = _settings(section, block)
+        try:
+            report = reports.get(*settings)
+        except SpecError as err:
+            if err.mark is None and (err.file or "").startswith("--"):
+                raise _at_setting(err, section, block) from None
+            raise
         for key, value in block.items():
             if key in SETTINGS:
                 continue
@@ -274,7 +280,7 @@ def evaluate(spec: Any, convention: str | None = None, reports: "_Reports | None
     return checks
 
 
-def _settings(section: str, block: LMap) -> tuple[int, str, str | None]:
+def _settings(section: str, block: LMap) -> tuple[int, str, str | None, Any]:
     batch = block.get("batch", 1)
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise SpecError(f"{section}.batch must be an int >= 1, got {batch!r}",
@@ -287,7 +293,40 @@ def _settings(section: str, block: LMap) -> tuple[int, str, str | None]:
     if convention is not None and convention not in convention_names():
         raise SpecError(f"{section}.convention must be one of {', '.join(convention_names())}, "
                         f"got {convention!r}", block.value_mark("convention"))
-    return batch, dtype, convention
+    return batch, dtype, convention, _train_settings(section, block, dtype, convention)
+
+
+def _train_settings(section: str, block: LMap, dtype: str, convention: str | None) -> Any:
+    """TrainOptions when the block names a training total or setting, else None."""
+    if not any(k in block for k in (*TRAINING_TOTALS, *TRAIN_SETTINGS)):
+        return None
+    from .training import TrainOptions
+
+    if convention not in (None, "netcalc", "flopcounter"):
+        raise SpecError(f"{section}.convention {convention!r} counts no backward: training "
+                        "figures need netcalc or flopcounter", block.value_mark("convention"))
+    given = {k: block[k] for k in TRAIN_SETTINGS if k in block}
+    names = given.get("checkpoint", [])
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise SpecError(f"{section}.checkpoint must be a name or a list of names",
+                        block.value_mark("checkpoint"))
+    options = TrainOptions(given.get("device", "cuda"), given.get("optimizer", "adamw"),
+                           given.get("precision"), tuple(names))
+    try:
+        options.validate().resolved_precision(dtype)
+    except SpecError as err:
+        raise _at_setting(err, section, block) from None
+    return options
+
+
+def _at_setting(err: SpecError, section: str, block: LMap) -> SpecError:
+    """An option error of the training analysis (``--precision: ...``), located at the
+    block's setting of the same name."""
+    key = (err.file or "").lstrip("-").split(" ")[0]
+    mark = block.value_mark(key) if key in block else block.mark
+    return SpecError(f"{section}.{key}: {err.message}", mark)
 
 
 # --------------------------------------------------------------------------- quantities

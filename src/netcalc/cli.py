@@ -56,6 +56,30 @@ def _check_convention(name: str) -> None:
         fail(f"--convention: unknown convention {name!r} ({' | '.join(conventions.NAMES)})")
 
 
+TRAIN_HELP = "analyse a training step: backward MACs, saved activations, training memory"
+DEVICE_HELP = "with --train: cuda (default) | cpu, the kernels that decide what backward keeps"
+OPTIMIZER_HELP = "with --train: sgd | momentum | adam | adamw (default)"
+PRECISION_HELP = "with --train: fp32 | bf16 | amp-bf16 | amp-fp16 (default: from --dtype)"
+CHECKPOINT_HELP = ("with --train: activation checkpointing of these block instances or "
+                   "containers (repeatable or comma-separated; a repeat group: each instance)")
+LOSS_HELP = "with --train: square (default: sum of out.float().square().mean()) | cross-entropy"
+NO_BACKWARD = ("counts no backward pass; --train works with --convention netcalc or "
+               "flopcounter")
+
+
+def train_options(train: bool, device: str, optimizer: str, precision: str | None,
+                  checkpoint: list[str] | None, loss: str, convention: str = "netcalc"):
+    """The TrainOptions the CLI's training flags ask for, or None without --train."""
+    if not train:
+        return None
+    if convention not in ("netcalc", "flopcounter"):
+        raise SpecError(f"convention {convention!r} {NO_BACKWARD}", file="--convention")
+    from .training import TrainOptions
+
+    names = tuple(n.strip() for value in checkpoint or () for n in value.split(",") if n.strip())
+    return TrainOptions(device, optimizer, precision, names, loss).validate()
+
+
 def parse_input_option(values: list[str] | None) -> dict[str, tuple[int, ...]] | None:
     """``3x224x224`` for a single-input spec, or ``name=3x224x224`` (repeatable)."""
     if not values:
@@ -102,11 +126,18 @@ def shapes(
     kv_cache: bool = typer.Option(False, "--kv-cache",
                                   help="show KV-cache bytes per token (decoder models)"),
     convention: str = typer.Option("netcalc", "--convention", "-c", help=CONVENTION_HELP),
+    train: bool = typer.Option(False, "--train", help=TRAIN_HELP),
+    device: str = typer.Option("cuda", "--device", "-d", help=DEVICE_HELP),
+    optimizer: str = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP),
+    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
+    checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
+    loss: str = typer.Option("square", "--loss", help=LOSS_HELP),
 ) -> None:
     """Per-layer output shapes, receptive fields, params, MACs and memory (no torch needed).
 
     --convention fvcore|flopcounter|torchinfo shows, per layer and in total, the MACs
     (and FLOPs = 2 x MACs) that tool reports, by the rules of netcalc.conventions.
+    --train adds the backward pass and the memory of a training step (netcalc.training).
     """
     from . import analysis, graph, spec as spec_mod
     from .render import FORMATS, render
@@ -115,8 +146,11 @@ def shapes(
         fail(f"--format: unknown format {format!r} ({', '.join(FORMATS)})")
     _check_convention(convention)
     try:
+        options = train_options(train, device, optimizer, precision, checkpoint, loss,
+                                convention)
         s = spec_mod.load(spec_file)
-        report = analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)), dtype)
+        report = analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)), dtype,
+                                        options)
     except SpecError as err:
         fail(err)
     if convention != "netcalc":  # netcalc's own counts need no conversion (nor its import)
@@ -128,6 +162,60 @@ def shapes(
         for key in ("kv_cache_bytes_per_token", "kv_cache_bytes"):
             seq.pop(key, None)
     sys.stdout.write(render(report, format, depth))
+
+
+@app.command()
+def fit(
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="YAML spec file"),
+    memory: str = typer.Option(..., "--memory", "-m",
+                               help="device memory, e.g. 24GB (24e9 bytes) or 24GiB (24*2^30)"),
+    input: Optional[list[str]] = typer.Option(None, "--input", "-i",
+                                              help="per-sample input shape, e.g. 3x224x224"),
+    dtype: str = typer.Option("float32", help="float32 | float16 | bfloat16 | int8"),
+    format: str = typer.Option("table", "--format", "-f", help="table | json"),
+    train: bool = typer.Option(False, "--train", help="fit a training step (else inference)"),
+    device: str = typer.Option("cuda", "--device", "-d", help=DEVICE_HELP),
+    optimizer: str = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP),
+    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
+    checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
+    loss: str = typer.Option("square", "--loss", help=LOSS_HELP),
+) -> None:
+    """The largest batch that fits in --memory, with the memory breakdown at that batch.
+
+    Inference: weights + buffers + the inference peak of live activations. With --train:
+    the peak of a training step (weights, gradients, optimizer state, saved activations).
+    Exit codes: 0 a batch fits; 1 not even batch 1 fits (the memory it needs is shown);
+    2 invalid input or option.
+    """
+    from . import spec as spec_mod
+    from .fit import fit_batch
+    from .render.fit import render_fit
+
+    if format not in ("table", "json"):
+        fail(f"--format: unknown format {format!r} (table, json)")
+    try:
+        budget = _parse_memory(memory)
+        options = train_options(train, device, optimizer, precision, checkpoint, loss)
+        s = spec_mod.load(spec_file)
+        result = fit_batch(s, budget, dtype=dtype, input_shapes=_input_shapes(s, input),
+                           train=options)
+    except SpecError as err:
+        fail(err)
+    sys.stdout.write(render_fit(result, format))
+    if result.batch is None:
+        raise typer.Exit(1)
+
+
+def _parse_memory(text: str) -> int:
+    from .units import parse_quantity
+
+    try:
+        value = parse_quantity(text)
+    except ValueError as exc:
+        raise SpecError(str(exc), file="--memory") from None
+    if value < 1 or value.denominator != 1:
+        raise SpecError(f"{text!r} is not a whole positive number of bytes", file="--memory")
+    return int(value)
 
 
 CHECK_FORMAT_HELP = "text | json | github (workflow annotations) | junit (XML)"

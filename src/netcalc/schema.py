@@ -168,11 +168,17 @@ def _quantity(tolerance: bool) -> dict:
 
 def _settings() -> dict:
     from .conventions import NAMES
+    from .training import DEVICES, OPTIMIZERS, PRECISIONS
 
     settings = {
         "batch": {"type": "integer", "minimum": 1, "description": KEY_DOCS["batch"]},
         "dtype": {"enum": list(DTYPES), "description": KEY_DOCS["dtype"]},
         "convention": {"enum": list(NAMES), "description": KEY_DOCS["convention"]},
+        "device": {"enum": list(DEVICES), "description": KEY_DOCS["device"]},
+        "optimizer": {"enum": list(OPTIMIZERS), "description": KEY_DOCS["optimizer"]},
+        "precision": {"enum": list(PRECISIONS), "description": KEY_DOCS["precision"]},
+        "checkpoint": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                       "description": KEY_DOCS["checkpoint"]},
     }
     assert set(settings) == set(SETTINGS), "schema.py: settings changed in check.py"
     return settings
