@@ -161,6 +161,10 @@ def shapes(
     if seq is not None and not kv_cache:
         for key in ("kv_cache_bytes_per_token", "kv_cache_bytes"):
             seq.pop(key, None)
+    if kv_cache and (seq is None or "kv_cache_bytes_per_token" not in seq):
+        why = ("it has no token input (an int64 input)" if seq is None
+               else "it has no causal self-attention")
+        typer.echo(f"--kv-cache: no KV cache for this model: {why}", err=True)
     sys.stdout.write(render(report, format, depth))
 
 
@@ -390,7 +394,7 @@ def verify(
     show: str = typer.Option("all", "--show", help="all | differences (rows not a plain match)"),
     rf: bool = typer.Option(True, "--rf/--no-rf", help="measure receptive fields by backprop"),
 ) -> None:
-    """Cross-check every analytic number against PyTorch (needs netcalc[torch]).
+    """Cross-check every analytic number against PyTorch (needs the torch extra).
 
     Builds the spec as an nn.Module and compares, per layer and in total: output
     shapes, params, trainable params, buffers, MACs against fvcore,

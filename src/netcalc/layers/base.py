@@ -403,6 +403,7 @@ class MacFree(Layer):
         return 0
 
     def backward_macs(self, grads: Grads) -> int:
+        """0: no products backward either (element-wise gradients)."""
         return 0
 
 
@@ -415,6 +416,7 @@ class DataMovement(Parameterless, MacFree):
         return 0
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """Nothing: the backward needs only sizes."""
         return []
 
 
