@@ -22,7 +22,8 @@ from ..errors import SpecError
 from ..graph import Graph
 
 INT64_MAX = 2**63 - 1
-TORCH_ERRORS = (RuntimeError, OverflowError, ValueError, TypeError)  # what torch raises on bad input
+#: what torch raises on input it cannot take
+TORCH_ERRORS = (RuntimeError, OverflowError, ValueError, TypeError)
 
 #: the container's memory limit and usage: cgroup v2, then v1 (patched in tests)
 CGROUP_FILES = (
@@ -159,17 +160,21 @@ def _address_space_left() -> int | None:
 
 def _cgroup_left() -> int | None:
     for limit_file, usage_file in CGROUP_FILES:
-        limit = _read_int(limit_file)
-        if limit is not None:
-            return max(limit - (_read_int(usage_file) or 0), 0)
+        limit = _read(limit_file)
+        if limit is None:  # not this cgroup version
+            continue
+        if not limit.isdigit():  # ``max`` (v2): no limit
+            return None
+        usage = _read(usage_file) or ""
+        return max(int(limit) - (int(usage) if usage.isdigit() else 0), 0)
     return None
 
 
-def _read_int(path: Path) -> int | None:
-    """An integer file of /sys; None when absent or ``max`` (no limit)."""
+def _read(path: Path) -> str | None:
+    """A one-value file of /sys, or None when absent; at most 64 bytes are read."""
     try:
         with open(path, "rb") as f:
-            text = f.read(64).strip()
+            text = f.read(64).decode("ascii", "replace").strip()
     except OSError:
         return None
-    return int(text) if text.isdigit() else None
+    return text
