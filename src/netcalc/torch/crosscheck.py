@@ -53,10 +53,10 @@ from torch import nn
 
 from .. import conventions
 from ..analysis import Report
+from ..errors import SpecError
 from ..graph import Graph
 from ..rf import RF
 from ..spec import Spec
-from ..errors import SpecError
 from . import guard
 from .build import NetcalcModule, _module_of, flatten_outputs, inputs_for, prepare
 
