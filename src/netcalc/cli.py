@@ -145,6 +145,8 @@ def shapes(
     if format not in FORMATS:
         fail(f"--format: unknown format {format!r} ({', '.join(FORMATS)})")
     _check_convention(convention)
+    if dtype not in analysis.DTYPE_BYTES:  # else the analysis blames the spec
+        fail(f"--dtype: unknown dtype {dtype!r} ({', '.join(analysis.DTYPE_BYTES)})")
     try:
         options = train_options(train, device, optimizer, precision, checkpoint, loss,
                                 convention)
@@ -358,7 +360,9 @@ def profile(
         options.validate()
         result = profile_spec(spec_file, options, input_shapes=shapes_,
                               progress=make_progress(format == "table"))
-    except (SpecError, ProfileError) as err:
+    except SpecError as err:
+        fail(err.located(str(spec_file)))
+    except ProfileError as err:
         fail(err)
     for skipped in result.skipped:
         typer.echo(f"{skipped['device']} skipped: {skipped['reason']}", err=True)
@@ -420,10 +424,8 @@ def verify(
         s = spec_mod.load(spec_file)
         result = crosscheck(s, batch=batch, device=device, convention=convention,
                             input_shapes=_input_shapes(s, input), rf=None if rf else False)
-    except SpecError as err:
-        fail(err)
-    except RuntimeError as err:  # e.g. an unavailable device
-        fail(f"--device {device}: {err}")
+    except SpecError as err:  # torch's refusals too, as one line (netcalc.torch.guard)
+        fail(err.located(str(spec_file)))
     sys.stdout.write(render_crosscheck(result, format, show))
     if not result.ok:
         raise typer.Exit(1)
