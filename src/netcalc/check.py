@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .analysis import DTYPE_BYTES
+from .args import INT64_MAX
 from .errors import Mark, SpecError, did_you_mean
-from .units import parse_quantity
+from .units import parse_quantity, significant
 from .yamlsafe import LMap
 
 #: totals that ``expect:`` and ``budget:`` can name (attributes of analysis.Totals)
@@ -276,8 +277,8 @@ def evaluate(spec: Any, convention: str | None = None, reports: "_Reports | None
 
 def _settings(section: str, block: LMap) -> tuple[int, str, str | None]:
     batch = block.get("batch", 1)
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise SpecError(f"{section}.batch must be an int >= 1, got {batch!r}",
+    if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= INT64_MAX:
+        raise SpecError(f"{section}.batch must be an int from 1 to 2**63 - 1, got {batch!r}",
                         block.value_mark("batch"))
     dtype = block.get("dtype", "float32")
     if dtype not in DTYPES:
@@ -349,7 +350,7 @@ def exact(x: int | Fraction) -> str:
     x = Fraction(x)
     if x.denominator == 1:
         return f"{x.numerator:,}"
-    return f"{float(x):,.10g}"
+    return significant(x, 10)
 
 
 def _json_num(x: int | Fraction) -> int | float:
@@ -362,7 +363,7 @@ def _deviation(actual: int | Fraction, expected: Fraction) -> str:
     sign = "+" if diff > 0 else "-"
     text = f"{sign}{exact(abs(diff))}"
     if expected:
-        text += f", {sign}{float(abs(diff) / expected * 100):.3g}%"
+        text += f", {sign}{significant(abs(diff) / expected * 100)}%"
     return text
 
 
@@ -394,7 +395,7 @@ def _budget_total(report: Any, key: str, value: Any, mark: Mark, vmark: Mark) ->
         message = f"budget.{key}: {exact(actual)} is within {shown}"
     else:
         over = actual - cap.value
-        pct = f", +{float(over / cap.value * 100):.3g}%" if cap.value else ""
+        pct = f", +{significant(over / cap.value * 100)}%" if cap.value else ""
         message = (f"budget.{key}: {exact(actual)} exceeds the budget of {shown} "
                    f"by {exact(over)}{pct}")
     return Check("budget", key, mark, cap.text, exact(actual), ok, message,
