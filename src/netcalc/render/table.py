@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..analysis import Report
+from ..textsafe import text
 from ..units import human, human_bytes
 from .view import COLUMNS, collapse, shape_text
 
@@ -15,7 +16,7 @@ from .view import COLUMNS, collapse, shape_text
 def render_table(report: Report, depth: int | None) -> str:
     inputs = ", ".join(shape_text(v) if k == "input" else f"{k} {shape_text(v)}"
                        for k, v in report.inputs.items())
-    table = Table(title=f"{report.name}  ·  input {inputs}  ·  {report.dtype}",
+    table = Table(title=f"{text(report.name)}  ·  input {inputs}  ·  {report.dtype}",
                   title_justify="left", header_style="bold", show_footer=True)
     t = report.totals
     footers = {"Layer": "Total", "Params": human(t.params), "MACs": human(t.macs),
@@ -26,8 +27,9 @@ def render_table(report: Report, depth: int | None) -> str:
     for r in collapse(report, depth):
         table.add_row(*(c.human(r) for c in COLUMNS))
     buf = io.StringIO()
+    # markup and emoji codes off: a spec named "[bold]x" or ":smile:" prints as written
     console = Console(file=buf, width=max(120, _width(report)), force_terminal=False,
-                      color_system=None)
+                      color_system=None, markup=False, emoji=False)
     console.print(table)
     outputs = ", ".join(f"{k} {shape_text(v)}" for k, v in report.outputs.items())
     summary = [

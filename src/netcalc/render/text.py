@@ -1,4 +1,9 @@
-"""CSV and Markdown: the report's rows with exact integers."""
+"""CSV and Markdown: the report's rows with exact integers.
+
+Text cells go through :mod:`netcalc.textsafe`: the csv module quotes commas, quotes
+and newlines, but control characters would still reach a terminal, and a ``|`` or a
+newline in a Markdown cell would add columns or rows.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import csv
 import io
 
 from ..analysis import Report
+from ..textsafe import markdown, text
 from .view import COLUMNS, collapse, shape_text
 
 TOTAL_FIELDS = ("params", "trainable_params", "buffers", "macs", "flops", "weight_bytes",
@@ -18,7 +24,7 @@ def render_csv(report: Report, depth: int | None) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([c.title for c in COLUMNS])
     for r in collapse(report, depth):
-        w.writerow([c.exact(r) for c in COLUMNS])
+        w.writerow([c.exact(r) if c.numeric else text(c.exact(r)) for c in COLUMNS])
     t = report.totals
     w.writerow(["TOTAL", "", "", "", t.params, t.macs, t.flops, t.activation_bytes])
     return buf.getvalue()
@@ -27,11 +33,11 @@ def render_csv(report: Report, depth: int | None) -> str:
 def render_markdown(report: Report, depth: int | None) -> str:
     t = report.totals
     inputs = ", ".join(f"{k} {shape_text(v)}" for k, v in report.inputs.items())
-    lines = [f"### {report.name}", "", f"Input: {inputs} · dtype {report.dtype}", ""]
+    lines = [f"### {markdown(report.name)}", "", f"Input: {inputs} · dtype {report.dtype}", ""]
     lines.append("| " + " | ".join(c.title for c in COLUMNS) + " |")
     lines.append("|" + "|".join("---:" if c.numeric else "---" for c in COLUMNS) + "|")
     for r in collapse(report, depth):
-        lines.append("| " + " | ".join(str(c.exact(r)) for c in COLUMNS) + " |")
+        lines.append("| " + " | ".join(markdown(c.exact(r)) for c in COLUMNS) + " |")
     lines.append(f"| **Total** | | | | {t.params} | {t.macs} | {t.flops} | {t.activation_bytes} |")
     lines += ["", "| total | value |", "|---|---:|"]
     lines += [f"| {name} | {getattr(t, name)} |" for name in TOTAL_FIELDS]
