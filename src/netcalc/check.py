@@ -595,12 +595,14 @@ def _receptive_fields(report: Any, value: Any, mark: Mark, vmark: Mark) -> list[
 
 
 # --------------------------------------------------------------------------- torch
-TORCH_MISSING = ("--torch needs PyTorch: pip install 'netcalc[torch]' "
-                 "(the CPU wheel is enough)")
+# the packages the torch extra adds, by their own names: `pip install netcalc[torch]`
+# would install an unrelated PyPI project called netcalc
+TORCH_MISSING = ("--torch needs PyTorch: pip install torch fvcore "
+                 "(the CPU wheel of torch is enough)")
 
 
 class TorchUnavailable(RuntimeError):
-    """netcalc[torch] is not installed."""
+    """The torch extra (torch, fvcore) is not installed."""
 
 
 def torch_available() -> bool:

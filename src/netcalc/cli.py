@@ -166,6 +166,8 @@ def shapes(
 
     if format not in FORMATS:
         fail(f"--format: unknown format {format!r} ({', '.join(FORMATS)})")
+    if dtype not in analysis.DTYPE_BYTES:  # an option's fault, not the spec's
+        fail(f"--dtype: unknown dtype {dtype!r} ({', '.join(analysis.DTYPE_BYTES)})")
     _check_convention(convention)
     max_bytes = _file_size(max_file_size)
     try:
@@ -192,7 +194,7 @@ def check(
     paths: Optional[list[Path]] = typer.Argument(None, metavar="[PATH]...",
                                                  help="spec files or folders (default: specs/)"),
     torch: bool = typer.Option(False, "--torch",
-                               help="also cross-check every spec against PyTorch (netcalc[torch])"),
+                               help="also cross-check every spec against PyTorch (the torch extra)"),
     format: str = typer.Option("text", "--format", "-f", help=CHECK_FORMAT_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o",
                                           help="write the report to this file (e.g. junit XML) "
@@ -316,7 +318,8 @@ def profile(
     try:
         import torch  # noqa: F401
     except ImportError:
-        fail("netcalc profile needs torch: pip install 'netcalc[torch]'")
+        fail("netcalc profile needs torch: pip install torch fvcore (the CPU wheel of torch "
+             "is enough)")
     from .render.profile import make_progress, render_profile_json, render_profile_table
     from .torch.profile import ProfileError, ProfileOptions, parse_batches, profile_spec
 
@@ -367,7 +370,7 @@ def verify(
     show: str = typer.Option("all", "--show", help="all | differences (rows not a plain match)"),
     rf: bool = typer.Option(True, "--rf/--no-rf", help="measure receptive fields by backprop"),
 ) -> None:
-    """Cross-check every analytic number against PyTorch (needs netcalc[torch]).
+    """Cross-check every analytic number against PyTorch (needs the torch extra).
 
     Builds the spec as an nn.Module and compares, per layer and in total: output
     shapes, params, trainable params, buffers, MACs against fvcore,
@@ -388,7 +391,7 @@ def verify(
     try:
         from .torch.crosscheck import crosscheck
     except ImportError as exc:
-        fail(f"netcalc verify needs torch and fvcore: pip install 'netcalc[torch]' ({exc})")
+        fail(f"netcalc verify needs torch and fvcore: pip install torch fvcore ({exc})")
     try:
         s = spec_mod.load(spec_file)
         result = crosscheck(s, batch=batch, device=device, convention=convention,

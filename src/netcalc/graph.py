@@ -29,7 +29,7 @@ from .perf import paused_gc
 from .spec import BlockDef, Entry, Spec, parse_entry
 from .yamlsafe import LList, LMap
 
-MAX_NODES = 25_000  # layers after expansion: see README, "Limits"
+MAX_NODES = 20_000  # layers after expansion: see README, "Limits"
 MAX_BLOCK_DEPTH = 50
 
 
@@ -102,7 +102,7 @@ class _Builder:
             shape = (input_shapes or {}).get(name, inp.shape)
             self.inputs[name] = TensorInfo((batch, *shape), inp.dtype)
             if self.inputs[name].numel > MAX_NUMEL:
-                raise SpecError(f"input {name} {[batch, *shape]} has more than 2**60 elements "
+                raise SpecError(f"input {name!r} {[batch, *shape]} has more than 2**60 elements "
                                 "(torch cannot size its storage)", inp.mark)
             self.paths[name] = Ref(name)
         self.block_stack: list[str] = []

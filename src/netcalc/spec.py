@@ -37,7 +37,7 @@ BLOCK_KEYS = ("args", "inputs", "layers", "numbered")
 DTYPES = {"float": FLOAT, "float32": FLOAT, "float16": FLOAT, "bfloat16": FLOAT,
           "float64": FLOAT, "int64": INT, "long": INT, "int32": INT, "int": INT}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: "$" would accept "fc\n"
-MAX_REPEAT = 25_000  # = graph.MAX_NODES: see README, "Limits"
+MAX_REPEAT = 20_000  # = graph.MAX_NODES: see README, "Limits"
 MAX_FILE_BYTES = 4_000_000  # the default of --max-file-size
 
 
@@ -283,6 +283,11 @@ def parse(text: str, file: str = "<spec>") -> Spec:
         outputs = None
         if "outputs" in raw:
             outputs = _refs(raw["outputs"], raw.value_mark("outputs"))
+            named = set()
+            for ref, m in outputs:
+                if ref in named:  # a model returns each output once
+                    raise SpecError(f"output {ref!r} is listed twice", m)
+                named.add(ref)
         for key in ("expect", "budget"):
             if key in raw and not isinstance(raw[key], LMap):
                 raise SpecError(f"{key} must be a mapping", raw.value_mark(key))
