@@ -94,6 +94,17 @@ CASES = [
          says="the spec expands to more than 20,000 layers", seconds=5),
     Case("200000-layers-on-one-line", "input: [8]\nlayers: [" + ", ".join(["ReLU"] * 200_000)
          + "]\n", says="the spec expands to more than 20,000 layers", seconds=8),
+    Case("long-names-in-every-instance", "input: [8]\nblocks:\n  B: [{name: " + "a" * 100_000
+         + ", ReLU: ~}]\nlayers: [{B: ~, repeat: 20000}]\n",
+         says="s.yaml:3:14: name of 100,000 characters (at most 64)", seconds=3),
+    Case("long-block-argument", "input: [8]\nblocks:\n  B: {args: {s: " + "x" * 100_000
+         + "}, layers: [ReLU]}\nlayers: [" + ", ".join(["B"] * 20_000) + "]\n",
+         says="block B argument 's': a number, a string of at most 256 characters", seconds=3),
+    Case("substitutions-multiplied", "input: [8]\nblocks:\n  B:\n    args: {s: " + "x" * 256
+         + "}\n    layers: [{name: '" + "$s" * 50_000 + "', ReLU: ~}]\nlayers: [B]\n",
+         says="more than 8 substitutions ($) in one string", seconds=3),
+    Case("cubic-regex-in-a-quantity", OK + "budget: {params: '1" + " " * 3000 + "x'}\n",
+         says="budget.params: cannot read '1 ", seconds=3),
     # Quadratic analysis: broadcasting N inputs is linear
     Case("add-of-10000-inputs", "input: [8]\nlayers:\n  - {name: r, ReLU: ~}\n"
          "  - {Add: ~, from: [" + ", ".join(["r"] * 10_000) + "]}\n",

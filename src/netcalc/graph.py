@@ -263,6 +263,23 @@ class _Builder:
         return out
 
 
+MAX_ARG_TEXT = 256  # characters of a string block argument
+MAX_ARG_ITEMS = 16  # items of a list block argument
+
+
+def _arg_value(block: BlockDef, name: str, value: Any, mark: Mark) -> Any:
+    """A block argument is a scalar or a short flat list: its copies and the memo keys of
+    every instance stay small."""
+    items = value if isinstance(value, list) else [value]
+    if (len(items) > MAX_ARG_ITEMS
+            or any(isinstance(v, (dict, list)) or isinstance(v, str) and len(v) > MAX_ARG_TEXT
+                   for v in items)):
+        raise SpecError(f"block {block.name} argument {name!r}: a number, a string of at most "
+                        f"{MAX_ARG_TEXT} characters, or a flat list of at most {MAX_ARG_ITEMS} "
+                        "of them", mark)
+    return value
+
+
 def _block_env(block: BlockDef, entry: Entry) -> dict[str, Any]:
     given = entry.args
     if given is None:
@@ -277,12 +294,12 @@ def _block_env(block: BlockDef, entry: Entry) -> dict[str, Any]:
         if k not in block.args:
             raise SpecError(f"block {block.name} has no argument {k!r}"
                             f"{did_you_mean(str(k), block.args)}", marks.get(k, entry.type_mark))
-        env[k] = v
+        env[k] = _arg_value(block, k, v, marks.get(k, entry.type_mark))
     for k, default in block.args.items():
         if k not in env:
             if default is None:
                 raise SpecError(f"block {block.name} needs argument {k!r}", entry.type_mark)
-            env[k] = default
+            env[k] = _arg_value(block, k, default, block.arg_marks.get(k, block.mark))
     return env
 
 

@@ -39,6 +39,7 @@ DTYPES = {"float": FLOAT, "float32": FLOAT, "float16": FLOAT, "bfloat16": FLOAT,
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: "$" would accept "fc\n"
 MAX_REPEAT = 20_000  # = graph.MAX_NODES: see README, "Limits"
 MAX_FILE_BYTES = 4_000_000  # the default of --max-file-size
+MAX_NAME = 64  # characters: every layer's path repeats the names above it
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ class Entry:
 
 
 def check_name(name: Any, mark: Mark, what: str = "name") -> str:
+    if isinstance(name, str) and len(name) > MAX_NAME:
+        raise SpecError(f"{what} of {len(name):,} characters (at most {MAX_NAME})", mark)
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise SpecError(f"{what} {name!r} must be an identifier (letters, digits, _)", mark)
     return name

@@ -16,9 +16,11 @@ from fractions import Fraction
 
 _PREFIX = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+# fullmatch on stripped text, one \s* per gap: adjacent \s* runs around optional parts
+# made a quoted "1", 1,000 spaces, "x" take 14 s to refuse (cubic backtracking)
 _NUMBER = re.compile(
-    r"^\s*(?P<int>[0-9][0-9_,]*)(?:\.(?P<frac>[0-9]+))?(?:[eE](?P<exp>[+-]?[0-9]+))?\s*"
-    r"(?P<prefix>Ki|Mi|Gi|Ti|[kKMGTP]?)\s*(?P<unit>B|bytes?)?\s*$"
+    r"(?P<int>[0-9][0-9_,]*)(?:\.(?P<frac>[0-9]+))?(?:[eE](?P<exp>[+-]?[0-9]+))?"
+    r"\s*(?:(?P<prefix>Ki|Mi|Gi|Ti|[kKMGTP])\s*)?(?P<unit>B|bytes?)?"
 )
 MAX_DIGITS = 40
 MAX_EXPONENT = 30
@@ -68,16 +70,16 @@ def parse_quantity(text: str | int | float) -> Fraction:
         if not math.isfinite(text):
             raise ValueError(f"expected a finite number, got {text!r}")
         return _bounded(Fraction(str(text)))  # the decimal written: 0.1 is 1/10
-    m = _NUMBER.match(str(text))
+    m = _NUMBER.fullmatch(str(text).strip())
     if not m:
-        raise ValueError(f"cannot read {text!r} as a number (e.g. 25557032, 4.09G, 20MB)")
+        raise ValueError(f"cannot read {_short(str(text))} as a number (e.g. 25557032, 4.09G, 20MB)")
     digits = m["int"].replace("_", "").replace(",", "") + (m["frac"] or "")
     exp = m["exp"] or "0"
     if len(digits) > MAX_DIGITS or len(exp.lstrip("+-")) > 3 or abs(int(exp)) > MAX_EXPONENT:
         raise ValueError(f"{_short(text)} is beyond the range of quantities (at most "
                          f"{MAX_DIGITS} digits, exponent within ±{MAX_EXPONENT})")
     num = Fraction(int(digits), 10 ** len(m["frac"] or "")) * Fraction(10) ** int(exp)
-    prefix = m["prefix"]
+    prefix = m["prefix"] or ""
     return _bounded(num * (_BINARY[prefix] if prefix in _BINARY else _PREFIX[prefix]))
 
 
