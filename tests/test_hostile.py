@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -67,7 +67,6 @@ class Case:
     says: str = ""
     never: tuple[str, ...] = ()
     seconds: float = 10.0
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 CONV1D = "input: [4, 8]\nlayers:\n  - Conv1d: {out_channels: 2, kernel_size: 1, %s}\n"

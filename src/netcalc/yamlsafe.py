@@ -90,14 +90,10 @@ class LList(list):
         return self.marks[i] if 0 <= i < len(self.marks) else self.mark
 
 
-def mark_of(value: Any, default: Mark) -> Mark:
-    return getattr(value, "mark", default)
-
-
 class _Open:
-    """A list or mapping being read: its value, where a pending key waits, its size."""
+    """A list or mapping being read: its value, its anchor, and the key awaiting a value."""
 
-    __slots__ = ("value", "anchor", "start", "key", "key_mark", "size")
+    __slots__ = ("value", "anchor", "start", "key", "key_mark")
 
     def __init__(self, value: LMap | LList, anchor: str | None, start: int):
         self.value = value
