@@ -1,11 +1,16 @@
 """The command line: options in, one library call, render out.
 
 Exit codes: 0 success; 1 a check (expectation, budget, cross-check) failed;
-2 invalid input (a spec error printed as FILE:LINE:COL: message, or a bad option).
+2 invalid input (a spec error printed as FILE:LINE:COL: message, or a bad option);
+and, from :func:`main`, 130 on Ctrl-C, 141 (killed by SIGPIPE, as ``cat`` is) when the
+reader of the output goes away, 74 (sysexits' EX_IOERR) when the output cannot be
+written, e.g. on a full disk.
 """
 
 # No `from __future__ import annotations` here: typer would evaluate every annotation
 # string of every command at each start (about 6 ms).
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn, Optional
@@ -13,6 +18,7 @@ from typing import NoReturn, Optional
 import typer
 
 from .errors import SpecError
+from .textsafe import text
 
 app = typer.Typer(
     add_completion=False,
@@ -24,6 +30,35 @@ app = typer.Typer(
 FORMAT_HELP = "table (human units) | json | csv | markdown (exact integers)"
 CONVENTION_HELP = ("MAC counting convention: netcalc (default) | fvcore | flopcounter | "
                    "torchinfo (see netcalc.conventions)")
+
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_IO_ERROR = 74  # sysexits.h EX_IOERR
+
+
+def main() -> None:
+    """The ``netcalc`` command: the app, ending quietly when its output goes away.
+
+    ``netcalc shapes big.yaml | head`` ends as ``cat`` would, by SIGPIPE; Ctrl-C exits
+    130; a write error (``> /dev/full``) is one line and exit 74. Never a traceback.
+    """
+    if hasattr(signal, "SIGPIPE"):  # not on Windows
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    code: "int | str | None" = 0
+    try:
+        try:
+            app()
+        except SystemExit as exc:  # how the app always ends
+            code = exc.code
+        sys.stdout.flush()  # small outputs are still buffered: write errors show here
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    except OSError as exc:
+        sys.stderr.write(f"netcalc: cannot write the output: {exc.strerror or exc}\n")
+        # what stdout still buffers would fail again at exit: let it go to /dev/null
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_IO_ERROR
+    sys.exit(code)
 
 
 def _version(value: bool) -> None:
@@ -43,8 +78,25 @@ def _root(
 
 
 def fail(err: SpecError | str, code: int = 2) -> NoReturn:
-    typer.echo(str(err), err=True)
+    typer.echo(text(err), err=True)  # file names and spec tokens: escaped, one line
     raise typer.Exit(code)
+
+
+MAX_FILE_SIZE_HELP = "largest spec file read, e.g. 4MB (default), 64MB"
+MAX_FILE_SIZE = "4MB"  # spec.MAX_FILE_BYTES, not imported: start-up time
+
+
+def _file_size(value: str) -> int:
+    """--max-file-size: a byte count in human units (4MB, 64MiB, 10_000_000)."""
+    from .units import parse_quantity
+
+    try:
+        size = parse_quantity(value)
+    except ValueError as exc:
+        fail(f"--max-file-size: {exc}")
+    if size.denominator != 1 or size < 1:
+        fail(f"--max-file-size: expected a positive number of bytes, got {value!r}")
+    return int(size)
 
 
 def _check_convention(name: str) -> None:
@@ -119,7 +171,7 @@ def shapes(
     spec_file: Path = typer.Argument(..., metavar="SPEC", help="YAML spec file"),
     input: Optional[list[str]] = typer.Option(None, "--input", "-i",
                                               help="per-sample input shape, e.g. 3x224x224"),
-    batch: int = typer.Option(1, "--batch", "-b", min=1, help="batch size (dim 0)"),
+    batch: int = typer.Option(1, "--batch", "-b", min=1, max=2**63 - 1, help="batch size (dim 0)"),
     dtype: str = typer.Option("float32", help="float32 | float16 | bfloat16 | int8"),
     format: str = typer.Option("table", "--format", "-f", help=FORMAT_HELP),
     depth: Optional[int] = typer.Option(None, min=1, help="collapse block instances below this depth"),
@@ -132,6 +184,7 @@ def shapes(
     precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
     checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
     loss: str = typer.Option("square", "--loss", help=LOSS_HELP),
+    max_file_size: str = typer.Option(MAX_FILE_SIZE, "--max-file-size", help=MAX_FILE_SIZE_HELP),
 ) -> None:
     """Per-layer output shapes, receptive fields, params, MACs and memory (no torch needed).
 
@@ -144,13 +197,14 @@ def shapes(
 
     if format not in FORMATS:
         fail(f"--format: unknown format {format!r} ({', '.join(FORMATS)})")
-    _check_convention(convention)
-    if dtype not in analysis.DTYPE_BYTES:  # else the analysis blames the spec
+    if dtype not in analysis.DTYPE_BYTES:  # an option's fault, not the spec's
         fail(f"--dtype: unknown dtype {dtype!r} ({', '.join(analysis.DTYPE_BYTES)})")
+    _check_convention(convention)
+    max_bytes = _file_size(max_file_size)
     try:
         options = train_options(train, device, optimizer, precision, checkpoint, loss,
                                 convention)
-        s = spec_mod.load(spec_file)
+        s = spec_mod.load(spec_file, max_bytes)
         report = analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)), dtype,
                                         options)
     except SpecError as err:
@@ -232,7 +286,7 @@ def check(
     paths: Optional[list[Path]] = typer.Argument(None, metavar="[PATH]...",
                                                  help="spec files or folders (default: specs/)"),
     torch: bool = typer.Option(False, "--torch",
-                               help="also cross-check every spec against PyTorch (netcalc[torch])"),
+                               help="also cross-check every spec against PyTorch (the torch extra)"),
     format: str = typer.Option("text", "--format", "-f", help=CHECK_FORMAT_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o",
                                           help="write the report to this file (e.g. junit XML) "
@@ -241,11 +295,19 @@ def check(
                                              help="MAC counting convention of macs/flops "
                                                   "expectations: netcalc (default) | fvcore | "
                                                   "flopcounter | torchinfo"),
+    follow_symlinks: bool = typer.Option(False, "--follow-symlinks",
+                                         help="follow symbolic links that stay inside the "
+                                              "folder given (else they are reported)"),
+    max_files: int = typer.Option(1000, "--max-files", min=1,
+                                  help="stop (exit 2) when more spec files are found"),
+    max_seconds: float = typer.Option(600.0, "--max-seconds", min=0,
+                                      help="stop (exit 2) when the run takes longer"),
+    max_file_size: str = typer.Option(MAX_FILE_SIZE, "--max-file-size", help=MAX_FILE_SIZE_HELP),
 ) -> None:
     """Check specs: validate them, evaluate their `expect:` and `budget:` blocks.
 
     Exit code 0: all pass; 1: an expectation, budget or cross-check failed; 2: a spec
-    is invalid (FILE:LINE:COL: message) or an option is wrong.
+    is invalid (FILE:LINE:COL: message), an option is wrong or a --max-* cap is hit.
     """
     from . import check as check_mod
     from .render.check import CHECK_FORMATS, render_check, render_text
@@ -254,9 +316,12 @@ def check(
         fail(f"--format: unknown format {format!r} ({', '.join(CHECK_FORMATS)})")
     if torch and not check_mod.torch_available():
         fail(check_mod.TORCH_MISSING)
+    max_bytes = _file_size(max_file_size)
     try:
-        run = check_mod.run(paths or [Path("specs")], torch=torch, convention=convention)
-    except (check_mod.TorchUnavailable, ValueError) as exc:
+        run = check_mod.run(paths or [Path("specs")], torch=torch, convention=convention,
+                            follow_symlinks=follow_symlinks, max_files=max_files,
+                            max_seconds=max_seconds, max_file_bytes=max_bytes)
+    except (check_mod.TorchUnavailable, check_mod.RunLimit, ValueError) as exc:
         fail(f"--convention: {exc}" if isinstance(exc, ValueError) else str(exc))
     text = render_check(run, format)
     if output is not None:
@@ -264,7 +329,7 @@ def check(
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text(text, encoding="utf-8")
         except OSError as exc:
-            fail(f"--output {output}: cannot write: {exc}")
+            fail(f"--output {output}: cannot write: {exc.strerror or exc}")
         if format != "text":
             text = render_text(run)
     sys.stdout.write(text)
@@ -345,7 +410,8 @@ def profile(
     try:
         import torch  # noqa: F401
     except ImportError:
-        fail("netcalc profile needs torch: pip install 'netcalc[torch]'")
+        fail("netcalc profile needs torch: pip install torch fvcore (the CPU wheel of torch "
+             "is enough)")
     from .render.profile import make_progress, render_profile_json, render_profile_table
     from .torch.profile import ProfileError, ProfileOptions, parse_batches, profile_spec
 
@@ -419,7 +485,7 @@ def verify(
     try:
         from .torch.crosscheck import crosscheck
     except ImportError as exc:
-        fail(f"netcalc verify needs torch and fvcore: pip install 'netcalc[torch]' ({exc})")
+        fail(f"netcalc verify needs torch and fvcore: pip install torch fvcore ({exc})")
     try:
         s = spec_mod.load(spec_file)
         result = crosscheck(s, batch=batch, device=device, convention=convention,

@@ -8,6 +8,8 @@ table costs about what the JSON costs. Cells are plain text (never markup).
 from __future__ import annotations
 
 from ..analysis import Report
+from ..textsafe import text
+from ..textsafe import text
 from ..units import human, human_bytes
 from .view import collapse, columns, metric_text, shape_text
 
@@ -33,7 +35,7 @@ def render_table(report: Report, depth: int | None) -> str:
     right = [c.numeric for c in cols]
     inputs = ", ".join(shape_text(v) if k == "input" else f"{k} {shape_text(v)}"
                        for k, v in report.inputs.items())
-    out = [f"{report.name}  ·  input {inputs}  ·  {report.dtype}",
+    out = [f"{text(report.name)}  ·  input {inputs}  ·  {report.dtype}",
            _line("┏", "━", "┳", "┓", widths),
            _row(titles, widths, [c.numeric for c in cols], "┃"),
            _line("┡", "━", "╇", "┩", widths)]
