@@ -101,9 +101,11 @@ class _Builder:
         for name, inp in spec.inputs.items():
             shape = (input_shapes or {}).get(name, inp.shape)
             self.inputs[name] = TensorInfo((batch, *shape), inp.dtype)
-            if self.inputs[name].numel > MAX_NUMEL:
+            if self.inputs[name].numel > MAX_NUMEL:  # blame --input when it gave the shape
+                given = name in (input_shapes or {})
                 raise SpecError(f"input {name!r} {[batch, *shape]} has more than 2**60 elements "
-                                "(torch cannot size its storage)", inp.mark)
+                                "(torch cannot size its storage)", None if given else inp.mark,
+                                "--input" if given else None)
             self.paths[name] = Ref(name)
         self.block_stack: list[str] = []
         self.parsed: dict[tuple[int, int], Entry] = {}  # see entry()
@@ -320,7 +322,7 @@ def build(spec: Spec, batch: int = 1, input_shapes: dict[str, tuple[int, ...]] |
           max_nodes: int = MAX_NODES) -> Graph:
     """Expand a parsed spec into a graph of layer nodes."""
     if not 1 <= batch <= INT64_MAX:
-        raise SpecError(f"batch must be an int from 1 to 2**63 - 1, got {batch}")
+        raise SpecError(f"must be an int from 1 to 2**63 - 1, got {batch}", file="--batch")
     try:
         b = _Builder(spec, batch, input_shapes, max_nodes)
         b.count(spec.layers, None, {})
