@@ -18,18 +18,22 @@ from .errors import SpecError
 from .graph import Graph, build
 from .perf import paused_gc
 from .spec import Spec, load, parse
+from .training import TrainOptions
 
 __version__ = "0.1.0"
 
 
 @paused_gc()  # once around parse, build and analysis: see netcalc.perf
 def analyze(spec: str | Path | Spec, *, batch: int = 1, dtype: str = "float32",
-            input_shapes: dict[str, tuple[int, ...]] | None = None) -> Report:
-    """Analyse a spec (a path, or an already parsed :class:`Spec`)."""
+            input_shapes: dict[str, tuple[int, ...]] | None = None,
+            train: TrainOptions | None = None) -> Report:
+    """Analyse a spec (a path, or an already parsed :class:`Spec`); with ``train``, for
+    a training step (netcalc.training)."""
     if not isinstance(spec, Spec):
         spec = load(spec)
-    return analyze_graph(build(spec, batch, input_shapes), dtype)
+    return analyze_graph(build(spec, batch, input_shapes), dtype,
+                         train.validate() if train is not None else None)
 
 
 __all__ = ["analyze", "analyze_graph", "build", "load", "parse", "Graph", "LayerResult",
-           "Report", "Spec", "SpecError", "Totals", "__version__"]
+           "Report", "Spec", "SpecError", "Totals", "TrainOptions", "__version__"]

@@ -1,62 +1,82 @@
 """Graph -> analysis results: plain data for the renderers and for scripts.
 
 One pass in graph order: each node's layer infers its output shapes from its
-inputs, then reports params, buffers, MACs, FLOPs, receptive field and memory.
-Totals are sums of the per-layer rows (tied weights are counted once, on the layer
-that owns them), so every report's rows add up to its totals.
+inputs, then reports params, buffers, MACs, FLOPs, receptive field and memory. The
+registered report sections (:mod:`netcalc.sections`: training, sequence models) then
+add their per-layer figures and their own data. Totals are sums of the per-layer
+rows (tied weights are counted once, on the layer that owns them), so every report's
+rows add up to its totals. Which figures exist is declared in :mod:`netcalc.metrics`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from math import prod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import sections
+from .dtypes import DTYPE_BYTES, INT_BYTES
 from .errors import SpecError
 from .graph import Graph, Node, Ref
 from .layers.base import INT, TensorInfo
+from .metrics import METRICS, SUMMED
 from .perf import paused_gc
 from .rf import RF
 
-DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "float64": 8}
-INT_BYTES = 8  # token ids are int64, as torch.nn.Embedding expects
+if TYPE_CHECKING:
+    from .training import TrainOptions
 
 
-@dataclass
+def _metric_fields(cls: type, rows: bool) -> type:
+    """Make ``cls`` a dataclass with a field per metric of netcalc.metrics (after its own
+    fields): 0, or None for metrics that only some reports carry (training, pruning)."""
+    notes = dict(cls.__dict__.get("__annotations__", {}))
+    for m in METRICS:
+        if rows and not m.row:
+            continue
+        name = m.name if rows else m.key
+        optional = m.training or (rows and m.fallback is not None)
+        notes[name] = "int | None" if optional else "int"
+        setattr(cls, name, None if optional else 0)
+    cls.__annotations__ = notes
+    return dataclass(cls)
+
+
 class LayerResult:
     name: str
     type: str
     sources: list[str]
     shape: tuple[int, ...]
-    params: int
-    trainable_params: int
-    buffers: int
-    macs: int
-    flops: int
-    activation_bytes: int
-    weight_bytes: int
     rf: RF | None
     line: int
     output_shapes: list[tuple[int, ...]] = field(default_factory=list)
     tied_to: str | None = None
-    nonzero_params: int | None = None  # with `sparsity:`
-    nonzero_macs: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # + one field per row metric (netcalc.metrics): params, macs, ..., saved_bytes
 
 
-@dataclass
+LayerResult = _metric_fields(LayerResult, rows=True)  # type: ignore[misc]
+
+
 class Totals:
-    params: int = 0
-    trainable_params: int = 0
-    buffers: int = 0
-    macs: int = 0
-    flops: int = 0
-    weight_bytes: int = 0
-    activation_bytes: int = 0
-    input_bytes: int = 0
-    peak_activation_bytes: int = 0  # largest set of tensors alive at once in inference
-    nonzero_params: int = 0
-    nonzero_macs: int = 0
+    """One field per metric (netcalc.metrics), named by its total."""
+
+
+Totals = _metric_fields(Totals, rows=False)  # type: ignore[misc]
+
+
+def sum_rows(rows: list[LayerResult], base: Totals | None = None) -> Totals:
+    """Totals whose summed metrics are the sums of the rows (a row without a value of
+    its own counts its metric's fallback); the other totals are kept from ``base``."""
+    totals = Totals() if base is None else replace(base)
+    for m in SUMMED:
+        values = [getattr(r, m.name) for r in rows]
+        if m.fallback is not None:
+            values = [getattr(r, m.fallback) if v is None else v for v, r in zip(values, rows)]
+        elif m.training and all(v is None for v in values):
+            continue
+        setattr(totals, m.key, sum(values))
+    return totals
 
 
 @dataclass
@@ -72,6 +92,8 @@ class Report:
     containers: dict[str, str] = field(default_factory=dict)
     sections: dict[str, Any] = field(default_factory=dict)  # e.g. "sequence" for LMs
     graph: Graph | None = field(default=None, repr=False, compare=False)
+    #: training options (netcalc.training) when the report covers a training step
+    train: "TrainOptions | None" = None
 
 
 def tensor_bytes(t: TensorInfo, dtype: str) -> int:
@@ -86,14 +108,14 @@ def input_field(t: TensorInfo) -> RF | None:
 
 
 @paused_gc()
-def analyze_graph(graph: Graph, dtype: str = "float32") -> Report:
+def analyze_graph(graph: Graph, dtype: str = "float32",
+                  train: "TrainOptions | None" = None) -> Report:
     if dtype not in DTYPE_BYTES:
         raise SpecError(f"unknown dtype {dtype!r} ({', '.join(DTYPE_BYTES)})")
     wbytes = DTYPE_BYTES[dtype]
     values: dict[Ref, TensorInfo] = {Ref(n): t for n, t in graph.inputs.items()}
     fields: dict[Ref, RF | None] = {Ref(n): input_field(t) for n, t in graph.inputs.items()}
     rows: list[LayerResult] = []
-    totals = Totals()
     try:
         for node in graph.nodes:
             ins = [values[s] for s in node.sources]
@@ -106,16 +128,7 @@ def analyze_graph(graph: Graph, dtype: str = "float32") -> Report:
             rows.append(_row(graph, node, outs, rf, dtype, wbytes))
     except SpecError as err:
         raise err.located(graph.spec.file) from None
-    for r in rows:
-        totals.params += r.params
-        totals.trainable_params += r.trainable_params
-        totals.buffers += r.buffers
-        totals.macs += r.macs
-        totals.flops += r.flops
-        totals.weight_bytes += r.weight_bytes
-        totals.activation_bytes += r.activation_bytes
-        totals.nonzero_params += r.params if r.nonzero_params is None else r.nonzero_params
-        totals.nonzero_macs += r.macs if r.nonzero_macs is None else r.nonzero_macs
+    totals = Totals()
     totals.input_bytes = sum(tensor_bytes(t, dtype) for t in graph.inputs.values())
     totals.peak_activation_bytes = _peak(graph, rows, dtype)
     report = Report(
@@ -129,12 +142,18 @@ def analyze_graph(graph: Graph, dtype: str = "float32") -> Report:
         totals=totals,
         containers=graph.containers,
         graph=graph,
+        train=train,
     )
-    from .sequence import sequence_section  # it reads Report: import here, not at the top
-
-    section = sequence_section(report)
-    if section is not None:
-        report.sections["sequence"] = section
+    try:
+        for s in sections.SECTIONS:
+            s.rows(report)
+        report.totals = sum_rows(rows, totals)
+        for s in sections.SECTIONS:
+            data = s.section(report)
+            if data is not None:
+                report.sections[s.name] = data
+    except SpecError as err:
+        raise err.located(graph.spec.file) from None
     return report
 
 

@@ -36,7 +36,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .analysis import DTYPE_BYTES
+from .dtypes import DTYPE_BYTES
 from .errors import Mark, SpecError, did_you_mean
 from .units import parse_quantity
 from .yamlsafe import LMap

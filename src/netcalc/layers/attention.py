@@ -142,6 +142,13 @@ class MultiheadAttention(Layer):
     def receptive_field(self, fields):
         return sequence_field(fields)
 
+    def param_tensors(self) -> int:
+        """in_proj_weight (or q/k/v_proj_weight when kdim or vdim differ from E),
+        out_proj.weight, and with bias in_proj_bias and out_proj.bias; bias_k, bias_v."""
+        e = self.embed_dim
+        weights = 2 if self.kdim == e and self.vdim == e else 4
+        return weights + (2 if self.bias else 0) + (2 if self.add_bias_kv else 0)
+
     def _projection_inputs(self) -> tuple[int, int, int]:
         """Which input feeds the q, k and v projections."""
         return {1: (0, 0, 0), 2: (0, 1, 1), 3: (0, 1, 2)}[len(self.inputs)]
@@ -329,6 +336,9 @@ class _TransformerLayer(Layer):
 
     def macs(self) -> int:
         return sum(p.macs() for p in self.parts)
+
+    def param_tensors(self) -> int:
+        return sum(p.param_tensors() for p in self.parts)
 
     def _part_grads(self, part: Layer, grads: Grads) -> Grads:
         """Parts reading the layer's own inputs need their gradients as the layer's

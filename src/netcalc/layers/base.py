@@ -291,6 +291,17 @@ class Layer:
         """Shape of the main weight, for ``tie:`` and ``sparsity:``; None if there is none."""
         return None
 
+    def param_tensors(self) -> int:
+        """Number of parameter tensors (optimizers keep per-tensor state such as Adam's
+        ``step``): a weight, and a bias when the layer's ``bias`` argument is on."""
+        if not self.params():
+            return 0
+        return 1 + (getattr(self, "bias", False) is True)
+
+    def int_buffers(self) -> int:
+        """Buffer elements that are int64 whatever the dtype (``num_batches_tracked``)."""
+        return 0
+
     def macs(self) -> int:
         """Multiply-accumulates of one forward pass of the recorded input (batch included)."""
         raise NotImplementedError

@@ -128,6 +128,12 @@ class _RunningNorm(_Pointwise):
     def buffers(self) -> int:
         return 2 * self.num_features + 1 if self.track_running_stats else 0
 
+    def int_buffers(self) -> int:
+        return 1 if self.track_running_stats else 0
+
+    def param_tensors(self) -> int:
+        return 2 if self.affine else 0
+
     def elementwise_flops(self) -> int:
         per = FOLDED_FLOPS if self.track_running_stats else _input_stats_flops(self.affine)
         return prod(self.x) * per
@@ -218,6 +224,9 @@ class GroupNorm(_Pointwise):
     def groups(self) -> int:
         return self.x[0] * self.num_groups
 
+    def param_tensors(self) -> int:
+        return 2 if self.affine else 0
+
     def elementwise_flops(self) -> int:
         return prod(self.x) * _input_stats_flops(self.affine)
 
@@ -260,6 +269,9 @@ class _ShapeNorm(_Pointwise):
 
     def params(self) -> int:
         return prod(self.normalized_shape) * self.affine_terms()
+
+    def param_tensors(self) -> int:
+        return self.affine_terms()
 
     def elementwise_flops(self) -> int:
         return prod(self.x) * (self.STATS + self.affine_terms())

@@ -122,6 +122,11 @@ class _RNNBase(Layer):
         per_unit = self.EW + (self.EW_BIAS if self.bias else 0)
         return n * length * self.directions * self.num_layers * per_unit * self.hidden_size
 
+    def param_tensors(self) -> int:
+        """Per layer and direction: weight_ih, weight_hh (+ bias_ih, bias_hh, weight_hr)."""
+        per = 2 + (2 if self.bias else 0) + (1 if self.proj else 0)
+        return self.num_layers * self.directions * per
+
     def backward_macs(self, grads: Grads) -> int:
         """Per step and layer (backpropagation through time): the gradient into the
         hidden state through ``W_hh`` always, into the layer's input through ``W_ih``

@@ -1,60 +1,93 @@
-"""The rich table, like torchinfo's summary but from a spec."""
+"""The table for people, like torchinfo's summary but from a spec.
+
+Drawn here rather than with rich's Table: rich measures every cell's markup and
+wraps, which took ~15 s for 10,000 rows; this is one format call per row, so the
+table costs about what the JSON costs. Cells are plain text (never markup).
+"""
 
 from __future__ import annotations
 
-import io
-
-from rich.console import Console
-from rich.table import Table
-
 from ..analysis import Report
 from ..units import human, human_bytes
-from .view import COLUMNS, collapse, shape_text
+from .view import collapse, columns, metric_text, shape_text
+
+
+def _line(left: str, fill: str, mid: str, right: str, widths: list[int]) -> str:
+    return left + mid.join(fill * (w + 2) for w in widths) + right
+
+
+def _row(cells: list[str], widths: list[int], right: list[bool], bar: str) -> str:
+    parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
+    return bar + " " + f" {bar} ".join(parts) + " " + bar
 
 
 def render_table(report: Report, depth: int | None) -> str:
+    cols = columns(report)
+    rows = [[c.human(r) for c in cols] for r in collapse(report, depth)]
+    footer = ["Total"] + [metric_text(c.metric, getattr(report.totals, c.metric.key))
+                          if c.metric else "" for c in cols[1:]]
+    titles = [c.title for c in cols]
+    widths = [max(len(t), len(f)) for t, f in zip(titles, footer)]
+    for cells in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, cells)]
+    right = [c.numeric for c in cols]
     inputs = ", ".join(shape_text(v) if k == "input" else f"{k} {shape_text(v)}"
                        for k, v in report.inputs.items())
-    table = Table(title=f"{report.name}  ·  input {inputs}  ·  {report.dtype}",
-                  title_justify="left", header_style="bold", show_footer=True)
+    out = [f"{report.name}  ·  input {inputs}  ·  {report.dtype}",
+           _line("┏", "━", "┳", "┓", widths),
+           _row(titles, widths, [c.numeric for c in cols], "┃"),
+           _line("┡", "━", "╇", "┩", widths)]
+    out += [_row(cells, widths, right, "│") for cells in rows]
+    out += [_line("├", "─", "┼", "┤", widths), _row(footer, widths, right, "│"),
+            _line("└", "─", "┴", "┘", widths)]
+    return "\n".join(out) + "\n" + "\n".join(summary_lines(report)) + "\n"
+
+
+def summary_lines(report: Report) -> list[str]:
     t = report.totals
-    footers = {"Layer": "Total", "Params": human(t.params), "MACs": human(t.macs),
-               "FLOPs": human(t.flops), "Activations": human_bytes(t.activation_bytes)}
-    for c in COLUMNS:
-        table.add_column(c.title, footer=footers.get(c.title, ""),
-                         justify="right" if c.numeric else "left", no_wrap=c.title == "Layer")
-    for r in collapse(report, depth):
-        table.add_row(*(c.human(r) for c in COLUMNS))
-    buf = io.StringIO()
-    console = Console(file=buf, width=max(120, _width(report)), force_terminal=False,
-                      color_system=None)
-    console.print(table)
     outputs = ", ".join(f"{k} {shape_text(v)}" for k, v in report.outputs.items())
-    summary = [
+    lines = [
         f"Outputs: {outputs}",
         f"Params: {t.params:,} ({human(t.params)}); trainable {t.trainable_params:,}; "
         f"buffers {t.buffers:,}",
-        f"MACs: {t.macs:,} ({human(t.macs)}MAC); FLOPs: {t.flops:,} ({human(t.flops)}FLOP)",
+        f"MACs: {t.macs:,} ({human(t.macs, 'MAC')}); FLOPs: {t.flops:,} ({human(t.flops, 'FLOP')})",
         f"Memory at {report.dtype}: weights {human_bytes(t.weight_bytes)}, activations "
         f"{human_bytes(t.activation_bytes)} (all layer outputs), inference peak "
         f"{human_bytes(t.peak_activation_bytes)}, input {human_bytes(t.input_bytes)}",
     ]
     if t.nonzero_params != t.params:
-        summary.append(f"After pruning: {t.nonzero_params:,} non-zero params, "
-                       f"{t.nonzero_macs:,} MACs")
+        lines.append(f"After pruning: {t.nonzero_params:,} non-zero params, "
+                     f"{t.nonzero_macs:,} MACs")
+    training = report.sections.get("training")
+    if training:
+        lines += training_lines(report, training)
     seq = report.sections.get("sequence")
     if seq:
-        summary += _sequence_lines(seq, report.batch)
+        lines += _sequence_lines(seq, report.batch)
     conv = report.sections.get("convention")
     if conv:  # netcalc.conventions.apply: MACs and FLOPs follow another tool's rules
-        summary.append(f"Convention {conv['name']}: MACs and FLOPs as {conv['rule']}; the tool "
-                       f"reports {conv['total']:,} {conv['unit']} in total")
-    return buf.getvalue() + "\n".join(summary) + "\n"
+        lines.append(f"Convention {conv['name']}: MACs and FLOPs as {conv['rule']}; the tool "
+                     f"reports {conv['total']:,} {conv['unit']} in total")
+    return lines
 
 
-def _width(report: Report) -> int:
-    longest = max((len(r.name) for r in report.layers), default=10)
-    return 100 + longest
+def training_lines(report: Report, tr: dict) -> list[str]:
+    """The training-memory breakdown under the table."""
+    t = report.totals
+    lines = [
+        f"Training ({tr['optimizer']}, {tr['precision']}, {tr['device']} kernels, batch "
+        f"{report.batch}): backward {t.backward_macs:,} MACs ({human(t.backward_macs, 'MAC')})"
+        + (f", recomputation {tr['recompute_macs']:,} MACs" if tr["recompute_macs"] else ""),
+        f"  weights {human_bytes(tr['param_bytes'])} + buffers {human_bytes(tr['buffer_bytes'])}"
+        f" + gradients {human_bytes(tr['gradient_bytes'])} + optimizer state "
+        f"{human_bytes(tr['optimizer_bytes'])}"
+        + (f" + autocast weight copies {human_bytes(tr['cast_cache_bytes'])}"
+           if tr["cast_cache_bytes"] else ""),
+        f"  saved activations {human_bytes(t.saved_activation_bytes)}, output gradients "
+        f"{human_bytes(tr['output_gradient_bytes'])}, loss {human_bytes(tr['loss_bytes'])}",
+        f"  peak {human_bytes(tr['peak_bytes'])} ({tr['peak_phase']})",
+    ]
+    return lines
 
 
 def _sequence_lines(seq: dict, batch: int) -> list[str]:
@@ -62,9 +95,9 @@ def _sequence_lines(seq: dict, batch: int) -> list[str]:
     lines = [
         f"Sequence: {seq['tokens']:,} tokens ({batch} × {seq['n_ctx']:,}); "
         f"non-embedding params {seq['non_embedding_params']:,}",
-        f"Per token: {human(seq['macs_per_token'])}MAC, {human(seq['flops_per_token'])}FLOP exact; "
-        f"Kaplan et al. (2020) 2N + 2·n_layer·n_ctx·d_model = "
-        f"{human(seq['kaplan_flops_per_token'])}FLOP ({seq['kaplan_ratio']:.2f}× of 2·MACs)",
+        f"Per token: {human(seq['macs_per_token'], 'MAC')}, {human(seq['flops_per_token'], 'FLOP')} "
+        f"exact; Kaplan et al. (2020) 2N + 2·n_layer·n_ctx·d_model = "
+        f"{human(seq['kaplan_flops_per_token'], 'FLOP')} ({seq['kaplan_ratio']:.2f}× of 2·MACs)",
     ]
     if "causal_macs" in seq:
         lines.append(f"Causal attention: {seq['causal_macs']:,} MACs counting only the causal "

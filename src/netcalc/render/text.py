@@ -6,35 +6,37 @@ import csv
 import io
 
 from ..analysis import Report
-from .view import COLUMNS, collapse, shape_text
+from .view import Column, collapse, columns, shape_text, totals_dict
 
-TOTAL_FIELDS = ("params", "trainable_params", "buffers", "macs", "flops", "weight_bytes",
-                "activation_bytes")
+
+def _total(report: Report, c: Column) -> object:
+    return getattr(report.totals, c.metric.key) if c.metric else ""
 
 
 def render_csv(report: Report, depth: int | None) -> str:
     """One row per layer; the last row is the totals (name 'TOTAL')."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([c.title for c in COLUMNS])
+    cols = columns(report)
+    w.writerow([c.title for c in cols])
     for r in collapse(report, depth):
-        w.writerow([c.exact(r) for c in COLUMNS])
-    t = report.totals
-    w.writerow(["TOTAL", "", "", "", t.params, t.macs, t.flops, t.activation_bytes])
+        w.writerow([c.exact(r) for c in cols])
+    w.writerow(["TOTAL", *(_total(report, c) for c in cols[1:])])
     return buf.getvalue()
 
 
 def render_markdown(report: Report, depth: int | None) -> str:
-    t = report.totals
     inputs = ", ".join(f"{k} {shape_text(v)}" for k, v in report.inputs.items())
     lines = [f"### {report.name}", "", f"Input: {inputs} · dtype {report.dtype}", ""]
-    lines.append("| " + " | ".join(c.title for c in COLUMNS) + " |")
-    lines.append("|" + "|".join("---:" if c.numeric else "---" for c in COLUMNS) + "|")
+    cols = columns(report)
+    lines.append("| " + " | ".join(c.title for c in cols) + " |")
+    lines.append("|" + "|".join("---:" if c.numeric else "---" for c in cols) + "|")
     for r in collapse(report, depth):
-        lines.append("| " + " | ".join(str(c.exact(r)) for c in COLUMNS) + " |")
-    lines.append(f"| **Total** | | | | {t.params} | {t.macs} | {t.flops} | {t.activation_bytes} |")
+        lines.append("| " + " | ".join("" if c.exact(r) is None else str(c.exact(r))
+                                       for c in cols) + " |")
+    lines.append("| **Total** | " + " | ".join(str(_total(report, c)) for c in cols[1:]) + " |")
     lines += ["", "| total | value |", "|---|---:|"]
-    lines += [f"| {name} | {getattr(t, name)} |" for name in TOTAL_FIELDS]
+    lines += [f"| {name} | {value} |" for name, value in totals_dict(report).items()]
     outputs = ", ".join(f"{k} {shape_text(v)}" for k, v in report.outputs.items())
     lines += ["", f"Outputs: {outputs}", ""]
     return "\n".join(lines)

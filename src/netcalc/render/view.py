@@ -6,6 +6,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from ..analysis import LayerResult, Report
+from ..metrics import COLUMNS as METRIC_COLUMNS
+from ..metrics import METRICS, ROW_METRICS, SUMMED, Metric
 from ..rf import RF, fraction_json
 from ..units import human, human_bytes
 
@@ -31,24 +33,30 @@ def collapse(report: Report, depth: int | None) -> list[LayerResult]:
         key = ".".join(parts[:depth])  # every proper prefix of a path is a container
         if key in index:
             row = rows[index[key]]
-            rows[index[key]] = replace(
-                row,
-                shape=layer.shape,
-                output_shapes=layer.output_shapes,
-                params=row.params + layer.params,
-                trainable_params=row.trainable_params + layer.trainable_params,
-                buffers=row.buffers + layer.buffers,
-                macs=row.macs + layer.macs,
-                flops=row.flops + layer.flops,
-                activation_bytes=row.activation_bytes + layer.activation_bytes,
-                weight_bytes=row.weight_bytes + layer.weight_bytes,
-                rf=layer.rf,
-            )
+            rows[index[key]] = replace(row, shape=layer.shape, output_shapes=layer.output_shapes,
+                                       rf=layer.rf, **_added(row, layer))
         else:
             index[key] = len(rows)
             rows.append(replace(layer, name=key, type=report.containers.get(key, "…"),
                                 tied_to=None, extra={}))
     return rows
+
+
+def _added(row: LayerResult, layer: LayerResult) -> dict[str, Any]:
+    """Metrics of a container row plus one more layer. None stays None (the report does
+    not carry the metric, or no layer was pruned); a metric with a fallback counts the
+    fallback for layers without a value of their own, as its total does."""
+    out = {}
+    for m in SUMMED:
+        a, b = getattr(row, m.name), getattr(layer, m.name)
+        if a is None and b is None:
+            out[m.name] = None
+        elif m.fallback is None:
+            out[m.name] = (a or 0) + (b or 0)
+        else:  # the row's fallback is already the sum over its layers so far
+            out[m.name] = (getattr(row, m.fallback) if a is None else a) + \
+                (getattr(layer, m.fallback) if b is None else b)
+    return out
 
 
 def rf_json(rf: RF | None) -> dict[str, Any] | None:
@@ -80,48 +88,41 @@ def _frac(x) -> str:
 
 
 def layer_dict(r: LayerResult) -> dict[str, Any]:
-    d: dict[str, Any] = {
-        "name": r.name,
-        "type": r.type,
-        "from": r.sources,
-        "shape": list(r.shape),
-        "params": r.params,
-        "trainable_params": r.trainable_params,
-        "buffers": r.buffers,
-        "macs": r.macs,
-        "flops": r.flops,
-        "receptive_field": rf_json(r.rf),
-        "activation_bytes": r.activation_bytes,
-        "weight_bytes": r.weight_bytes,
-        "line": r.line,
-    }
+    """A row as JSON: every metric the row has (None: the report does not carry it)."""
+    d: dict[str, Any] = {"name": r.name, "type": r.type, "from": r.sources,
+                         "shape": list(r.shape), "receptive_field": rf_json(r.rf),
+                         "line": r.line}
+    for m in ROW_METRICS:
+        value = getattr(r, m.name)
+        if value is not None:
+            d[m.name] = value
     if len(r.output_shapes) > 1:
         d["output_shapes"] = [list(s) for s in r.output_shapes]
     if r.tied_to:
         d["tied_to"] = r.tied_to
-    if r.nonzero_params is not None:
-        d["nonzero_params"] = r.nonzero_params
-        d["nonzero_macs"] = r.nonzero_macs
     d.update(r.extra)
     return d
 
 
-def report_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
+def totals_dict(report: Report) -> dict[str, Any]:
+    """Every total the report carries; one with a fallback only when it differs from it
+    (pruning figures only for pruned models)."""
     t = report.totals
-    totals = {
-        "params": t.params,
-        "trainable_params": t.trainable_params,
-        "buffers": t.buffers,
-        "macs": t.macs,
-        "flops": t.flops,
-        "weight_bytes": t.weight_bytes,
-        "activation_bytes": t.activation_bytes,
-        "input_bytes": t.input_bytes,
-        "peak_activation_bytes": t.peak_activation_bytes,
-    }
-    if t.nonzero_params != t.params or t.nonzero_macs != t.macs:
-        totals["nonzero_params"] = t.nonzero_params
-        totals["nonzero_macs"] = t.nonzero_macs
+    out: dict[str, Any] = {}
+    for m in METRICS:
+        value = getattr(t, m.key)
+        if value is None or (m.fallback is not None and _unpruned(t)):
+            continue
+        out[m.key] = value
+    return out
+
+
+def _unpruned(t: Any) -> bool:
+    return all(getattr(t, m.key) == getattr(t, m.fallback) for m in METRICS if m.fallback)
+
+
+def report_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
+    totals = totals_dict(report)
     out = {
         "format_version": JSON_VERSION,
         "name": report.name,
@@ -149,19 +150,37 @@ class Column:
     exact: Callable[[LayerResult], Any]
     human: Callable[[LayerResult], str]
     numeric: bool = False
+    metric: Metric | None = None  # its total is the column's footer
 
 
-COLUMNS = (
+def metric_text(m: Metric, value: int | None) -> str:
+    """A metric's value in human units: ``11.7 M``, ``3.21 MB``; ``-`` for none or 0
+    (a byte count shows 0 B)."""
+    if value is None:
+        return "-"
+    if m.bytes:
+        return human_bytes(value)
+    return human(value) if value else "-"
+
+
+def _metric_column(m: Metric) -> Column:
+    def text(r: LayerResult) -> str:
+        shown = metric_text(m, getattr(r, m.name))
+        return f"{shown} (tied)" if m.name == "params" and r.tied_to and r.params else shown
+
+    return Column(m.column or m.name, lambda r: getattr(r, m.name), text, True, m)
+
+
+IDENTITY_COLUMNS = (
     Column("Layer", lambda r: r.name, lambda r: r.name),
     Column("Type", lambda r: r.type, lambda r: r.type),
     Column("Output shape", lambda r: shape_text(r.shape), lambda r: shape_text(r.shape)),
     Column("RF", lambda r: rf_text(r.rf), lambda r: rf_text(r.rf)),
-    Column("Params", lambda r: r.params, lambda r: _tied(r, human(r.params)) if r.params else "-", True),
-    Column("MACs", lambda r: r.macs, lambda r: human(r.macs) if r.macs else "-", True),
-    Column("FLOPs", lambda r: r.flops, lambda r: human(r.flops) if r.flops else "-", True),
-    Column("Activations", lambda r: r.activation_bytes, lambda r: human_bytes(r.activation_bytes), True),
 )
 
 
-def _tied(r: LayerResult, text: str) -> str:
-    return f"{text} (tied)" if r.tied_to else text
+def columns(report: Report) -> list[Column]:
+    """The columns of this report: identity, then each metric with a column title that
+    the report carries (training columns only with --train)."""
+    return [*IDENTITY_COLUMNS, *(_metric_column(m) for m in METRIC_COLUMNS
+                                 if getattr(report.totals, m.key) is not None)]

@@ -40,7 +40,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from ..analysis import DTYPE_BYTES, INT_BYTES, LayerResult, Report
+from ..analysis import LayerResult, Report
+from ..dtypes import DTYPE_BYTES, INT_BYTES
 from .hardware import Hardware, calibrate, device_name, load_average, roofline
 
 FORMAT_VERSION = 1
