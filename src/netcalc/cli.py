@@ -13,6 +13,7 @@ from typing import NoReturn, Optional
 import typer
 
 from .errors import SpecError
+from .training import TrainOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -24,6 +25,16 @@ app = typer.Typer(
 FORMAT_HELP = "table (human units) | json | csv | markdown (exact integers)"
 CONVENTION_HELP = ("MAC counting convention: netcalc (default) | fvcore | flopcounter | "
                    "torchinfo (see netcalc.conventions)")
+
+# the training options (issue #10), shared by `shapes` and `verify`
+TRAIN_HELP = "a training step: backward MACs, saved activations, training memory"
+OPTIMIZER_HELP = "sgd | momentum | adam | adamw (0, 1, 2 states per trainable parameter)"
+PRECISION_HELP = ("fp32 | bf16 | amp-bf16 | amp-fp16 (torch's meaning; default from --dtype: "
+                  "float32 -> fp32, bfloat16 -> bf16)")
+CHECKPOINT_HELP = ("activation checkpointing of block instances or containers (repeatable, or "
+                   "comma-separated; a repeat group makes one region per instance)")
+LOSS_HELP = "square (default: sum of out.float().square().mean()) | cross-entropy (last output)"
+
 
 
 def _version(value: bool) -> None:
@@ -72,6 +83,11 @@ def parse_input_option(values: list[str] | None) -> dict[str, tuple[int, ...]] |
                             "(or name=3x224x224)", file="--input") from None
         shapes[name or ""] = shape
     return shapes
+
+
+def _names(values: list[str] | None) -> tuple[str, ...]:
+    """Repeatable, comma-separated names: ``--checkpoint a,b --checkpoint c``."""
+    return tuple(n.strip() for v in values or () for n in v.split(",") if n.strip())
 
 
 def _input_shapes(spec, values: list[str] | None) -> dict[str, tuple[int, ...]] | None:
@@ -301,6 +317,11 @@ def verify(
     format: str = typer.Option("table", "--format", "-f", help="table | json"),
     show: str = typer.Option("all", "--show", help="all | differences (rows not a plain match)"),
     rf: bool = typer.Option(True, "--rf/--no-rf", help="measure receptive fields by backprop"),
+    train: bool = typer.Option(False, "--train", help=TRAIN_HELP),
+    optimizer: str = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP),
+    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
+    checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
+    loss: str = typer.Option("square", "--loss", help=LOSS_HELP),
 ) -> None:
     """Cross-check every analytic number against PyTorch (needs netcalc[torch]).
 
@@ -309,6 +330,10 @@ def verify(
     torch.utils.flop_counter and torchinfo, and receptive fields measured by
     backpropagation. Each row's verdict: match, convention (a documented rule of
     netcalc.conventions gives the tool's number exactly) or MISMATCH.
+
+    With --train: one real training step on --device (cpu, or cuda), proving per layer
+    backward FLOPs (FlopCounterMode) and saved bytes (saved_tensors_hooks), and in total
+    the optimizer state and the peak of live storages (within 5%).
 
     Exit codes: 0 no mismatch; 1 a mismatch; 2 invalid input, or torch missing.
     """
@@ -326,8 +351,19 @@ def verify(
         fail(f"netcalc verify needs torch and fvcore: pip install 'netcalc[torch]' ({exc})")
     try:
         s = spec_mod.load(spec_file)
-        result = crosscheck(s, batch=batch, device=device, convention=convention,
-                            input_shapes=_input_shapes(s, input), rf=None if rf else False)
+        if train:
+            from .torch.traincheck import crosscheck_training
+
+            if convention not in ("netcalc", "flopcounter"):
+                fail(f"--convention {convention} counts no backward: --train needs netcalc "
+                     "or flopcounter")
+            opts = TrainOptions(device=device, optimizer=optimizer, precision=precision,
+                                checkpoint=_names(checkpoint), loss=loss).validate()
+            result = crosscheck_training(s, opts, batch=batch, convention=convention,
+                                         input_shapes=_input_shapes(s, input))
+        else:
+            result = crosscheck(s, batch=batch, device=device, convention=convention,
+                                input_shapes=_input_shapes(s, input), rf=None if rf else False)
     except SpecError as err:
         fail(err)
     except RuntimeError as err:  # e.g. an unavailable device

@@ -153,20 +153,26 @@ class MultiheadAttention(Layer):
         """Which input feeds the q, k and v projections."""
         return {1: (0, 0, 0), 2: (0, 1, 1), 3: (0, 1, 2)}[len(self.inputs)]
 
-    def backward_macs(self, grads: Grads) -> int:
-        """out_proj's input gradient, the attention core's four products (``dP = dO V^T``,
-        ``dV = P^T dO``, ``dQ = dS K``, ``dK = dS^T Q``), each projection's input gradient
-        when its input needs one, and with trainable weights every weight gradient."""
-        n, length, s, s_attn = self._lengths
+    def projection_backward_macs(self, grads: Grads) -> int:
+        """The projections' share of the backward: out_proj's input gradient, each
+        q/k/v projection's input gradient when its input needs one, and with trainable
+        weights every weight gradient."""
+        n, length, s, _ = self._lengths
         e = self.embed_dim
         out_proj = length * e * e
-        core = 2 * length * s_attn * e
         proj = (length * e * e, s * e * self.kdim, s * e * self.vdim)
-        total = out_proj + 2 * core
+        total = out_proj
         total += sum(p for p, i in zip(proj, self._projection_inputs()) if grads.inputs[i])
         if grads.weight:
             total += out_proj + sum(proj)
         return n * total
+
+    def backward_macs(self, grads: Grads) -> int:
+        """The projections' share, plus the attention core's four products (``dP = dO
+        V^T``, ``dV = P^T dO``, ``dQ = dS K``, ``dK = dS^T Q``): the projected q, k, v
+        always descend from the projection weights, so the core always has them."""
+        n, length, _, s_attn = self._lengths
+        return self.projection_backward_macs(grads) + n * 4 * length * s_attn * self.embed_dim
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
         """The projections' inputs, the projected q, k, v, the attention output before
@@ -340,20 +346,20 @@ class _TransformerLayer(Layer):
     def param_tensors(self) -> int:
         return sum(p.param_tensors() for p in self.parts)
 
-    def _part_grads(self, part: Layer, grads: Grads) -> Grads:
+    def part_grads(self, part: Layer, grads: Grads) -> Grads:
         """Parts reading the layer's own inputs need their gradients as the layer's
         inputs do; every other part's input descends from trainable weights."""
         own = {id(t): g for t, g in zip(self.inputs, grads.inputs)}
         return Grads(tuple(own.get(id(t), True) for t in part.inputs), grads.weight)
 
     def backward_macs(self, grads: Grads) -> int:
-        return sum(p.backward_macs(self._part_grads(p, grads)) for p in self.parts)
+        return sum(p.backward_macs(self.part_grads(p, grads)) for p in self.parts)
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
         """What each part keeps (as tensors of this layer), plus the dropout masks."""
         kept: list[Saved] = []
         for p in self.parts:
-            for k in p.saved(self._part_grads(p, grads), device):
+            for k in p.saved(self.part_grads(p, grads), device):
                 t = {"input": p.inputs, "output": p.outputs}.get(k.kind)
                 kept.append(k if t is None else saved_extra(t[k.index].numel))
         if self.dropout:

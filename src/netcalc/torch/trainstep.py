@@ -55,7 +55,7 @@ from .build import NetcalcModule, _module_of, flatten_outputs, inputs_for
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 PRECISIONS = ("fp32", "bf16", "amp-bf16", "amp-fp16")
-LOSSES = (None, "cross-entropy")
+LOSSES = ("square", "cross-entropy")
 
 
 @dataclass
@@ -86,13 +86,13 @@ class Layers:
 
     def __init__(self, model: NetcalcModule):
         self.running: list[str] = []
-        self.entered: list[str] = []  # forward order (recomputations included)
+        self.readers: list[Any] = []  # called with (layer, its inputs) as a forward starts
         self.node: str | None = None
         self.owner: dict[Any, str] = {}  # autograd node -> layer (holds the node)
         self.handles: list[Any] = []
         for name, module in model.named_layers():
             self.handles.append(module.register_forward_pre_hook(
-                lambda m, a, name=name: self._enter(name)))
+                lambda m, a, name=name: self._enter(name, a)))
             self.handles.append(module.register_forward_hook(
                 lambda m, a, out, name=name: self._leave(name, out), always_call=True))
 
@@ -100,9 +100,10 @@ class Layers:
     def current(self) -> str:
         return self.running[-1] if self.running else self.node or ""
 
-    def _enter(self, name: str) -> None:
+    def _enter(self, name: str, args: tuple) -> None:
+        for read in self.readers:
+            read(name, args)
         self.running.append(name)
-        self.entered.append(name)
 
     def _leave(self, name: str, out: Any) -> None:  # None: a value would replace `out`
         self.running.pop()
@@ -152,12 +153,12 @@ class LayerFlops(TorchDispatchMode):
 def recording_saved(model: NetcalcModule, layers: Layers) -> Iterator[dict[str, int]]:
     """Bytes of the storages autograd packs while the context is open, per layer at
     work. A storage packed between two layers' forwards (a checkpoint region saving its
-    inputs) goes to the next layer to run, the region's first."""
+    inputs) goes to the first layer whose forward then reads it."""
     per: dict[str, int] = {}
     own = {StorageWeakRef(t.untyped_storage()).cdata
            for t in (*model.parameters(), *model.buffers())}
     seen: dict[int, StorageWeakRef] = {}  # the weak reference pins the key while we hold it
-    between: list[tuple[int, int]] = []  # (layers entered so far, bytes)
+    between: dict[int, int] = {}  # storage -> bytes, packed outside any layer
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         ref = StorageWeakRef(t.untyped_storage())
@@ -167,14 +168,24 @@ def recording_saved(model: NetcalcModule, layers: Layers) -> Iterator[dict[str, 
             if layers.running:
                 per[layers.running[-1]] = per.get(layers.running[-1], 0) + n
             else:
-                between.append((len(layers.entered), n))
+                between[ref.cdata] = n
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        yield per
-    for i, n in between:
-        name = layers.entered[i] if i < len(layers.entered) else ""  # "": after the last
-        per[name] = per.get(name, 0) + n
+    def reads(name: str, args: tuple) -> None:
+        for a in args:
+            if isinstance(a, torch.Tensor) and between:
+                n = between.pop(StorageWeakRef(a.untyped_storage()).cdata, 0)
+                if n:
+                    per[name] = per.get(name, 0) + n
+
+    layers.readers.append(reads)
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            yield per
+    finally:
+        layers.readers.remove(reads)
+    if between:
+        per[""] = sum(between.values())  # never read by a layer: shown, never dropped
 
 
 # ============================================================================ memory
@@ -235,22 +246,22 @@ def make_optimizer(name: str, params: list[torch.nn.Parameter]) -> torch.optim.O
     raise ValueError(f"unknown optimizer {name!r} ({' | '.join(OPTIMIZERS)})")
 
 
-def loss_of(outputs: list[torch.Tensor], loss: str | None,
+def loss_of(outputs: list[torch.Tensor], loss: str,
             generator: torch.Generator) -> torch.Tensor:
     """The loss outside the model (see the module docstring)."""
-    if loss is None:
+    if loss == "square":
         return sum(o.float().square().mean() for o in outputs)
     if loss == "cross-entropy":
         logits = outputs[-1].float()
         logits = logits.reshape(-1, logits.shape[-1])
         target = torch.randint(0, logits.shape[-1], (logits.shape[0],), generator=generator)
         return torch.nn.functional.cross_entropy(logits, target.to(logits.device))
-    raise ValueError(f"unknown loss {loss!r} (cross-entropy)")
+    raise ValueError(f"unknown loss {loss!r} ({' | '.join(LOSSES)})")
 
 
 def measure_step(graph: Graph, *, device: str = "cpu", optimizer: str = "adamw",
                  precision: str = "fp32", checkpoint: tuple[str, ...] = (),
-                 loss: str | None = None, seed: int = 0) -> StepMeasurement:
+                 loss: str = "square", seed: int = 0) -> StepMeasurement:
     """Run one training step of ``graph``'s module and measure it (module docstring).
 
     ``checkpoint`` lists regions (block instance or container paths), already expanded."""
@@ -264,7 +275,7 @@ def measure_step(graph: Graph, *, device: str = "cpu", optimizer: str = "adamw",
     model.checkpoint(checkpoint)
     inputs = inputs_for(graph, device=dev, dtype=dtype, generator=gen)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(optimizer, params)
+    opt = make_optimizer(optimizer, params) if params else None  # a frozen model: no step
     autocast: Any = contextlib.nullcontext()
     if precision.startswith("amp-"):
         autocast = torch.autocast(dev.type, dtype=torch.bfloat16 if precision == "amp-bf16"
@@ -289,12 +300,13 @@ def measure_step(graph: Graph, *, device: str = "cpu", optimizer: str = "adamw",
                 del outputs
                 value.backward()
                 del value
-            opt.step()
+            if opt is not None:
+                opt.step()
     finally:
         layers.remove()
     backward_total = counter.get_total_flops() - forward_total
-    state_bytes = sum(t.nbytes for s in opt.state.values() for t in s.values()
-                      if isinstance(t, torch.Tensor))
+    states = opt.state.values() if opt is not None else []
+    state_bytes = sum(t.nbytes for s in states for t in s.values() if isinstance(t, torch.Tensor))
     cuda_peak = None
     if cuda:
         torch.cuda.synchronize(dev)
