@@ -175,13 +175,31 @@ class MultiheadAttention(Layer):
         return self.projection_backward_macs(grads) + n * 4 * length * s_attn * self.embed_dim
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
-        """The projections' inputs, the projected q, k, v, the attention output before
-        out_proj and the softmax's log-sum-exp per query row and head."""
+        """Measured on CPU (batch_first): the packed input projection runs on the input
+        made sequence-first, which ``linear`` copies (one copy per distinct input tensor,
+        kept for the weight gradient); the projections (one packed q, k, v tensor for
+        self-attention, q and a packed k, v when key is value, else three) are kept by the
+        attention kernel, except k and v when ``add_bias_kv``/``add_zero_attn`` append
+        rows (new k and v tensors are kept instead); the kernel also keeps its output (also
+        out_proj's input) and the float32 log-sum-exp of each query row and head. The CPU
+        flash kernel (MultiheadAttention always takes it on CPU); on CUDA the
+        memory-efficient or flash kernel keeps the same, the log-sum-exp padded to 32 rows
+        (from the kernels, not measured here)."""
         n, length, s, s_attn = self._lengths
-        e = self.embed_dim
-        kept = [saved_input(i) for i in sorted(set(self._projection_inputs()))]
-        return kept + [saved_extra(n * (length + 2 * s) * e), saved_extra(n * length * e),
-                       saved_extra(n * self.num_heads * length, ACC)]
+        e, heads = self.embed_dim, self.num_heads
+        distinct = sorted(set(self._projection_inputs()))
+        kept = [saved_extra(self.inputs[i].numel) for i in distinct] if grads.weight else []
+        appended = self.add_bias_kv or self.add_zero_attn
+        if len(distinct) == 1:
+            kept.append(saved_extra(3 * n * length * e))
+        else:
+            kept.append(saved_extra(n * length * e))
+            if not appended:
+                kept += [saved_extra(n * s * e)] * (4 - len(distinct))
+        if appended:
+            kept += [saved_extra(n * s_attn * e)] * 2
+        rows = length if device == "cpu" else -(-length // 32) * 32
+        return kept + [saved_extra(n * length * e), saved_extra(n * heads * rows, ACC)]
 
     def attention_terms(self) -> list[tuple[int, int]]:
         _, _, s, _ = self._lengths
@@ -263,11 +281,23 @@ class ScaledDotProductAttention(Parameterless):
         return b * length * s * (ev * gv + ev * (gq or gk) + e * gq + e * gk)
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
-        """The fused kernels (flash attention on CPU and CUDA) keep q, k, v, the output
-        and the log-sum-exp of each score row in float32."""
-        b, length, _, _, _ = self._dims()
+        """The fused kernels (CPU flash attention for 4-d q, k, v of equal head dims;
+        flash or memory-efficient attention on CUDA) keep q, k, v, the output and the
+        float32 log-sum-exp of each score row (padded to 32 rows on CUDA). CPU's math path
+        (other ranks, or a value head dim unlike the query's; measured) keeps q and k each
+        scaled by sqrt(scale) (new tensors), the softmax weights and v."""
+        b, length, s, e, ev = self._dims()
+        if device == "cpu" and not self.fused_on_cpu():
+            return [saved_extra(b * length * e), saved_extra(b * s * e),
+                    saved_extra(b * length * s), saved_input(2)]
+        rows = length if device == "cpu" else -(-length // 32) * 32
         return [saved_input(0), saved_input(1), saved_input(2), saved_output(),
-                saved_extra(b * length, ACC)]
+                saved_extra(b * rows, ACC)]
+
+    def fused_on_cpu(self) -> bool:
+        """torch's CPU flash kernel takes 4-d q, k, v of equal head dims."""
+        q, k, v = (t.shape for t in self.inputs)
+        return len(q) == 4 and q[-1] == k[-1] == v[-1]
 
     def receptive_field(self, fields):
         return sequence_field(fields)
