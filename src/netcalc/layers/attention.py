@@ -386,15 +386,55 @@ class _TransformerLayer(Layer):
         return sum(p.backward_macs(self.part_grads(p, grads)) for p in self.parts)
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
-        """What each part keeps (as tensors of this layer), plus the dropout masks."""
+        """torch's layer, block by block (attention, [cross-attention,] feed-forward; each
+        ``x + dropout(block(x))`` with a LayerNorm after it, or before the block with
+        ``norm_first``); measured on CPU. Each LayerNorm keeps its input (with
+        ``norm_first`` the block's input, which for the first block is the layer's own)
+        and two float32 statistics per row; each dropout its mask (float on CPU, bool on
+        CUDA); the feed-forward what its Linears (their inputs, for the weight gradients)
+        and its activation keep. In training with dropout, torch's CPU attention takes the
+        math path (:meth:`_attention_dropout_saved`); without dropout, or on CUDA (whose
+        kernels drop out internally), attention keeps what MultiheadAttention does."""
+        n, length, e = self.x
+        w, drop = grads.weight, self.dropout > 0
+        mask = "bool" if device == "cuda" else ACT
+        row, hidden = n * length * e, n * length * self.dim_feedforward
+        norm = [saved_extra(n * length, ACC)] * 2  # mean, rstd
         kept: list[Saved] = []
-        for p in self.parts:
-            for k in p.saved(self.part_grads(p, grads), device):
-                t = {"input": p.inputs, "output": p.outputs}.get(k.kind)
-                kept.append(k if t is None else saved_extra(t[k.index].numel))
-        if self.dropout:
-            kept += [saved_extra(prod(self.y), "bool" if device == "cuda" else ACT)] * 3
+        for b, attn in enumerate(p for p in self.parts if isinstance(p, MultiheadAttention)):
+            first_pre = self.norm_first and b == 0
+            kept += [saved_input() if first_pre else saved_extra(row)] + norm
+            if drop and device == "cpu":
+                kept += self._attention_dropout_saved(attn, w)
+            else:
+                kept += attn.saved(self.part_grads(attn, grads), device)
+            kept += [saved_extra(row, mask)] if drop else []
+        kept += [saved_extra(row)] + norm  # the feed-forward's LayerNorm input
+        kept += [saved_extra(row)] if w else []  # linear1's input, a LayerNorm's output
+        kept.append(saved_extra(hidden))  # ReLU's result, or GELU's input
+        if drop:
+            kept += [saved_extra(hidden, mask)] + ([saved_extra(hidden)] if w else [])
+            kept.append(saved_extra(row, mask))
+        elif self.activation == "gelu" and w:
+            kept.append(saved_extra(hidden))  # linear2's input, GELU's result
         return kept
+
+    def _attention_dropout_saved(self, attn: "MultiheadAttention", weight: bool
+                                 ) -> list[Saved]:
+        """CPU attention with dropout (``_scaled_dot_product_attention_math``; measured):
+        the input copies and the projections as MultiheadAttention keeps them (v a view of
+        the packed projection), q and k scaled by sqrt(scale), the softmax weights, the
+        dropout mask and the dropped weights (both float), and the heads merged (a copy,
+        out_proj's input)."""
+        n, length, s, _ = attn._lengths
+        e, scores = self.d_model, n * self.nhead * length * s
+        cross = len(set(attn._projection_inputs())) > 1
+        kept = [saved_extra(n * length * e)] + ([saved_extra(n * s * e)] if cross else []) \
+            if weight else []
+        kept.append(saved_extra(2 * n * s * e if cross else 3 * n * length * e))
+        kept += [saved_extra(n * length * e), saved_extra(n * s * e)]
+        kept += [saved_extra(scores)] * 3
+        return kept + ([saved_extra(n * length * e)] if weight else [])
 
     def elementwise_flops(self) -> int:
         residual_adds = self.n_residuals * prod(self.y)
