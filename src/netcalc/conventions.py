@@ -270,11 +270,15 @@ def _fc_rnn(layer: "Layer", ctx: Context) -> int:
 
 
 def _fc_sdpa(layer: "Layer", ctx: Context) -> int:
-    if ctx.device == "cpu":
-        q, k, v = (_in(layer, i) for i in range(3))
-        if len(q) == 4 and q[-1] == k[-1] == v[-1]:
-            return 0  # _scaled_dot_product_flash_attention_for_cpu: not in the registry
+    if ctx.device == "cpu" and layer.fused_on_cpu(training=False):
+        return 0  # _scaled_dot_product_flash_attention_for_cpu: not in the registry
     return 2 * layer.macs()
+
+
+def _fc_sdpa_backward(layer: "Layer", grads: "Grads", ctx: Context) -> int:
+    if ctx.device == "cpu" and layer.fused_on_cpu(training=True):
+        return 0
+    return 2 * layer.backward_macs(grads)
 
 
 def _fc_mha(layer: "Layer", ctx: Context) -> int:
@@ -438,9 +442,9 @@ _add_backward("LSTM", "lstm", "as the forward: 0 when oneDNN (CPU) or cuDNN (CUD
               "else 2 * netcalc", _fc_backward_if(_fc_lstm))
 _add_backward("RNN GRU", "rnn", "as the forward: CPU 2 * netcalc, CUDA (cuDNN) 0",
               _fc_backward_if(_fc_rnn))
-_add_backward("ScaledDotProductAttention", "sdpa", "as the forward: the CPU flash kernel's "
-              "backward is not in the registry (0); the math path 2 * netcalc",
-              _fc_backward_if(_fc_sdpa))
+_add_backward("ScaledDotProductAttention", "sdpa", "as the forward, but dropout in training "
+              "takes the math path on CPU: the CPU flash kernel's backward is not in the "
+              "registry (0); the math path 2 * netcalc", _fc_sdpa_backward)
 _add_backward("MultiheadAttention", "attention", "CPU: 2 * the projections' backward (the "
               "attention products run the CPU flash kernel); CUDA: 2 * netcalc",
               _fc_mha_backward)

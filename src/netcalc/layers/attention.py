@@ -284,20 +284,23 @@ class ScaledDotProductAttention(Parameterless):
         """The fused kernels (CPU flash attention for 4-d q, k, v of equal head dims;
         flash or memory-efficient attention on CUDA) keep q, k, v, the output and the
         float32 log-sum-exp of each score row (padded to 32 rows on CUDA). CPU's math path
-        (other ranks, or a value head dim unlike the query's; measured) keeps q and k each
-        scaled by sqrt(scale) (new tensors), the softmax weights and v."""
+        (other ranks, a value head dim unlike the query's, or dropout in training;
+        measured) keeps q and k each scaled by sqrt(scale) (new tensors), the softmax
+        weights, with dropout its float mask and the dropped weights, and v."""
         b, length, s, e, ev = self._dims()
         if device == "cpu" and not self.fused_on_cpu():
-            return [saved_extra(b * length * e), saved_extra(b * s * e),
-                    saved_extra(b * length * s), saved_input(2)]
+            scores = [saved_extra(b * length * s)] * (3 if self.dropout_p else 1)
+            return [saved_extra(b * length * e), saved_extra(b * s * e), *scores,
+                    saved_input(2)]
         rows = length if device == "cpu" else -(-length // 32) * 32
         return [saved_input(0), saved_input(1), saved_input(2), saved_output(),
                 saved_extra(b * rows, ACC)]
 
-    def fused_on_cpu(self) -> bool:
-        """torch's CPU flash kernel takes 4-d q, k, v of equal head dims."""
+    def fused_on_cpu(self, training: bool = True) -> bool:
+        """torch's CPU flash kernel takes 4-d q, k, v of equal head dims, and no dropout
+        (measured: with dropout in training the math path runs)."""
         q, k, v = (t.shape for t in self.inputs)
-        return len(q) == 4 and q[-1] == k[-1] == v[-1]
+        return len(q) == 4 and q[-1] == k[-1] == v[-1] and not (training and self.dropout_p)
 
     def receptive_field(self, fields):
         return sequence_field(fields)
