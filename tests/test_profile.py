@@ -32,8 +32,12 @@ from netcalc.torch.profile import (  # noqa: E402
 
 pytestmark = pytest.mark.torch
 CUDA = torch.cuda.is_available()
-needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
-no_cuda = pytest.mark.skipif(CUDA, reason="checks the behaviour without CUDA")
+def needs_cuda(test):
+    return pytest.mark.cuda(pytest.mark.skipif(not CUDA, reason="needs a CUDA device")(test))
+
+
+def no_cuda(test):
+    return pytest.mark.cuda(pytest.mark.skipif(CUDA, reason="checks the behaviour without CUDA")(test))
 
 TINY = """\
 name: Tiny

@@ -6,7 +6,7 @@ The analytic core never imports torch::
     report = netcalc.analyze("specs/resnet50.yaml", batch=8)
     report.totals.macs      # 8 * 4_089_184_256
 
-The torch builder and cross-check live in :mod:`netcalc.torch` (``netcalc[torch]``).
+The torch builder and cross-check live in :mod:`netcalc.torch` (the ``torch`` extra).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from . import sections
 from .dtypes import DTYPE_BYTES, INT_BYTES
 from .errors import SpecError
 from .graph import Graph, Node, Ref
-from .layers.base import INT, TensorInfo
+from .layers.base import INT, MAX_NUMEL, TensorInfo
 from .metrics import METRICS, SUMMED
 from .perf import paused_gc
 from .rf import RF
@@ -161,6 +161,8 @@ def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None, dtype:
          wbytes: int) -> LayerResult:
     layer = node.layer
     params = layer.params()
+    if params > MAX_NUMEL:
+        raise layer.fail(f"{params:,} parameters: more than 2**60 (torch cannot size its storage)")
     tied_to = None
     if node.tie is not None:
         owner = graph.by_name[node.tie].layer

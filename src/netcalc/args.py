@@ -13,10 +13,12 @@ The same declaration validates specs, fills defaults, documents the layer in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 REQUIRED: Any = object()  # sentinel: the argument has no default
+INT64_MAX = 2**63 - 1  # torch stores sizes, strides and paddings as int64
 
 
 class ArgType:
@@ -41,6 +43,11 @@ def is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _int64(values: Sequence[int]) -> None:
+    if any(not -INT64_MAX - 1 <= v <= INT64_MAX for v in values):
+        raise ValueError(f"values must fit in int64 (|v| < 2**63), got {list(values)}")
+
+
 @dataclass(frozen=True)
 class Int(ArgType):
     min: int | None = None
@@ -54,6 +61,7 @@ class Int(ArgType):
             raise ValueError(f"expected {self.name}, got {value!r}")
         if self.min is not None and value < self.min:
             raise ValueError(f"must be {self.name}, got {value}")
+        _int64((value,))
         return value
 
     def schema(self) -> dict:
@@ -72,6 +80,8 @@ class Float(ArgType):
     def check(self, value: Any, nd: int) -> float:
         if not is_num(value):
             raise ValueError(f"expected a number, got {value!r}")
+        if math.isnan(value):  # it would pass every comparison below
+            raise ValueError("expected a number, got nan")
         if self.min is not None and value < self.min:
             raise ValueError(f"must be >= {self.min}, got {value}")
         if self.max is not None and value > self.max:
@@ -138,6 +148,7 @@ class Ints(ArgType):
             raise ValueError(f"expected an int or a list of {nd} ints, got {value!r}")
         if any(v < self.min for v in values):
             raise ValueError(f"values must be >= {self.min}, got {value!r}")
+        _int64(values)
         return values
 
     def schema(self) -> dict:
@@ -159,6 +170,7 @@ class IntList(ArgType):
             raise ValueError(f"expected a list of ints, got {value!r}")
         if self.min_value is not None and any(v < self.min_value for v in value):
             raise ValueError(f"values must be >= {self.min_value}, got {list(value)}")
+        _int64(value)
         return tuple(value)
 
     def schema(self) -> dict:

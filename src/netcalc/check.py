@@ -30,24 +30,29 @@ This module never imports torch (nor rich): with ``torch=True`` the cross-check 
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from .args import INT64_MAX
 from .dtypes import DTYPE_BYTES
+from .metrics import BUDGETABLE, METRICS
 from .errors import Mark, SpecError, did_you_mean
-from .units import parse_quantity
+from .units import parse_quantity, significant
 from .yamlsafe import LMap
 
 #: totals that ``expect:`` and ``budget:`` can name (attributes of analysis.Totals)
-TOTALS = ("params", "trainable_params", "buffers", "macs", "flops", "weight_bytes",
-          "activation_bytes", "peak_activation_bytes", "input_bytes", "nonzero_params",
-          "nonzero_macs")
-BYTES = {"weight_bytes", "activation_bytes", "peak_activation_bytes", "input_bytes"}
+TOTALS = BUDGETABLE
+#: the totals that need a training report (made with the training settings)
+TRAINING_TOTALS = tuple(m.key for m in METRICS if m.training and m.budget)
+BYTES = {m.key for m in METRICS if m.bytes}
 #: keys that set how the report is computed rather than what it must say
-SETTINGS = ("batch", "dtype", "convention")
+TRAIN_SETTINGS = ("device", "optimizer", "precision", "checkpoint")
+SETTINGS = ("batch", "dtype", "convention", *TRAIN_SETTINGS)
 EXPECT_KEYS = ("output", "outputs", "receptive_field", *TOTALS, *SETTINGS)
 BUDGET_KEYS = (*TOTALS, *SETTINGS)
 DTYPES = tuple(DTYPE_BYTES)  # the --dtype choices of `netcalc shapes`
@@ -58,20 +63,15 @@ KEY_DOCS = {
     "outputs": "same as output",
     "receptive_field": "receptive-field size of the last spatial layer (int, [h, w] or "
                        "'global'), or a mapping layer name -> size",
-    "params": "parameters, as sum(p.numel() for p in module.parameters())",
-    "trainable_params": "parameters of trainable layers",
-    "buffers": "buffer elements (BatchNorm running statistics)",
-    "macs": "multiply-accumulates of one forward pass",
-    "flops": "2 * MACs + element-wise FLOPs",
-    "weight_bytes": "parameter bytes at the dtype",
-    "activation_bytes": "bytes of all layer outputs at the dtype",
-    "peak_activation_bytes": "largest set of tensors alive at once in inference",
-    "input_bytes": "bytes of the inputs",
-    "nonzero_params": "parameters left after `sparsity:` pruning",
-    "nonzero_macs": "MACs left after `sparsity:` pruning",
+    **{m.key: m.doc for m in METRICS},
     "batch": "batch size the values are computed at (default 1)",
     "dtype": "dtype the byte values are computed at (default float32)",
     "convention": "MAC counting convention of macs/flops (default: netcalc, or --convention)",
+    "device": "training figures: the kernels, cuda (default) or cpu",
+    "optimizer": "training figures: sgd, momentum, adam or adamw (default)",
+    "precision": "training figures: fp32, bf16, amp-bf16 or amp-fp16 (default: from dtype)",
+    "checkpoint": "training figures: block instances or containers checkpointed (a name or "
+                  "a list of names)",
 }
 
 _TOL_SEPARATORS = ("±", "+/-", "+-")
@@ -135,61 +135,144 @@ class CheckRun:
 
 # --------------------------------------------------------------------------- files
 SUFFIXES = (".yaml", ".yml")
+#: per-run caps (--max-files, --max-seconds): a pull request adding a thousand specs
+#: near the per-spec limits must not hold CI for hours
+MAX_FILES = 1000
+MAX_SECONDS = 600.0
+NOT_FOLLOWED = "a symbolic link: not followed (--follow-symlinks to follow it)"
 
 
-def collect(paths: Iterable[str | Path]) -> tuple[list[Path], list[SpecResult]]:
+class RunLimit(Exception):
+    """A per-run cap was reached: the run stops with this one line (exit code 2)."""
+
+
+def _invalid(path: str | Path, message: str) -> SpecResult:
+    return SpecResult(str(path), error=SpecError(message, None, str(path)))
+
+
+def _inside(path: str, root: str) -> bool:
+    return os.path.commonpath([path, root]) == root
+
+
+def collect(paths: Iterable[str | Path], *, follow_symlinks: bool = False,
+            max_files: int = MAX_FILES, deadline: float = math.inf
+            ) -> tuple[list[Path], list[SpecResult]]:
     """Spec files under the paths (folders recursively, sorted), and the paths that
-    do not exist (as invalid results)."""
+    cannot be checked (missing, symbolic links) as invalid results.
+
+    Symbolic links are not followed, and reported, unless ``follow_symlinks``; then
+    only those that stay inside the folder given (for a file given, its folder).
+    Hidden files and folders are skipped. Anything else named *.yaml or *.yml is
+    collected, so that a FIFO or a device is reported by the reader, not skipped.
+    """
     files: list[Path] = []
-    missing: list[SpecResult] = []
-    seen: set[Path] = set()
+    problems: list[SpecResult] = []
+    seen: set[str] = set()
     for p in map(Path, paths):
+        if p.is_symlink():
+            if not follow_symlinks:
+                problems.append(_invalid(p, NOT_FOLLOWED))
+                continue
+            if not _inside(os.path.realpath(p), os.path.realpath(p.parent)):
+                problems.append(_invalid(p, "a symbolic link out of its folder: not followed"))
+                continue
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix in SUFFIXES and f.is_file()
-                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            found = sorted(_walk(p, follow_symlinks, problems, deadline))
             if not found:
-                missing.append(SpecResult(str(p), error=SpecError(
-                    "no spec files (*.yaml, *.yml) in this folder", None, str(p))))
-        elif p.exists():
+                problems.append(_invalid(p, "no spec files (*.yaml, *.yml) in this folder"))
+        elif os.path.lexists(p):
             found = [p]
         else:
-            missing.append(SpecResult(str(p), error=SpecError("no such file or folder",
-                                                              None, str(p))))
+            problems.append(_invalid(p, "no such file or folder"))
             continue
         for f in found:
-            if f.resolve() not in seen:
-                seen.add(f.resolve())
+            key = os.path.realpath(f)
+            if key not in seen:
+                seen.add(key)
                 files.append(f)
-    return files, missing
+                if len(files) > max_files:
+                    raise RunLimit(f"more than {max_files:,} spec files (--max-files)")
+    return files, problems
+
+
+def _walk(top: Path, follow: bool, problems: list[SpecResult], deadline: float
+          ) -> Iterable[Path]:
+    """The spec files under ``top``, without recursion (a deep tree is no risk)."""
+    root = os.path.realpath(top)
+    visited = {root}
+    stack = [top]
+    while stack:
+        if time.perf_counter() > deadline:
+            raise RunLimit(f"still listing {top} at the time limit (--max-seconds)")
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            problems.append(_invalid(folder, f"cannot list the folder: {exc.strerror}"))
+            continue
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            path = Path(e.path)
+            is_spec = path.suffix in SUFFIXES
+            if e.is_symlink():
+                if not follow:
+                    if is_spec or e.is_dir():
+                        problems.append(_invalid(path, NOT_FOLLOWED))
+                    continue
+                target = os.path.realpath(path)
+                if not _inside(target, root):
+                    problems.append(_invalid(path, f"a symbolic link out of {top}: not followed"))
+                elif os.path.isdir(target):
+                    if target not in visited:
+                        visited.add(target)
+                        stack.append(path)
+                elif is_spec:
+                    yield path
+            elif e.is_dir(follow_symlinks=False):
+                stack.append(path)
+            elif is_spec:
+                yield path
 
 
 def run(paths: Iterable[str | Path], *, torch: bool = False, convention: str | None = None,
-        on_result: Callable[[SpecResult], None] | None = None) -> CheckRun:
-    """Check every spec under ``paths``; ``on_result`` sees each result as it is made."""
+        on_result: Callable[[SpecResult], None] | None = None, follow_symlinks: bool = False,
+        max_files: int = MAX_FILES, max_seconds: float = MAX_SECONDS,
+        max_file_bytes: int | None = None) -> CheckRun:
+    """Check every spec under ``paths``; ``on_result`` sees each result as it is made.
+
+    Raises :class:`RunLimit` when more than ``max_files`` specs are found or the run
+    passes ``max_seconds`` (checked between specs, each bounded by the spec limits).
+    """
     if convention is not None and convention not in convention_names():
         raise ValueError(f"unknown convention {convention!r} ({' | '.join(convention_names())})")
     start = time.perf_counter()
-    files, results = collect(paths)
+    deadline = start + max_seconds
+    files, results = collect(paths, follow_symlinks=follow_symlinks, max_files=max_files,
+                             deadline=deadline)
     for r in results:
         if on_result:
             on_result(r)
-    for f in files:
-        r = check_file(f, torch=torch, convention=convention)
+    for i, f in enumerate(files):
+        if time.perf_counter() > deadline:
+            raise RunLimit(f"stopped at the time limit of {max_seconds:g} s with {i:,} of "
+                           f"{len(files):,} specs checked (--max-seconds)")
+        r = check_file(f, torch=torch, convention=convention, max_file_bytes=max_file_bytes)
         results.append(r)
         if on_result:
             on_result(r)
     return CheckRun(results, time.perf_counter() - start)
 
 
-def check_file(path: str | Path, *, torch: bool = False,
-               convention: str | None = None) -> SpecResult:
+def check_file(path: str | Path, *, torch: bool = False, convention: str | None = None,
+               max_file_bytes: int | None = None) -> SpecResult:
     """Parse, analyse and check one spec file."""
     from . import spec as spec_mod
 
     start = time.perf_counter()
     result = SpecResult(str(path))
     try:
-        spec = spec_mod.load(path)
+        spec = spec_mod.load(path, max_file_bytes or spec_mod.MAX_FILE_BYTES)
         result.name = spec.name
         reports = _Reports(spec, convention)
         result.checks = evaluate(spec, convention=convention, reports=reports)
@@ -203,25 +286,28 @@ def check_file(path: str | Path, *, torch: bool = False,
 
 # --------------------------------------------------------------------------- evaluation
 class _Reports:
-    """Reports of one spec, computed once per (batch, dtype, convention)."""
+    """Reports of one spec, computed once per (batch, dtype, convention, training)."""
 
     def __init__(self, spec: Any, convention: str | None):
         self.spec = spec
         self.convention = convention or "netcalc"
-        self.cache: dict[tuple[int, str, str], Any] = {}
+        self.cache: dict[tuple, Any] = {}
 
-    def get(self, batch: int = 1, dtype: str = "float32", convention: str | None = None) -> Any:
-        key = (batch, dtype, convention or self.convention)
+    def get(self, batch: int = 1, dtype: str = "float32", convention: str | None = None,
+            train: Any = None) -> Any:
+        key = (batch, dtype, convention or self.convention, train)
         if key not in self.cache:
             self.cache[key] = analyze(self.spec, *key)
         return self.cache[key]
 
 
-def analyze(spec: Any, batch: int, dtype: str, convention: str | None) -> Any:
-    """One report of a parsed spec, under a counting convention when one is named."""
+def analyze(spec: Any, batch: int, dtype: str, convention: str | None,
+            train: Any = None) -> Any:
+    """One report of a parsed spec, under a counting convention when one is named, for a
+    training step when ``train`` (netcalc.training.TrainOptions) is given."""
     from . import analysis, graph
 
-    report = analysis.analyze_graph(graph.build(spec, batch), dtype)
+    report = analysis.analyze_graph(graph.build(spec, batch), dtype, train)
     if convention not in (None, "netcalc"):
         from . import conventions
 
@@ -257,7 +343,13 @@ def evaluate(spec: Any, convention: str | None = None, reports: "_Reports | None
         if "output" in block and "outputs" in block:
             raise SpecError(f"{section}: give either output or outputs, not both",
                             block.key_mark("outputs"))
-        report = reports.get(*_settings(section, block))
+        settings = _settings(section, block)
+        try:
+            report = reports.get(*settings)
+        except SpecError as err:
+            if err.mark is None and (err.file or "").startswith("--"):
+                raise _at_setting(err, section, block) from None
+            raise
         for key, value in block.items():
             if key in SETTINGS:
                 continue
@@ -274,10 +366,10 @@ def evaluate(spec: Any, convention: str | None = None, reports: "_Reports | None
     return checks
 
 
-def _settings(section: str, block: LMap) -> tuple[int, str, str | None]:
+def _settings(section: str, block: LMap) -> tuple[int, str, str | None, Any]:
     batch = block.get("batch", 1)
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise SpecError(f"{section}.batch must be an int >= 1, got {batch!r}",
+    if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= INT64_MAX:
+        raise SpecError(f"{section}.batch must be an int from 1 to 2**63 - 1, got {batch!r}",
                         block.value_mark("batch"))
     dtype = block.get("dtype", "float32")
     if dtype not in DTYPES:
@@ -287,7 +379,40 @@ def _settings(section: str, block: LMap) -> tuple[int, str, str | None]:
     if convention is not None and convention not in convention_names():
         raise SpecError(f"{section}.convention must be one of {', '.join(convention_names())}, "
                         f"got {convention!r}", block.value_mark("convention"))
-    return batch, dtype, convention
+    return batch, dtype, convention, _train_settings(section, block, dtype, convention)
+
+
+def _train_settings(section: str, block: LMap, dtype: str, convention: str | None) -> Any:
+    """TrainOptions when the block names a training total or setting, else None."""
+    if not any(k in block for k in (*TRAINING_TOTALS, *TRAIN_SETTINGS)):
+        return None
+    from .training import TrainOptions
+
+    if convention not in (None, "netcalc", "flopcounter"):
+        raise SpecError(f"{section}.convention {convention!r} counts no backward: training "
+                        "figures need netcalc or flopcounter", block.value_mark("convention"))
+    given = {k: block[k] for k in TRAIN_SETTINGS if k in block}
+    names = given.get("checkpoint", [])
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise SpecError(f"{section}.checkpoint must be a name or a list of names",
+                        block.value_mark("checkpoint"))
+    options = TrainOptions(given.get("device", "cuda"), given.get("optimizer", "adamw"),
+                           given.get("precision"), tuple(names))
+    try:
+        options.validate().resolved_precision(dtype)
+    except SpecError as err:
+        raise _at_setting(err, section, block) from None
+    return options
+
+
+def _at_setting(err: SpecError, section: str, block: LMap) -> SpecError:
+    """An option error of the training analysis (``--precision: ...``), located at the
+    block's setting of the same name."""
+    key = (err.file or "").lstrip("-").split(" ")[0]
+    mark = block.value_mark(key) if key in block else block.mark
+    return SpecError(f"{section}.{key}: {err.message}", mark)
 
 
 # --------------------------------------------------------------------------- quantities
@@ -349,7 +474,7 @@ def exact(x: int | Fraction) -> str:
     x = Fraction(x)
     if x.denominator == 1:
         return f"{x.numerator:,}"
-    return f"{float(x):,.10g}"
+    return significant(x, 10)
 
 
 def _json_num(x: int | Fraction) -> int | float:
@@ -362,7 +487,7 @@ def _deviation(actual: int | Fraction, expected: Fraction) -> str:
     sign = "+" if diff > 0 else "-"
     text = f"{sign}{exact(abs(diff))}"
     if expected:
-        text += f", {sign}{float(abs(diff) / expected * 100):.3g}%"
+        text += f", {sign}{significant(abs(diff) / expected * 100)}%"
     return text
 
 
@@ -394,7 +519,7 @@ def _budget_total(report: Any, key: str, value: Any, mark: Mark, vmark: Mark) ->
         message = f"budget.{key}: {exact(actual)} is within {shown}"
     else:
         over = actual - cap.value
-        pct = f", +{float(over / cap.value * 100):.3g}%" if cap.value else ""
+        pct = f", +{significant(over / cap.value * 100)}%" if cap.value else ""
         message = (f"budget.{key}: {exact(actual)} exceeds the budget of {shown} "
                    f"by {exact(over)}{pct}")
     return Check("budget", key, mark, cap.text, exact(actual), ok, message,
@@ -509,12 +634,14 @@ def _receptive_fields(report: Any, value: Any, mark: Mark, vmark: Mark) -> list[
 
 
 # --------------------------------------------------------------------------- torch
-TORCH_MISSING = ("--torch needs PyTorch: pip install 'netcalc[torch]' "
-                 "(the CPU wheel is enough)")
+# the packages the torch extra adds, by their own names: `pip install netcalc[torch]`
+# would install an unrelated PyPI project called netcalc
+TORCH_MISSING = ("--torch needs PyTorch: pip install torch fvcore "
+                 "(the CPU wheel of torch is enough)")
 
 
 class TorchUnavailable(RuntimeError):
-    """netcalc[torch] is not installed."""
+    """The torch extra (torch, fvcore) is not installed."""
 
 
 def torch_available() -> bool:

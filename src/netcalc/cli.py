@@ -1,11 +1,16 @@
 """The command line: options in, one library call, render out.
 
 Exit codes: 0 success; 1 a check (expectation, budget, cross-check) failed;
-2 invalid input (a spec error printed as FILE:LINE:COL: message, or a bad option).
+2 invalid input (a spec error printed as FILE:LINE:COL: message, or a bad option);
+and, from :func:`main`, 130 on Ctrl-C, 141 (killed by SIGPIPE, as ``cat`` is) when the
+reader of the output goes away, 74 (sysexits' EX_IOERR) when the output cannot be
+written, e.g. on a full disk.
 """
 
 # No `from __future__ import annotations` here: typer would evaluate every annotation
 # string of every command at each start (about 6 ms).
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn, Optional
@@ -13,7 +18,7 @@ from typing import NoReturn, Optional
 import typer
 
 from .errors import SpecError
-from .training import TrainOptions
+from .textsafe import text
 
 app = typer.Typer(
     add_completion=False,
@@ -26,15 +31,33 @@ FORMAT_HELP = "table (human units) | json | csv | markdown (exact integers)"
 CONVENTION_HELP = ("MAC counting convention: netcalc (default) | fvcore | flopcounter | "
                    "torchinfo (see netcalc.conventions)")
 
-# the training options (issue #10), shared by `shapes` and `verify`
-TRAIN_HELP = "a training step: backward MACs, saved activations, training memory"
-OPTIMIZER_HELP = "sgd | momentum | adam | adamw (0, 1, 2 states per trainable parameter)"
-PRECISION_HELP = ("fp32 | bf16 | amp-bf16 | amp-fp16 (torch's meaning; default from --dtype: "
-                  "float32 -> fp32, bfloat16 -> bf16)")
-CHECKPOINT_HELP = ("activation checkpointing of block instances or containers (repeatable, or "
-                   "comma-separated; a repeat group makes one region per instance)")
-LOSS_HELP = "square (default: sum of out.float().square().mean()) | cross-entropy (last output)"
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_IO_ERROR = 74  # sysexits.h EX_IOERR
 
+
+def main() -> None:
+    """The ``netcalc`` command: the app, ending quietly when its output goes away.
+
+    ``netcalc shapes big.yaml | head`` ends as ``cat`` would, by SIGPIPE; Ctrl-C exits
+    130; a write error (``> /dev/full``) is one line and exit 74. Never a traceback.
+    """
+    if hasattr(signal, "SIGPIPE"):  # not on Windows
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    code: "int | str | None" = 0
+    try:
+        try:
+            app()
+        except SystemExit as exc:  # how the app always ends
+            code = exc.code
+        sys.stdout.flush()  # small outputs are still buffered: write errors show here
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    except OSError as exc:
+        sys.stderr.write(f"netcalc: cannot write the output: {exc.strerror or exc}\n")
+        # what stdout still buffers would fail again at exit: let it go to /dev/null
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_IO_ERROR
+    sys.exit(code)
 
 
 def _version(value: bool) -> None:
@@ -54,8 +77,25 @@ def _root(
 
 
 def fail(err: SpecError | str, code: int = 2) -> NoReturn:
-    typer.echo(str(err), err=True)
+    typer.echo(text(err), err=True)  # file names and spec tokens: escaped, one line
     raise typer.Exit(code)
+
+
+MAX_FILE_SIZE_HELP = "largest spec file read, e.g. 4MB (default), 64MB"
+MAX_FILE_SIZE = "4MB"  # spec.MAX_FILE_BYTES, not imported: start-up time
+
+
+def _file_size(value: str) -> int:
+    """--max-file-size: a byte count in human units (4MB, 64MiB, 10_000_000)."""
+    from .units import parse_quantity
+
+    try:
+        size = parse_quantity(value)
+    except ValueError as exc:
+        fail(f"--max-file-size: {exc}")
+    if size.denominator != 1 or size < 1:
+        fail(f"--max-file-size: expected a positive number of bytes, got {value!r}")
+    return int(size)
 
 
 def _check_convention(name: str) -> None:
@@ -65,6 +105,30 @@ def _check_convention(name: str) -> None:
 
     if name not in conventions.NAMES:
         fail(f"--convention: unknown convention {name!r} ({' | '.join(conventions.NAMES)})")
+
+
+TRAIN_HELP = "analyse a training step: backward MACs, saved activations, training memory"
+DEVICE_HELP = "with --train: cuda (default) | cpu, the kernels that decide what backward keeps"
+OPTIMIZER_HELP = "with --train: sgd | momentum | adam | adamw (default)"
+PRECISION_HELP = "with --train: fp32 | bf16 | amp-bf16 | amp-fp16 (default: from --dtype)"
+CHECKPOINT_HELP = ("with --train: activation checkpointing of these block instances or "
+                   "containers (repeatable or comma-separated; a repeat group: each instance)")
+LOSS_HELP = "with --train: square (default: sum of out.float().square().mean()) | cross-entropy"
+NO_BACKWARD = ("counts no backward pass; --train works with --convention netcalc or "
+               "flopcounter")
+
+
+def train_options(train: bool, device: str, optimizer: str, precision: str | None,
+                  checkpoint: list[str] | None, loss: str, convention: str = "netcalc"):
+    """The TrainOptions the CLI's training flags ask for, or None without --train."""
+    if not train:
+        return None
+    if convention not in ("netcalc", "flopcounter"):
+        raise SpecError(f"convention {convention!r} {NO_BACKWARD}", file="--convention")
+    from .training import TrainOptions
+
+    names = tuple(n.strip() for value in checkpoint or () for n in value.split(",") if n.strip())
+    return TrainOptions(device, optimizer, precision, names, loss).validate()
 
 
 def parse_input_option(values: list[str] | None) -> dict[str, tuple[int, ...]] | None:
@@ -83,11 +147,6 @@ def parse_input_option(values: list[str] | None) -> dict[str, tuple[int, ...]] |
                             "(or name=3x224x224)", file="--input") from None
         shapes[name or ""] = shape
     return shapes
-
-
-def _names(values: list[str] | None) -> tuple[str, ...]:
-    """Repeatable, comma-separated names: ``--checkpoint a,b --checkpoint c``."""
-    return tuple(n.strip() for v in values or () for n in v.split(",") if n.strip())
 
 
 def _input_shapes(spec, values: list[str] | None) -> dict[str, tuple[int, ...]] | None:
@@ -111,28 +170,42 @@ def shapes(
     spec_file: Path = typer.Argument(..., metavar="SPEC", help="YAML spec file"),
     input: Optional[list[str]] = typer.Option(None, "--input", "-i",
                                               help="per-sample input shape, e.g. 3x224x224"),
-    batch: int = typer.Option(1, "--batch", "-b", min=1, help="batch size (dim 0)"),
+    batch: int = typer.Option(1, "--batch", "-b", min=1, max=2**63 - 1, help="batch size (dim 0)"),
     dtype: str = typer.Option("float32", help="float32 | float16 | bfloat16 | int8"),
     format: str = typer.Option("table", "--format", "-f", help=FORMAT_HELP),
     depth: Optional[int] = typer.Option(None, min=1, help="collapse block instances below this depth"),
     kv_cache: bool = typer.Option(False, "--kv-cache",
                                   help="show KV-cache bytes per token (decoder models)"),
     convention: str = typer.Option("netcalc", "--convention", "-c", help=CONVENTION_HELP),
+    train: bool = typer.Option(False, "--train", help=TRAIN_HELP),
+    device: str = typer.Option("cuda", "--device", "-d", help=DEVICE_HELP),
+    optimizer: str = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP),
+    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
+    checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
+    loss: str = typer.Option("square", "--loss", help=LOSS_HELP),
+    max_file_size: str = typer.Option(MAX_FILE_SIZE, "--max-file-size", help=MAX_FILE_SIZE_HELP),
 ) -> None:
     """Per-layer output shapes, receptive fields, params, MACs and memory (no torch needed).
 
     --convention fvcore|flopcounter|torchinfo shows, per layer and in total, the MACs
     (and FLOPs = 2 x MACs) that tool reports, by the rules of netcalc.conventions.
+    --train adds the backward pass and the memory of a training step (netcalc.training).
     """
     from . import analysis, graph, spec as spec_mod
     from .render import FORMATS, render
 
     if format not in FORMATS:
         fail(f"--format: unknown format {format!r} ({', '.join(FORMATS)})")
+    if dtype not in analysis.DTYPE_BYTES:  # an option's fault, not the spec's
+        fail(f"--dtype: unknown dtype {dtype!r} ({', '.join(analysis.DTYPE_BYTES)})")
     _check_convention(convention)
+    max_bytes = _file_size(max_file_size)
     try:
-        s = spec_mod.load(spec_file)
-        report = analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)), dtype)
+        options = train_options(train, device, optimizer, precision, checkpoint, loss,
+                                convention)
+        s = spec_mod.load(spec_file, max_bytes)
+        report = analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)), dtype,
+                                        options)
     except SpecError as err:
         fail(err)
     if convention != "netcalc":  # netcalc's own counts need no conversion (nor its import)
@@ -143,7 +216,65 @@ def shapes(
     if seq is not None and not kv_cache:
         for key in ("kv_cache_bytes_per_token", "kv_cache_bytes"):
             seq.pop(key, None)
+    if kv_cache and (seq is None or "kv_cache_bytes_per_token" not in seq):
+        why = ("it has no token input (an int64 input)" if seq is None
+               else "it has no causal self-attention")
+        typer.echo(f"--kv-cache: no KV cache for this model: {why}", err=True)
     sys.stdout.write(render(report, format, depth))
+
+
+@app.command()
+def fit(
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="YAML spec file"),
+    memory: str = typer.Option(..., "--memory", "-m",
+                               help="device memory, e.g. 24GB (24e9 bytes) or 24GiB (24*2^30)"),
+    input: Optional[list[str]] = typer.Option(None, "--input", "-i",
+                                              help="per-sample input shape, e.g. 3x224x224"),
+    dtype: str = typer.Option("float32", help="float32 | float16 | bfloat16 | int8"),
+    format: str = typer.Option("table", "--format", "-f", help="table | json"),
+    train: bool = typer.Option(False, "--train", help="fit a training step (else inference)"),
+    device: str = typer.Option("cuda", "--device", "-d", help=DEVICE_HELP),
+    optimizer: str = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP),
+    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
+    checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
+    loss: str = typer.Option("square", "--loss", help=LOSS_HELP),
+) -> None:
+    """The largest batch that fits in --memory, with the memory breakdown at that batch.
+
+    Inference: weights + buffers + the inference peak of live activations. With --train:
+    the peak of a training step (weights, gradients, optimizer state, saved activations).
+    Exit codes: 0 a batch fits; 1 not even batch 1 fits (the memory it needs is shown);
+    2 invalid input or option.
+    """
+    from . import spec as spec_mod
+    from .fit import fit_batch
+    from .render.fit import render_fit
+
+    if format not in ("table", "json"):
+        fail(f"--format: unknown format {format!r} (table, json)")
+    try:
+        budget = _parse_memory(memory)
+        options = train_options(train, device, optimizer, precision, checkpoint, loss)
+        s = spec_mod.load(spec_file)
+        result = fit_batch(s, budget, dtype=dtype, input_shapes=_input_shapes(s, input),
+                           train=options)
+    except SpecError as err:
+        fail(err)
+    sys.stdout.write(render_fit(result, format))
+    if result.batch is None:
+        raise typer.Exit(1)
+
+
+def _parse_memory(text: str) -> int:
+    from .units import parse_quantity
+
+    try:
+        value = parse_quantity(text)
+    except ValueError as exc:
+        raise SpecError(str(exc), file="--memory") from None
+    if value < 1 or value.denominator != 1:
+        raise SpecError(f"{text!r} is not a whole positive number of bytes", file="--memory")
+    return int(value)
 
 
 CHECK_FORMAT_HELP = "text | json | github (workflow annotations) | junit (XML)"
@@ -154,7 +285,7 @@ def check(
     paths: Optional[list[Path]] = typer.Argument(None, metavar="[PATH]...",
                                                  help="spec files or folders (default: specs/)"),
     torch: bool = typer.Option(False, "--torch",
-                               help="also cross-check every spec against PyTorch (netcalc[torch])"),
+                               help="also cross-check every spec against PyTorch (the torch extra)"),
     format: str = typer.Option("text", "--format", "-f", help=CHECK_FORMAT_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o",
                                           help="write the report to this file (e.g. junit XML) "
@@ -163,11 +294,19 @@ def check(
                                              help="MAC counting convention of macs/flops "
                                                   "expectations: netcalc (default) | fvcore | "
                                                   "flopcounter | torchinfo"),
+    follow_symlinks: bool = typer.Option(False, "--follow-symlinks",
+                                         help="follow symbolic links that stay inside the "
+                                              "folder given (else they are reported)"),
+    max_files: int = typer.Option(1000, "--max-files", min=1,
+                                  help="stop (exit 2) when more spec files are found"),
+    max_seconds: float = typer.Option(600.0, "--max-seconds", min=0,
+                                      help="stop (exit 2) when the run takes longer"),
+    max_file_size: str = typer.Option(MAX_FILE_SIZE, "--max-file-size", help=MAX_FILE_SIZE_HELP),
 ) -> None:
     """Check specs: validate them, evaluate their `expect:` and `budget:` blocks.
 
     Exit code 0: all pass; 1: an expectation, budget or cross-check failed; 2: a spec
-    is invalid (FILE:LINE:COL: message) or an option is wrong.
+    is invalid (FILE:LINE:COL: message), an option is wrong or a --max-* cap is hit.
     """
     from . import check as check_mod
     from .render.check import CHECK_FORMATS, render_check, render_text
@@ -176,9 +315,12 @@ def check(
         fail(f"--format: unknown format {format!r} ({', '.join(CHECK_FORMATS)})")
     if torch and not check_mod.torch_available():
         fail(check_mod.TORCH_MISSING)
+    max_bytes = _file_size(max_file_size)
     try:
-        run = check_mod.run(paths or [Path("specs")], torch=torch, convention=convention)
-    except (check_mod.TorchUnavailable, ValueError) as exc:
+        run = check_mod.run(paths or [Path("specs")], torch=torch, convention=convention,
+                            follow_symlinks=follow_symlinks, max_files=max_files,
+                            max_seconds=max_seconds, max_file_bytes=max_bytes)
+    except (check_mod.TorchUnavailable, check_mod.RunLimit, ValueError) as exc:
         fail(f"--convention: {exc}" if isinstance(exc, ValueError) else str(exc))
     text = render_check(run, format)
     if output is not None:
@@ -186,7 +328,7 @@ def check(
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text(text, encoding="utf-8")
         except OSError as exc:
-            fail(f"--output {output}: cannot write: {exc}")
+            fail(f"--output {output}: cannot write: {exc.strerror or exc}")
         if format != "text":
             text = render_text(run)
     sys.stdout.write(text)
@@ -267,7 +409,8 @@ def profile(
     try:
         import torch  # noqa: F401
     except ImportError:
-        fail("netcalc profile needs torch: pip install 'netcalc[torch]'")
+        fail("netcalc profile needs torch: pip install torch fvcore (the CPU wheel of torch "
+             "is enough)")
     from .render.profile import make_progress, render_profile_json, render_profile_table
     from .torch.profile import ProfileError, ProfileOptions, parse_batches, profile_spec
 
@@ -282,7 +425,9 @@ def profile(
         options.validate()
         result = profile_spec(spec_file, options, input_shapes=shapes_,
                               progress=make_progress(format == "table"))
-    except (SpecError, ProfileError) as err:
+    except SpecError as err:
+        fail(err.located(str(spec_file)))
+    except ProfileError as err:
         fail(err)
     for skipped in result.skipped:
         typer.echo(f"{skipped['device']} skipped: {skipped['reason']}", err=True)
@@ -323,7 +468,7 @@ def verify(
     checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
     loss: str = typer.Option("square", "--loss", help=LOSS_HELP),
 ) -> None:
-    """Cross-check every analytic number against PyTorch (needs netcalc[torch]).
+    """Cross-check every analytic number against PyTorch (needs the torch extra).
 
     Builds the spec as an nn.Module and compares, per layer and in total: output
     shapes, params, trainable params, buffers, MACs against fvcore,
@@ -348,26 +493,20 @@ def verify(
     try:
         from .torch.crosscheck import crosscheck
     except ImportError as exc:
-        fail(f"netcalc verify needs torch and fvcore: pip install 'netcalc[torch]' ({exc})")
+        fail(f"netcalc verify needs torch and fvcore: pip install torch fvcore ({exc})")
     try:
         s = spec_mod.load(spec_file)
-        if train:
+        opts = train_options(train, device, optimizer, precision, checkpoint, loss, convention)
+        if opts is not None:
             from .torch.traincheck import crosscheck_training
 
-            if convention not in ("netcalc", "flopcounter"):
-                fail(f"--convention {convention} counts no backward: --train needs netcalc "
-                     "or flopcounter")
-            opts = TrainOptions(device=device, optimizer=optimizer, precision=precision,
-                                checkpoint=_names(checkpoint), loss=loss).validate()
             result = crosscheck_training(s, opts, batch=batch, convention=convention,
                                          input_shapes=_input_shapes(s, input))
         else:
             result = crosscheck(s, batch=batch, device=device, convention=convention,
                                 input_shapes=_input_shapes(s, input), rf=None if rf else False)
-    except SpecError as err:
-        fail(err)
-    except RuntimeError as err:  # e.g. an unavailable device
-        fail(f"--device {device}: {err}")
+    except SpecError as err:  # torch's refusals too, as one line (netcalc.torch.guard)
+        fail(err.located(str(spec_file)))
     sys.stdout.write(render_crosscheck(result, format, show))
     if not result.ok:
         raise typer.Exit(1)

@@ -17,10 +17,15 @@ class Mark(NamedTuple):  # a NamedTuple: specs make one per YAML node, so creati
     col: int
 
 
+MAX_MESSAGE = 500  # characters: a message quotes the offending token, never a whole file
+
+
 class SpecError(Exception):
     """Invalid input, located in a file when the place is known."""
 
     def __init__(self, message: str, mark: Mark | None = None, file: str | None = None):
+        if len(message) > MAX_MESSAGE:
+            message = message[:MAX_MESSAGE] + "…"
         super().__init__(message)
         self.message = message
         self.mark = mark

@@ -19,8 +19,9 @@ from .errors import did_you_mean
 
 MAX_EXPR_LEN = 200
 MAX_ABS = 10**18  # keeps repeated multiplication from building huge integers
+MAX_SUBSTITUTIONS = 8  # per string: "$a$a$a..." must not build megabytes per block instance
 
-_WHOLE = re.compile(r"^\$(?:([A-Za-z_]\w*)|\{([^{}]*)\})$")
+_WHOLE = re.compile(r"\$(?:([A-Za-z_]\w*)|\{([^{}]*)\})")  # fullmatch
 _PART = re.compile(r"\$(?:([A-Za-z_]\w*)|\{([^{}]*)\})")
 
 _BINOPS = {
@@ -117,7 +118,9 @@ def substitute(value: Any, env: Mapping[str, Any]) -> Any:
     """
     if not isinstance(value, str) or "$" not in value:
         return value
-    whole = _WHOLE.match(value)
+    if value.count("$") > MAX_SUBSTITUTIONS:
+        raise ExprError(f"more than {MAX_SUBSTITUTIONS} substitutions ($) in one string")
+    whole = _WHOLE.fullmatch(value)
     if whole:
         name, expr = whole.groups()
         if name is not None:

@@ -11,7 +11,8 @@ named inputs), or by dotted path to any earlier layer (``layer3.1.relu``); ``x:h
 picks a named output. Only earlier layers can be named, so the graph has no cycles.
 
 Expansion is bounded: every block instance and repeat is counted against
-``max_nodes`` before it is expanded further.
+``max_nodes`` before it is expanded further, and blocks nest at most
+``MAX_BLOCK_DEPTH`` deep (expansion recurses once per level).
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from .args import INT64_MAX
 from .errors import Mark, SpecError, did_you_mean
 from .expr import ExprError, substitute
 from .layers import REGISTRY
-from .layers.base import Ctx, Layer, TensorInfo
+from .layers.base import MAX_NUMEL, Ctx, Layer, TensorInfo
 from .perf import paused_gc
 from .spec import BlockDef, Entry, Spec, parse_entry
 from .yamlsafe import LList, LMap
 
-MAX_NODES = 1_000_000
+MAX_NODES = 20_000  # layers after expansion: see README, "Limits"
+MAX_BLOCK_DEPTH = 50
 
 
 class Ref(NamedTuple):  # a NamedTuple: hashed per edge in dict lookups, C-fast
@@ -98,6 +101,9 @@ class _Builder:
         for name, inp in spec.inputs.items():
             shape = (input_shapes or {}).get(name, inp.shape)
             self.inputs[name] = TensorInfo((batch, *shape), inp.dtype)
+            if self.inputs[name].numel > MAX_NUMEL:
+                raise SpecError(f"input {name!r} {[batch, *shape]} has more than 2**60 elements "
+                                "(torch cannot size its storage)", inp.mark)
             self.paths[name] = Ref(name)
         self.block_stack: list[str] = []
         self.parsed: dict[tuple[int, int], Entry] = {}  # see entry()
@@ -210,6 +216,9 @@ class _Builder:
                 benv = _block_env(block, entry)
                 key = (block.name, repr(sorted(benv.items())))
                 if key not in seen:
+                    if len(self.block_stack) >= MAX_BLOCK_DEPTH:
+                        raise SpecError(f"blocks nested more than {MAX_BLOCK_DEPTH} deep",
+                                        entry.type_mark)
                     self.block_stack.append(block.name)
                     try:
                         seen[key] = self.count(block.layers, benv, seen)
@@ -218,8 +227,7 @@ class _Builder:
                 each = seen[key]
             total += each * (entry.repeat or 1)
             if total > self.max_nodes:
-                raise SpecError(f"the spec expands to more than {self.max_nodes:,} layers "
-                                "(runaway repeat?)", mark)
+                raise SpecError(f"the spec expands to more than {self.max_nodes:,} layers", mark)
         return total
 
     def instance(self, entry: Entry, full: str, sources: list[Ref]) -> Ref:
@@ -255,6 +263,23 @@ class _Builder:
         return out
 
 
+MAX_ARG_TEXT = 256  # characters of a string block argument
+MAX_ARG_ITEMS = 16  # items of a list block argument
+
+
+def _arg_value(block: BlockDef, name: str, value: Any, mark: Mark) -> Any:
+    """A block argument is a scalar or a short flat list: its copies and the memo keys of
+    every instance stay small."""
+    items = value if isinstance(value, list) else [value]
+    if (len(items) > MAX_ARG_ITEMS
+            or any(isinstance(v, (dict, list)) or isinstance(v, str) and len(v) > MAX_ARG_TEXT
+                   for v in items)):
+        raise SpecError(f"block {block.name} argument {name!r}: a number, a string of at most "
+                        f"{MAX_ARG_TEXT} characters, or a flat list of at most {MAX_ARG_ITEMS} "
+                        "of them", mark)
+    return value
+
+
 def _block_env(block: BlockDef, entry: Entry) -> dict[str, Any]:
     given = entry.args
     if given is None:
@@ -269,12 +294,12 @@ def _block_env(block: BlockDef, entry: Entry) -> dict[str, Any]:
         if k not in block.args:
             raise SpecError(f"block {block.name} has no argument {k!r}"
                             f"{did_you_mean(str(k), block.args)}", marks.get(k, entry.type_mark))
-        env[k] = v
+        env[k] = _arg_value(block, k, v, marks.get(k, entry.type_mark))
     for k, default in block.args.items():
         if k not in env:
             if default is None:
                 raise SpecError(f"block {block.name} needs argument {k!r}", entry.type_mark)
-            env[k] = default
+            env[k] = _arg_value(block, k, default, block.arg_marks.get(k, block.mark))
     return env
 
 
@@ -294,10 +319,10 @@ def _layer_args(cls: type[Layer], entry: Entry) -> tuple[dict[str, Any], dict[st
 def build(spec: Spec, batch: int = 1, input_shapes: dict[str, tuple[int, ...]] | None = None,
           max_nodes: int = MAX_NODES) -> Graph:
     """Expand a parsed spec into a graph of layer nodes."""
-    if batch < 1:
-        raise SpecError(f"batch must be >= 1, got {batch}")
-    b = _Builder(spec, batch, input_shapes, max_nodes)
+    if not 1 <= batch <= INT64_MAX:
+        raise SpecError(f"batch must be an int from 1 to 2**63 - 1, got {batch}")
     try:
+        b = _Builder(spec, batch, input_shapes, max_nodes)
         b.count(spec.layers, None, {})
         first = [Ref(n) for n in b.inputs] if len(b.inputs) == 1 else None
         last = b.scope(spec.layers, "", None, dict(b.paths), first)

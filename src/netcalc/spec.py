@@ -17,7 +17,9 @@ substituted) with :func:`parse_entry`.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from typing import Any
 from . import yamlsafe
 from .errors import Mark, SpecError, did_you_mean
 from .layers.base import FLOAT, INT
+from .torch_names import RESERVED as TORCH_RESERVED
 from .yamlsafe import LList, LMap
 
 TOP_KEYS = ("name", "description", "input", "inputs", "blocks", "layers", "outputs",
@@ -33,8 +36,10 @@ RESERVED = ("name", "from", "repeat", "tie", "trainable", "sparsity")
 BLOCK_KEYS = ("args", "inputs", "layers", "numbered")
 DTYPES = {"float": FLOAT, "float32": FLOAT, "float16": FLOAT, "bfloat16": FLOAT,
           "float64": FLOAT, "int64": INT, "long": INT, "int32": INT, "int": INT}
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-MAX_REPEAT = 1_000_000
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: "$" would accept "fc\n"
+MAX_REPEAT = 20_000  # = graph.MAX_NODES: see README, "Limits"
+MAX_FILE_BYTES = 4_000_000  # the default of --max-file-size
+MAX_NAME = 64  # characters: every layer's path repeats the names above it
 
 
 @dataclass(frozen=True)
@@ -88,8 +93,19 @@ class Entry:
 
 
 def check_name(name: Any, mark: Mark, what: str = "name") -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if isinstance(name, str) and len(name) > MAX_NAME:
+        raise SpecError(f"{what} of {len(name):,} characters (at most {MAX_NAME})", mark)
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise SpecError(f"{what} {name!r} must be an identifier (letters, digits, _)", mark)
+    return name
+
+
+def check_module_name(name: Any, mark: Mark, what: str = "name") -> str:
+    """An identifier that torch can use as a submodule or input name."""
+    check_name(name, mark, what)
+    if name in TORCH_RESERVED:
+        raise SpecError(f"{what} {name!r} is an attribute of torch.nn.Module: torch cannot "
+                        "build a module with this name", mark)
     return name
 
 
@@ -111,7 +127,7 @@ def parse_entry(raw: Any, mark: Mark, known_types: set[str]) -> Entry:
     _check_type(type_name, raw.key_mark(type_name), known_types)
     entry = Entry(type_name, raw[type_name], raw.mark, raw.key_mark(type_name))
     if "name" in raw:
-        entry.name = check_name(raw["name"], raw.value_mark("name"))
+        entry.name = check_module_name(raw["name"], raw.value_mark("name"))
     if "from" in raw:
         entry.sources = _refs(raw["from"], raw.value_mark("from"))
     if "repeat" in raw:
@@ -181,7 +197,7 @@ def _parse_inputs(raw: LMap) -> dict[str, InputSpec]:
         items = raw["inputs"]
         if not isinstance(items, LMap) or not items:
             raise SpecError("inputs must map names to shapes", raw.value_mark("inputs"))
-        return {check_name(k, items.key_mark(k), "input name"):
+        return {check_module_name(k, items.key_mark(k), "input name"):
                 _one_input(k, v, items.value_mark(k)) for k, v in items.items()}
     raise SpecError("the spec needs `input: [C, H, W]` (per-sample shape) or `inputs:`",
                     raw.mark)
@@ -240,7 +256,7 @@ def _parse_blocks(raw: Any, mark: Mark, layer_types: set[str]) -> dict[str, Bloc
             raise SpecError(f"block {name!r}: inputs must be a list of names",
                             body.value_mark("inputs"))
         for i in inputs:
-            check_name(i, body.value_mark("inputs"), "block input")
+            check_module_name(i, body.value_mark("inputs"), "block input")
         layers = body.get("layers")
         if not isinstance(layers, LList) or not layers:
             raise SpecError(f"block {name!r} needs a non-empty `layers:` list", body.mark)
@@ -270,6 +286,11 @@ def parse(text: str, file: str = "<spec>") -> Spec:
         outputs = None
         if "outputs" in raw:
             outputs = _refs(raw["outputs"], raw.value_mark("outputs"))
+            named = set()
+            for ref, m in outputs:
+                if ref in named:  # a model returns each output once
+                    raise SpecError(f"output {ref!r} is listed twice", m)
+                named.add(ref)
         for key in ("expect", "budget"):
             if key in raw and not isinstance(raw[key], LMap):
                 raise SpecError(f"{key} must be a mapping", raw.value_mark(key))
@@ -279,13 +300,52 @@ def parse(text: str, file: str = "<spec>") -> Spec:
         raise err.located(file) from None
 
 
-def load(path: str | Path) -> Spec:
-    """Read and parse a spec file."""
-    p = Path(path)
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+          (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+
+
+def read_text(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """The text of a regular file of at most ``max_bytes`` bytes, or a SpecError.
+
+    Devices and FIFOs are refused before they are opened; the file is then opened
+    without blocking (a FIFO swapped in would wait for a writer) and checked again on
+    the open descriptor, so what is read is what was checked. The read stops at the
+    limit plus one byte, since files such as /proc's report a size of 0.
+    """
+    file = str(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        _check_regular(os.stat(path).st_mode, file)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
-        raise SpecError("no such file", None, str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read: {exc}", None, str(path)) from None
-    return parse(text, str(path))
+        raise SpecError("no such file", None, file) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read: {exc.strerror}", None, file) from None
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        _check_regular(st.st_mode, file)
+        if st.st_size > max_bytes:
+            raise SpecError(f"{st.st_size:,} bytes, more than the limit of {max_bytes:,} "
+                            "(--max-file-size)", None, file)
+        try:
+            data = f.read(max_bytes + 1)
+        except OSError as exc:
+            raise SpecError(f"cannot read: {exc.strerror}", None, file) from None
+    if len(data) > max_bytes:
+        raise SpecError(f"more than the limit of {max_bytes:,} bytes (--max-file-size)",
+                        None, file)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start:,})",
+                        None, file) from None
+
+
+def _check_regular(mode: int, file: str) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((what for test, what in _KINDS if test(mode)), "not a file")
+        raise SpecError(f"not a regular file ({kind})", None, file)
+
+
+def load(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> Spec:
+    """Read and parse a spec file (a regular file of at most ``max_bytes`` bytes)."""
+    return parse(read_text(path, max_bytes), str(path))

@@ -179,8 +179,8 @@ class _Step:
                 instances = [name]
             if not instances:
                 known = list(containers) + list(self.index)
-                raise SpecError(f"names no block instance, container or layer of the spec"
-                                f"{did_you_mean(name, known)}", file=f"--checkpoint {name}")
+                raise SpecError(f"{name!r} names no block instance, container or layer of "
+                                f"the spec{did_you_mean(name, known)}", file="--checkpoint")
             prefixes += instances
         self.prefixes = prefixes
         for i, node in enumerate(self.nodes):

@@ -1,10 +1,18 @@
-"""Safe YAML loading that keeps line and column marks.
+"""Safe YAML loading that keeps line and column marks, with bounded cost.
 
-``yaml.compose`` (with the safe loader, the C one when libyaml is present) builds a
-node tree without constructing any Python object; we turn it into plain data whose
-mappings and lists remember where each key and value came from. Aliases are shared
-nodes, so a "billion laughs" document is small to compose but huge to expand: we
-count every node we expand and stop at a limit.
+The document is read as a stream of parser events (libyaml's when present) and turned
+straight into plain data whose mappings and lists remember where each key and value
+came from. Building from events rather than from ``yaml.compose``'s node tree lets
+every limit apply while the document is read, before its cost is paid: nodes are
+counted as they arrive (2,000,000 lines of ``- ReLU`` stop at the limit, not after
+composing them all), nesting depth is checked on the way down (the data is later
+walked recursively), and an alias adds the size of what it names, so a "billion
+laughs" document is refused without expanding it. Aliases share the anchored value:
+nothing downstream mutates loaded data.
+
+No tags at all: any explicit tag (``!!binary``, ``!!int '3'``, ``!foo``, even ``!``)
+is refused. Plain scalars resolve as YAML 1.1 does in ``yaml.safe_load`` except that
+timestamps (``2024-01-01``) and ``=`` stay strings.
 """
 
 from __future__ import annotations
@@ -21,13 +29,26 @@ try:  # libyaml is several times faster and keeps marks just the same
 except AttributeError:  # pragma: no cover - pure-Python PyYAML
     _SafeLoader = yaml.SafeLoader
 
+MAX_YAML_NODES = 500_000
+MAX_DEPTH = 100  # nesting of lists and mappings; Python's recursion limit is 1,000
+MAX_INT_DIGITS = 30
+
+_STR, _INT = "tag:yaml.org,2002:str", "tag:yaml.org,2002:int"
+_MERGE = "tag:yaml.org,2002:merge"
+_NOT_DATA = ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value")
+
 
 class _Loader(_SafeLoader):  # type: ignore[misc,valid-type]
-    """The safe loader, resolving each distinct scalar once.
+    """The safe loader, resolving each distinct scalar once, timestamps left as strings.
 
     PyYAML's resolver is Python (regexes per plain scalar) even under libyaml, and a
     large spec repeats few distinct scalars: ``Conv2d``, ``3``, ``true``.
     """
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in _NOT_DATA]
+        for first, resolvers in _SafeLoader.yaml_implicit_resolvers.items()
+    }
 
     def __init__(self, stream: str):
         super().__init__(stream)
@@ -40,13 +61,9 @@ class _Loader(_SafeLoader):  # type: ignore[misc,valid-type]
             tag = self._tags[key] = super().resolve(kind, value, implicit)
         return tag
 
-MAX_YAML_NODES = 1_000_000
-_STR, _INT = "tag:yaml.org,2002:str", "tag:yaml.org,2002:int"
-_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
-
-def _mark(node: yaml.Node) -> Mark:
-    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+def _mark(event: yaml.Event) -> Mark:
+    return Mark(event.start_mark.line + 1, event.start_mark.column + 1)
 
 
 class LMap(dict):
@@ -73,95 +90,147 @@ class LList(list):
         return self.marks[i] if 0 <= i < len(self.marks) else self.mark
 
 
-def mark_of(value: Any, default: Mark) -> Mark:
-    return getattr(value, "mark", default)
+class _Open:
+    """A list or mapping being read: its value, its anchor, and the key awaiting a value."""
+
+    __slots__ = ("value", "anchor", "start", "key", "key_mark")
+
+    def __init__(self, value: LMap | LList, anchor: str | None, start: int):
+        self.value = value
+        self.anchor = anchor
+        self.start = start  # the node count when it opened: its size is the difference
+        self.key: Any = _NO_KEY
+        self.key_mark: Mark | None = None
 
 
-class _Builder:
-    def __init__(self, limit: int):
+_NO_KEY = object()
+
+
+class _Reader:
+    def __init__(self, loader: _Loader, limit: int, max_depth: int):
+        self.loader = loader
         self.limit = limit
-        self.count = 0
+        self.max_depth = max_depth
+        self.count = 0  # nodes read, aliases counted at their expanded size
+        self.anchors: dict[str, tuple[Any, int]] = {}  # name -> (value, size)
         self.constructor = yaml.constructor.SafeConstructor()
 
-    def build(self, node: yaml.Node) -> Any:
-        self.count += 1
-        if self.count > self.limit:
-            raise SpecError(
-                f"document expands to more than {self.limit:,} YAML nodes (alias bomb?)",
-                _mark(node),
-            )
-        if type(node) is yaml.ScalarNode:
-            return self.scalar(node)
-        if node.tag not in _PLAIN_TAGS:
-            raise SpecError(f"YAML tag {node.tag!r} is not allowed (plain data only)", _mark(node))
-        if type(node) is yaml.MappingNode:
-            out = LMap()
-            out.mark, out.key_marks, out.value_marks = _mark(node), {}, {}
-            for key_node, value_node in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    raise SpecError("YAML merge keys (<<) are not supported", _mark(key_node))
-                key = self.build(key_node)
-                if isinstance(key, (LMap, LList)):
-                    raise SpecError("mapping keys must be scalars", _mark(key_node))
-                if key in out:
-                    raise SpecError(f"duplicate key {key!r}", _mark(key_node))
-                out[key] = self.build(value_node)
-                out.key_marks[key] = _mark(key_node)
-                out.value_marks[key] = _mark(value_node)
-            return out
-        items = LList()  # a SequenceNode: the only kind left
-        items.mark, items.marks = _mark(node), []
-        for item in node.value:
-            items.append(self.build(item))
-            items.marks.append(_mark(item))
-        return items
+    def document(self) -> Any:
+        get = self.loader.get_event
+        get()  # StreamStart
+        event = get()
+        if isinstance(event, yaml.StreamEndEvent):
+            return None
+        value = self.node(get)
+        get()  # DocumentEnd
+        event = get()
+        if not isinstance(event, yaml.StreamEndEvent):
+            raise SpecError("a spec is one YAML document (found a second `---`)", _mark(event))
+        return value
 
-    def scalar(self, node: yaml.ScalarNode) -> Any:
-        if node.tag == _STR:  # fast paths for the common plain scalars
-            return node.value
-        value = node.value
-        if node.tag == _INT and value.isascii() and value.isdigit() and value[0] != "0":
-            return int(value)  # plain decimal; 0, 010 (YAML 1.1 octal) etc. go the long way
+    def node(self, get: Any) -> Any:
+        """Read one node (the document's root) without recursion."""
+        stack: list[_Open] = []
+        while True:
+            event = get()
+            kind = type(event)
+            if kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                done = stack.pop()
+                value, mark = done.value, done.value.mark
+                if done.anchor is not None:
+                    self.anchors[done.anchor] = (value, self.count - done.start)
+            else:
+                mark = _mark(event)
+                self.count += 1
+                if self.count > self.limit:
+                    raise SpecError(f"the document has more than {self.limit:,} YAML nodes",
+                                    mark)
+                if kind is yaml.AliasEvent:
+                    value = self.alias(event, mark)
+                elif event.tag is not None:
+                    raise SpecError(f"YAML tag {event.tag!r} is not allowed (plain data only)",
+                                    mark)
+                elif kind is yaml.ScalarEvent:
+                    value = self.scalar(event, mark)
+                    if event.anchor is not None:
+                        self.anchors[event.anchor] = (value, 1)
+                else:
+                    if len(stack) >= self.max_depth:
+                        raise SpecError(f"YAML nested more than {self.max_depth} deep", mark)
+                    if kind is yaml.MappingStartEvent:
+                        value = LMap()
+                        value.key_marks, value.value_marks = {}, {}
+                    else:
+                        value = LList()
+                        value.marks = []
+                    value.mark = mark
+                    if event.anchor is not None:
+                        self.anchors.pop(event.anchor, None)  # an alias inside is recursive
+                    stack.append(_Open(value, event.anchor, self.count - 1))
+                    continue
+            if not stack:
+                return value
+            self.add(stack[-1], value, mark)
+
+    def alias(self, event: yaml.AliasEvent, mark: Mark) -> Any:
+        found = self.anchors.get(event.anchor)
+        if found is None:
+            raise SpecError(f"YAML syntax error: found undefined alias {event.anchor!r}", mark)
+        value, size = found
+        self.count += size - 1
+        if self.count > self.limit:
+            raise SpecError(f"document expands to more than {self.limit:,} YAML nodes "
+                            "(alias bomb?)", mark)
+        return value
+
+    @staticmethod
+    def add(parent: _Open, value: Any, mark: Mark) -> None:
+        target = parent.value
+        if type(target) is LList:
+            target.append(value)
+            target.marks.append(mark)
+        elif parent.key is _NO_KEY:
+            if isinstance(value, (LMap, LList)):
+                raise SpecError("mapping keys must be scalars", mark)
+            if value in target:
+                raise SpecError(f"duplicate key {value!r}", mark)
+            parent.key, parent.key_mark = value, mark
+        else:
+            key = parent.key
+            target[key] = value
+            target.key_marks[key] = parent.key_mark
+            target.value_marks[key] = mark
+            parent.key = _NO_KEY
+
+    def scalar(self, event: yaml.ScalarEvent, mark: Mark) -> Any:
+        value = event.value
+        tag = self.loader.resolve(yaml.ScalarNode, value, event.implicit)
+        if tag == _STR:  # fast paths for the common plain scalars
+            return value
+        if tag == _INT:
+            digits = len(value.lstrip("+-").replace("_", ""))
+            if digits > MAX_INT_DIGITS:
+                raise SpecError(f"an integer of {digits:,} digits (at most {MAX_INT_DIGITS})",
+                                mark)
+            if value.isascii() and value.isdigit() and value[0] != "0":
+                return int(value)  # plain decimal; 0, 010 (YAML 1.1 octal) etc. go the long way
+        if tag == _MERGE:
+            raise SpecError("YAML merge keys (<<) are not supported", mark)
+        node = yaml.ScalarNode(tag, value, event.start_mark, event.end_mark, event.style)
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
-            raise SpecError(f"bad YAML value: {exc.problem or exc}", _mark(node)) from None
-        except ValueError as exc:  # PyYAML's own int/float parsing, e.g. !!int "²"
-            raise SpecError(f"bad YAML value {value!r}: {exc}", _mark(node)) from None
-
-
-def _check_expansion(root: yaml.Node, limit: int) -> None:
-    """Refuse documents whose aliases expand past ``limit`` nodes, before expanding them.
-
-    Sizes are memoised per node object, so this costs one visit per distinct node.
-    """
-    sizes: dict[int, int] = {}
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, done = stack.pop()
-        if id(node) in sizes:
-            continue
-        if isinstance(node, yaml.ScalarNode):
-            sizes[id(node)] = 1
-            continue
-        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
-                    else list(node.value))
-        if done:
-            size = 1 + sum(sizes.get(id(c), 0) for c in children)
-            if size > limit:
-                raise SpecError(f"document expands to more than {limit:,} YAML nodes "
-                                "(alias bomb?)", _mark(node))
-            sizes[id(node)] = size
-        else:
-            stack.append((node, True))
-            stack.extend((c, False) for c in children if id(c) not in sizes)
+            raise SpecError(f"bad YAML value: {exc.problem or exc}", mark) from None
+        except ValueError as exc:  # PyYAML's own int/float parsing
+            raise SpecError(f"bad YAML value: {exc}", mark) from None
 
 
 @paused_gc()
-def load(text: str, file: str, limit: int = MAX_YAML_NODES) -> Any:
+def load(text: str, file: str, limit: int = MAX_YAML_NODES, max_depth: int = MAX_DEPTH) -> Any:
     """Parse one YAML document into located plain data, or raise SpecError."""
+    loader = _Loader(text)
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        value = _Reader(loader, limit, max_depth).document()
     except yaml.MarkedYAMLError as exc:
         m = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -173,11 +242,10 @@ def load(text: str, file: str, limit: int = MAX_YAML_NODES) -> Any:
         raise SpecError(f"YAML syntax error: {problem}", mark, file) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"YAML error: {exc}", None, file) from None
-    if node is None:
-        raise SpecError("the spec is empty", Mark(1, 1), file)
-    try:
-        if "&" in text:  # an alias needs an anchor: without one, nothing is shared
-            _check_expansion(node, limit)
-        return _Builder(limit).build(node)
     except SpecError as err:
         raise err.located(file) from None
+    finally:
+        loader.dispose()
+    if value is None:
+        raise SpecError("the spec is empty", Mark(1, 1), file)
+    return value

@@ -43,6 +43,8 @@ Shape = tuple[int, ...]
 
 FLOAT = "float"
 INT = "int64"
+#: torch computes a tensor's storage bytes in int64: 2**60 elements of up to 8 bytes fit
+MAX_NUMEL = 2**60
 
 # What torch.autocast does with a layer (torch/amp autocast op lists): LOWER ops
 # (conv, linear, matmul, attention, RNNs) run in the 16-bit dtype, casting their inputs
@@ -251,6 +253,9 @@ class Layer:
             if any(d <= 0 for d in s):
                 raise self.fail(f"output shape {list(s)} has a non-positive size "
                                 f"(input {self.in_shapes_text()})")
+            if prod(s) > MAX_NUMEL:
+                raise self.fail(f"output shape {list(s)} has more than 2**60 elements "
+                                "(torch cannot size its storage)")
         self.outputs = [TensorInfo(tuple(s), self.out_dtype()) for s in shapes]
         return self.outputs
 
@@ -403,6 +408,7 @@ class MacFree(Layer):
         return 0
 
     def backward_macs(self, grads: Grads) -> int:
+        """0: no products backward either (element-wise gradients)."""
         return 0
 
 
@@ -415,6 +421,7 @@ class DataMovement(Parameterless, MacFree):
         return 0
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """Nothing: the backward needs only sizes."""
         return []
 
 

@@ -29,32 +29,28 @@ from .base import (FLOAT, INT, LOWER, Grads, Layer, MacFree, Parameterless, Save
                    matmul_backward, register, saved_input)
 
 
-def _conflict(a: Shape, b: Shape) -> int | None:
-    """The first (negative) dim where ``a`` and ``b`` do not broadcast, or None."""
-    for i in range(-min(len(a), len(b)), 0):
-        if a[i] != b[i] and a[i] != 1 and b[i] != 1:
-            return i
-    return None
-
-
 def broadcast(layer: Layer, shapes: list[Shape], full: list[Shape] | None = None) -> Shape:
     """numpy/torch broadcasting of several shapes, or a located error naming two of them.
 
     ``full`` are the shapes to name in the error (MatMul broadcasts batch dims only).
+    One pass: each output dim remembers the input that made it larger than 1, so an
+    Add of N inputs costs N * rank steps, not N^2.
     """
     named = full or shapes
-    for j, s in enumerate(shapes):
-        for i in range(j):
-            d = _conflict(shapes[i], s)
-            if d is not None:
-                raise layer.fail(f"shapes {list(named[i])} and {list(named[j])} do not "
-                                 f"broadcast (dim {len(s) + d - len(named[j])}: "
-                                 f"{shapes[i][d]} vs {s[d]})")
     rank = max(len(s) for s in shapes)
-    out = []
-    for k in range(-rank, 0):
-        sizes = [s[k] for s in shapes if len(s) >= -k]
-        out.append(max(sizes) if all(x in (1, max(sizes)) for x in sizes) else sizes[0])
+    out = [1] * rank
+    owner = [0] * rank
+    for j, s in enumerate(shapes):
+        for k in range(-len(s), 0):
+            size = s[k]
+            if size == 1 or size == out[k]:
+                continue
+            if out[k] == 1:
+                out[k], owner[k] = size, j
+                continue
+            i = owner[k]
+            raise layer.fail(f"shapes {list(named[i])} and {list(named[j])} do not broadcast "
+                             f"(dim {len(s) + k - len(named[j])}: {shapes[i][k]} vs {size})")
     return tuple(out)
 
 

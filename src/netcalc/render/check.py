@@ -9,7 +9,8 @@
 * ``junit``: JUnit XML (one testsuite per spec, one testcase per expectation or
   budget entry) for CI dashboards.
 
-No rich, no torch: checking is meant to be fast.
+No rich, no torch: checking is meant to be fast. File names and messages (which
+quote the spec) go through :mod:`netcalc.textsafe` wherever they are printed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from ..check import Check, CheckRun, SpecResult
+from ..textsafe import github_data, github_property, text
 
 CHECK_FORMATS = ("text", "json", "github", "junit")
 JSON_VERSION = 1
@@ -31,13 +33,13 @@ def render_check(run: CheckRun, fmt: str) -> str:
 
 # --------------------------------------------------------------------------- text
 def _place(file: str, mark: Any) -> str:
-    return f"{file}:{mark.line}:{mark.col}" if mark is not None else file
+    return f"{text(file)}:{mark.line}:{mark.col}" if mark is not None else text(file)
 
 
 def spec_lines(r: SpecResult) -> list[str]:
     """The text lines of one spec's result."""
     if r.error is not None:
-        return [f"INVALID {r.file}", f"  {r.error}"]
+        return [f"INVALID {text(r.file)}", f"  {text(r.error)}"]
     n_expect = sum(c.section == "expect" for c in r.checks)
     n_budget = sum(c.section == "budget" for c in r.checks)
     n_torch = sum(c.section == "torch" for c in r.checks)
@@ -45,8 +47,8 @@ def spec_lines(r: SpecResult) -> list[str]:
              f"{n_budget} budget{'s' * (n_budget != 1)}"]
     if n_torch:
         parts.append("torch cross-check")
-    head = f"{'PASS' if r.status == 'passed' else 'FAIL'} {r.file} ({', '.join(parts)})"
-    return [head] + [f"  {_place(r.file, c.mark)}: {c.message}" for c in r.failures]
+    head = f"{'PASS' if r.status == 'passed' else 'FAIL'} {text(r.file)} ({', '.join(parts)})"
+    return [head] + [f"  {_place(r.file, c.mark)}: {text(c.message)}" for c in r.failures]
 
 
 def summary_line(run: CheckRun) -> str:
@@ -115,22 +117,12 @@ def render_json(run: CheckRun) -> str:
 
 
 # --------------------------------------------------------------------------- github
-def _escape_data(s: str) -> str:
-    # the toolkit's escapeData: the message of a workflow command
-    return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(s: str) -> str:
-    # the toolkit's escapeProperty: file=, title= values
-    return _escape_data(s).replace(":", "%3A").replace(",", "%2C")
-
-
 def annotation(file: str, mark: Any, message: str, title: str, level: str = "error") -> str:
-    props = [f"file={_escape_property(file)}"]
+    props = [f"file={github_property(file)}"]
     if mark is not None:
         props += [f"line={mark.line}", f"col={mark.col}"]
-    props.append(f"title={_escape_property(title)}")
-    return f"::{level} {','.join(props)}::{_escape_data(message)}"
+    props.append(f"title={github_property(title)}")
+    return f"::{level} {','.join(props)}::{github_data(message)}"
 
 
 def github_lines(r: SpecResult) -> list[str]:
@@ -158,33 +150,35 @@ def render_junit(run: CheckRun) -> str:
     suites = ET.Element("testsuites", name="netcalc check")
     totals = {"tests": 0, "failures": 0, "errors": 0}
     for r in run.results:
-        suite = ET.SubElement(suites, "testsuite", name=r.file)
-        cls = _classname(r.file)
+        file = text(r.file)  # no character XML forbids (controls, lone surrogates)
+        suite = ET.SubElement(suites, "testsuite", name=file)
+        cls = _classname(file)
         cases = 0
         failures = errors = 0
         if r.error is not None:
             case = ET.SubElement(suite, "testcase", classname=cls, name="parse",
-                                 file=r.file, time=f"{r.seconds:.6f}")
+                                 file=file, time=f"{r.seconds:.6f}")
             if r.error.mark is not None:
                 case.set("line", str(r.error.mark.line))
-            err = ET.SubElement(case, "error", message=r.error.message, type="SpecError")
-            err.text = str(r.error)
+            err = ET.SubElement(case, "error", message=text(r.error.message), type="SpecError")
+            err.text = text(r.error)
             cases, errors = 1, 1
         elif not r.checks:
-            ET.SubElement(suite, "testcase", classname=cls, name="analyze", file=r.file,
+            ET.SubElement(suite, "testcase", classname=cls, name="analyze", file=file,
                           time=f"{r.seconds:.6f}")
             cases = 1
         else:
             each = r.seconds / len(r.checks)
             for c in r.checks:
-                case = ET.SubElement(suite, "testcase", classname=cls, name=c.name,
-                                     file=r.file, line=str(c.mark.line), time=f"{each:.6f}")
+                case = ET.SubElement(suite, "testcase", classname=cls, name=text(c.name),
+                                     file=file, line=str(c.mark.line), time=f"{each:.6f}")
                 cases += 1
                 if not c.passed:
                     failures += 1
-                    fail = ET.SubElement(case, "failure", message=c.message, type=c.section)
-                    fail.text = (f"{r.file}:{c.mark.line}:{c.mark.col}: {c.message}\n"
-                                 f"expected: {c.expected}\nactual: {c.actual}")
+                    fail = ET.SubElement(case, "failure", message=text(c.message),
+                                         type=c.section)
+                    fail.text = (f"{file}:{c.mark.line}:{c.mark.col}: {text(c.message)}\n"
+                                 f"expected: {text(c.expected)}\nactual: {text(c.actual)}")
         suite.set("tests", str(cases))
         suite.set("failures", str(failures))
         suite.set("errors", str(errors))

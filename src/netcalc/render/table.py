@@ -8,6 +8,8 @@ table costs about what the JSON costs. Cells are plain text (never markup).
 from __future__ import annotations
 
 from ..analysis import Report
+from ..textsafe import text
+from ..textsafe import text
 from ..units import human, human_bytes
 from .view import collapse, columns, metric_text, shape_text
 
@@ -33,7 +35,7 @@ def render_table(report: Report, depth: int | None) -> str:
     right = [c.numeric for c in cols]
     inputs = ", ".join(shape_text(v) if k == "input" else f"{k} {shape_text(v)}"
                        for k, v in report.inputs.items())
-    out = [f"{report.name}  ·  input {inputs}  ·  {report.dtype}",
+    out = [f"{text(report.name)}  ·  input {inputs}  ·  {report.dtype}",
            _line("┏", "━", "┳", "┓", widths),
            _row(titles, widths, [c.numeric for c in cols], "┃"),
            _line("┡", "━", "╇", "┩", widths)]
@@ -93,7 +95,8 @@ def training_lines(report: Report, tr: dict) -> list[str]:
 def _sequence_lines(seq: dict, batch: int) -> list[str]:
     """The sequence-model summary: per-token cost beside Kaplan et al.'s rule of thumb."""
     lines = [
-        f"Sequence: {seq['tokens']:,} tokens ({batch} × {seq['n_ctx']:,}); "
+        f"Sequence: {seq['tokens']:,} token{'s' * (seq['tokens'] != 1)} "
+        f"({batch} × {seq['n_ctx']:,}); "
         f"non-embedding params {seq['non_embedding_params']:,}",
         f"Per token: {human(seq['macs_per_token'], 'MAC')}, {human(seq['flops_per_token'], 'FLOP')} "
         f"exact; Kaplan et al. (2020) 2N + 2·n_layer·n_ctx·d_model = "

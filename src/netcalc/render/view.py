@@ -64,13 +64,13 @@ def rf_json(rf: RF | None) -> dict[str, Any] | None:
         return None
     if rf.global_:
         return {"size": None, "stride": None, "start": None, "global": True, "aligned": rf.aligned}
-    return {
-        "size": [fraction_json(d.size) for d in rf.dims],
-        "stride": [fraction_json(d.stride) for d in rf.dims],
-        "start": [fraction_json(d.start) for d in rf.dims],
-        "global": False,
-        "aligned": rf.aligned,
-    }
+    size, stride, start = [], [], []
+    for d in rf.dims:  # ints in all but odd cases: skip the Fraction path (10^4 rows)
+        size.append(d.size if type(d.size) is int else fraction_json(d.size))
+        stride.append(d.stride if type(d.stride) is int else fraction_json(d.stride))
+        start.append(d.start if type(d.start) is int else fraction_json(d.start))
+    return {"size": size, "stride": stride, "start": start, "global": False,
+            "aligned": rf.aligned}
 
 
 def rf_text(rf: RF | None) -> str:

@@ -1,4 +1,4 @@
-"""Torch side of netcalc (needs the ``netcalc[torch]`` extra).
+"""Torch side of netcalc (needs the ``torch`` extra).
 
 :mod:`netcalc.torch.modules` holds the small generic modules that layers without a
 torch.nn counterpart build in their ``torch_module`` (Add, Mul, Concat, Reshape,

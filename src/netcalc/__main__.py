@@ -1,0 +1,5 @@
+"""``python -m netcalc``: the ``netcalc`` command."""
+
+from .cli import main
+
+main()

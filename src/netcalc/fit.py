@@ -1,0 +1,110 @@
+"""`netcalc fit`: the largest batch whose memory fits a device, from the analytic model.
+
+The memory of a step at batch ``b`` is the peak of the training step
+(``training.peak_bytes``, netcalc.training) or, for inference, weights + buffers + the
+inference peak of live activations. Every part is affine in ``b`` (activations grow
+with the batch, weights do not) and the peak is the largest of a few such parts, so
+two analyses (batch 1 and 2) predict the answer; the prediction is then confirmed at
+``b`` and ``b + 1`` and, should a part change slope, secant steps and a bisection find
+the exact batch. The graph is built once: layers do not depend on the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Callable
+
+from .analysis import Report, analyze_graph
+from .dtypes import DTYPE_BYTES, INT_BYTES
+from .graph import build
+from .layers.base import TensorInfo
+from .perf import paused_gc
+
+if TYPE_CHECKING:
+    from .spec import Spec
+    from .training import TrainOptions
+
+MAX_BATCH = 2**31  # a batch beyond any device: the search stops there
+
+
+@dataclass
+class FitResult:
+    memory: int  # the budget, bytes
+    batch: int | None  # the largest batch that fits; None when batch 1 does not
+    needed: int  # memory of the step at `batch` (at batch 1 when nothing fits)
+    needed_next: int | None  # at batch + 1: the first that does not fit
+    report: Report  # the analysis at `batch` (at 1 when nothing fits)
+    train: bool
+
+
+def memory_of(report: Report) -> int:
+    """Bytes a step needs: the training peak, or weights + buffers + inference peak."""
+    if report.train is not None:
+        return report.sections["training"]["peak_bytes"]
+    t = report.totals
+    buffer_bytes = sum(r.buffers for r in report.layers) * DTYPE_BYTES[report.dtype]
+    int_buffers = sum(n.layer.int_buffers() for n in report.graph.nodes) if report.graph else 0
+    buffer_bytes += int_buffers * (INT_BYTES - DTYPE_BYTES[report.dtype])
+    return t.weight_bytes + buffer_bytes + t.peak_activation_bytes
+
+
+@paused_gc()
+def fit_batch(spec: "Spec", memory: int, *, dtype: str = "float32",
+              input_shapes: dict[str, tuple[int, ...]] | None = None,
+              train: "TrainOptions | None" = None) -> FitResult:
+    graph = build(spec, 1, input_shapes)  # layers do not depend on the batch: build once
+    needs: dict[int, int] = {}
+
+    def at(batch: int) -> Report:
+        inputs = {k: TensorInfo((batch, *t.shape[1:]), t.dtype) for k, t in graph.inputs.items()}
+        return analyze_graph(replace(graph, inputs=inputs), dtype, train)
+
+    def need(batch: int) -> int:
+        if batch not in needs:
+            needs[batch] = memory_of(at(batch))
+        return needs[batch]
+
+    if need(1) > memory:
+        return FitResult(memory, None, need(1), None, at(1), train is not None)
+    best = _largest(need, memory)
+    nxt = need(best + 1) if best < MAX_BATCH else None
+    return FitResult(memory, best, need(best), nxt, at(best), train is not None)
+
+
+def _largest(need: Callable[[int], int], memory: int) -> int:
+    """The largest batch b with need(b) <= memory, given need(1) <= memory and need
+    increasing (piecewise affine): extrapolate from batch 1 and 2, then interpolate
+    between the largest batch known to fit and the smallest known not to (exact on an
+    affine piece), bisecting when interpolation stalls."""
+    lo, hi = 1, None  # need(lo) <= memory < need(hi)
+    a, b = 1, 2
+    while hi is None:  # extrapolate (doubling the reach when memory is not affine)
+        if need(b) > memory:
+            hi = b
+            break
+        lo = b
+        slope = (need(b) - need(a)) / (b - a)
+        guess = MAX_BATCH if slope <= 0 else int(b + (memory - need(b)) / slope)
+        guess = min(MAX_BATCH, max(guess, 2 * b - a, b + 1))
+        if b == MAX_BATCH:
+            return b
+        a, b = b, guess
+    while hi - lo > 1:
+        # interpolate, and check the neighbour: an affine piece ends here
+        guess = lo + (memory - need(lo)) * (hi - lo) // (need(hi) - need(lo))
+        guess = min(max(guess, lo + 1), hi - 1)
+        if need(guess) <= memory:
+            lo = guess
+            if guess + 1 < hi and need(guess + 1) > memory:
+                return guess
+        else:
+            hi = guess
+            if guess - 1 > lo and need(guess - 1) <= memory:
+                return guess - 1
+        if hi - lo > 1:  # then halve what is left, so a curved piece costs log2 steps
+            mid = (lo + hi) // 2
+            if need(mid) <= memory:
+                lo = mid
+            else:
+                hi = mid
+    return lo
