@@ -31,7 +31,6 @@ FORMAT_HELP = "table (human units) | json | csv | markdown (exact integers)"
 CONVENTION_HELP = ("MAC counting convention: netcalc (default) | fvcore | flopcounter | "
                    "torchinfo (see netcalc.conventions)")
 
-
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_IO_ERROR = 74  # sysexits.h EX_IOERR
 
@@ -463,6 +462,11 @@ def verify(
     format: str = typer.Option("table", "--format", "-f", help="table | json"),
     show: str = typer.Option("all", "--show", help="all | differences (rows not a plain match)"),
     rf: bool = typer.Option(True, "--rf/--no-rf", help="measure receptive fields by backprop"),
+    train: bool = typer.Option(False, "--train", help=TRAIN_HELP),
+    optimizer: str = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP),
+    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
+    checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
+    loss: str = typer.Option("square", "--loss", help=LOSS_HELP),
 ) -> None:
     """Cross-check every analytic number against PyTorch (needs the torch extra).
 
@@ -471,6 +475,10 @@ def verify(
     torch.utils.flop_counter and torchinfo, and receptive fields measured by
     backpropagation. Each row's verdict: match, convention (a documented rule of
     netcalc.conventions gives the tool's number exactly) or MISMATCH.
+
+    With --train: one real training step on --device (cpu, or cuda), proving per layer
+    backward FLOPs (FlopCounterMode) and saved bytes (saved_tensors_hooks), and in total
+    the optimizer state and the peak of live storages (within 5%).
 
     Exit codes: 0 no mismatch; 1 a mismatch; 2 invalid input, or torch missing.
     """
@@ -488,8 +496,15 @@ def verify(
         fail(f"netcalc verify needs torch and fvcore: pip install torch fvcore ({exc})")
     try:
         s = spec_mod.load(spec_file)
-        result = crosscheck(s, batch=batch, device=device, convention=convention,
-                            input_shapes=_input_shapes(s, input), rf=None if rf else False)
+        opts = train_options(train, device, optimizer, precision, checkpoint, loss, convention)
+        if opts is not None:
+            from .torch.traincheck import crosscheck_training
+
+            result = crosscheck_training(s, opts, batch=batch, convention=convention,
+                                         input_shapes=_input_shapes(s, input))
+        else:
+            result = crosscheck(s, batch=batch, device=device, convention=convention,
+                                input_shapes=_input_shapes(s, input), rf=None if rf else False)
     except SpecError as err:  # torch's refusals too, as one line (netcalc.torch.guard)
         fail(err.located(str(spec_file)))
     sys.stdout.write(render_crosscheck(result, format, show))

@@ -95,7 +95,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
     from .analysis import LayerResult, Report
-    from .layers.base import Layer
+    from .layers.base import Grads, Layer
 
 NAMES = ("netcalc", "fvcore", "flopcounter", "torchinfo")
 
@@ -121,6 +121,16 @@ class Rule:
     count: Count
 
 
+BackwardCount = Callable[["Layer", "Grads", Context], int]
+
+
+@dataclass(frozen=True)
+class BackwardRule:
+    id: str
+    text: str
+    count: BackwardCount  # in the convention's unit
+
+
 @dataclass
 class Convention:
     name: str
@@ -128,6 +138,12 @@ class Convention:
     scale: int  # counts per multiply-accumulate (FLOP: 2)
     summary: str
     rules: dict[str, Rule] = field(default_factory=dict)
+    #: the backward pass, per layer type (only conventions that count one have these)
+    backward: dict[str, BackwardRule] = field(default_factory=dict)
+
+    def backward_rule(self, layer_type: str) -> BackwardRule:
+        return self.backward.get(layer_type) or BackwardRule(
+            f"{self.name}.backward", "the layer's backward MACs", _scaled_backward(self.scale))
 
     def rule(self, layer_type: str) -> Rule:
         rule = self.rules.get(layer_type)
@@ -150,6 +166,10 @@ class Convention:
 
 def _scaled(scale: int) -> Count:
     return lambda layer, ctx: scale * layer.macs()
+
+
+def _scaled_backward(scale: int) -> BackwardCount:
+    return lambda layer, grads, ctx: scale * layer.backward_macs(grads)
 
 
 _NETCALC_RULE = Rule("netcalc", "netcalc's MACs (the layer's MACS_FORMULA)", _scaled(1))
@@ -250,17 +270,45 @@ def _fc_rnn(layer: "Layer", ctx: Context) -> int:
 
 
 def _fc_sdpa(layer: "Layer", ctx: Context) -> int:
-    if ctx.device == "cpu":
-        q, k, v = (_in(layer, i) for i in range(3))
-        if len(q) == 4 and q[-1] == k[-1] == v[-1]:
-            return 0  # _scaled_dot_product_flash_attention_for_cpu: not in the registry
+    if ctx.device == "cpu" and layer.fused_on_cpu(training=False):
+        return 0  # _scaled_dot_product_flash_attention_for_cpu: not in the registry
     return 2 * layer.macs()
+
+
+def _fc_sdpa_backward(layer: "Layer", grads: "Grads", ctx: Context) -> int:
+    if ctx.device == "cpu" and layer.fused_on_cpu(training=True):
+        return 0
+    return 2 * layer.backward_macs(grads)
 
 
 def _fc_mha(layer: "Layer", ctx: Context) -> int:
     if ctx.device == "cpu":
         return 2 * _fv_mha(layer, ctx)  # the attention products run the CPU flash kernel
     return 2 * layer.macs()
+
+
+def _fc_conv_backward(layer: "Layer", grads: "Grads", ctx: Context) -> int:
+    """conv_backward_flop: the input gradient as the forward; the weight gradient is
+    counted as a convolution of the transposed input and output gradient whose shape
+    ignores ``groups``: groups times the real products."""
+    return 2 * layer.macs() * (grads.inputs[0] + layer.groups * grads.weight)
+
+
+def _fc_backward_if(forward: Count) -> BackwardCount:
+    """Counted (2 per MAC) where the forward is counted, 0 where the kernel is fused."""
+    return lambda layer, grads, ctx: 2 * layer.backward_macs(grads) if forward(layer, ctx) else 0
+
+
+def _fc_mha_backward(layer: "Layer", grads: "Grads", ctx: Context) -> int:
+    if ctx.device == "cpu":  # the attention products run the CPU flash kernel
+        return 2 * layer.projection_backward_macs(grads)
+    return 2 * layer.backward_macs(grads)
+
+
+def _fc_parts_backward(layer: "Layer", grads: "Grads", ctx: Context) -> int:
+    c = CONVENTIONS["flopcounter"]
+    return sum(c.backward_rule(type(p).__name__).count(p, layer.part_grads(p, grads), ctx)
+               for p in getattr(layer, "parts", []))
 
 
 # ----------------------------------------------------------------------------- torchinfo
@@ -377,6 +425,31 @@ _add("flopcounter", " ".join([BATCHNORM, NORM_STATS, "LayerNorm RMSNorm LocalRes
                               "AdaptiveAvgPool3d"]),
      "elementwise", "0: only mm, addmm, bmm, baddbmm, convolution and SDPA kernels are counted",
      _zero)
+
+def _add_backward(types: str, rule_id: str, text: str, count: BackwardCount) -> None:
+    for t in types.split():
+        CONVENTIONS["flopcounter"].backward[t] = BackwardRule(f"flopcounter.{rule_id}", text,
+                                                              count)
+
+
+# flopcounter, backward (loss.backward(); a checkpointed layer also counts its recomputed
+# forward, under the forward rules)
+_add_backward(CONV, "conv_backward", "conv_backward_flop: input gradient 2 * netcalc; weight "
+              "gradient 2 * groups * netcalc (its shape ignores groups)", _fc_conv_backward)
+_add_backward("Bilinear", "unregistered", "aten._trilinear backward is not in the registry: 0",
+              lambda layer, grads, ctx: 0)
+_add_backward("LSTM", "lstm", "as the forward: 0 when oneDNN (CPU) or cuDNN (CUDA) runs it, "
+              "else 2 * netcalc", _fc_backward_if(_fc_lstm))
+_add_backward("RNN GRU", "rnn", "as the forward: CPU 2 * netcalc, CUDA (cuDNN) 0",
+              _fc_backward_if(_fc_rnn))
+_add_backward("ScaledDotProductAttention", "sdpa", "as the forward, but dropout in training "
+              "takes the math path on CPU: the CPU flash kernel's backward is not in the "
+              "registry (0); the math path 2 * netcalc", _fc_sdpa_backward)
+_add_backward("MultiheadAttention", "attention", "CPU: 2 * the projections' backward (the "
+              "attention products run the CPU flash kernel); CUDA: 2 * netcalc",
+              _fc_mha_backward)
+_add_backward(TRANSFORMERS, "parts", "sum of its parts under FlopCounterMode's backward rules",
+              _fc_parts_backward)
 
 # torchinfo
 _add("torchinfo", CONV, "conv", "class name contains 'Conv': (weight + bias) * N * "

@@ -141,6 +141,7 @@ class _Step:
         self.contiguous: dict[Ref, bool] = {}
         self.needs: dict[Ref, bool] = {}
         self.grads: list[Grads | None] = []
+        self.prefixes: list[str] = []  # the checkpoint regions, as layer-path prefixes
         self.regions = self._regions()
         # per node: storages it keeps in forward / would keep when recomputed, cast bytes
         self.kept: list[list[int]] = [[] for _ in self.nodes]
@@ -181,6 +182,7 @@ class _Step:
                 raise SpecError(f"{name!r} names no block instance, container or layer of "
                                 f"the spec{did_you_mean(name, known)}", file="--checkpoint")
             prefixes += instances
+        self.prefixes = prefixes
         for i, node in enumerate(self.nodes):
             for r, p in enumerate(prefixes):
                 if node.name == p or node.name.startswith(p + "."):
@@ -312,6 +314,21 @@ class _Step:
         sizes = [prod(w) if (w := n.layer.weight_shape()) else r.trainable_params
                  for n, r in zip(self.nodes, self.report.layers) if r.trainable_params]
         return max(sizes, default=0)
+
+
+def layer_grads(report: "Report") -> list[Grads | None]:
+    """Which gradients each layer's backward computes (None: it has none)."""
+    assert report.train is not None
+    step = _Step(report, report.train)
+    step.forward()
+    return step.grads
+
+
+def checkpoint_regions(report: "Report") -> list[str]:
+    """The checkpoint regions of a training report, as layer-path prefixes (a repeat
+    group named in ``checkpoint`` gives one per instance)."""
+    assert report.train is not None
+    return _Step(report, report.train).prefixes
 
 
 def analyze_training(report: "Report") -> dict[str, Any]:

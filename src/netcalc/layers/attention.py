@@ -153,29 +153,53 @@ class MultiheadAttention(Layer):
         """Which input feeds the q, k and v projections."""
         return {1: (0, 0, 0), 2: (0, 1, 1), 3: (0, 1, 2)}[len(self.inputs)]
 
-    def backward_macs(self, grads: Grads) -> int:
-        """out_proj's input gradient, the attention core's four products (``dP = dO V^T``,
-        ``dV = P^T dO``, ``dQ = dS K``, ``dK = dS^T Q``), each projection's input gradient
-        when its input needs one, and with trainable weights every weight gradient."""
-        n, length, s, s_attn = self._lengths
+    def projection_backward_macs(self, grads: Grads) -> int:
+        """The projections' share of the backward: out_proj's input gradient, each
+        q/k/v projection's input gradient when its input needs one, and with trainable
+        weights every weight gradient."""
+        n, length, s, _ = self._lengths
         e = self.embed_dim
         out_proj = length * e * e
-        core = 2 * length * s_attn * e
         proj = (length * e * e, s * e * self.kdim, s * e * self.vdim)
-        total = out_proj + 2 * core
+        total = out_proj
         total += sum(p for p, i in zip(proj, self._projection_inputs()) if grads.inputs[i])
         if grads.weight:
             total += out_proj + sum(proj)
         return n * total
 
+    def backward_macs(self, grads: Grads) -> int:
+        """The projections' share, plus the attention core's four products (``dP = dO
+        V^T``, ``dV = P^T dO``, ``dQ = dS K``, ``dK = dS^T Q``): the projected q, k, v
+        always descend from the projection weights, so the core always has them."""
+        n, length, _, s_attn = self._lengths
+        return self.projection_backward_macs(grads) + n * 4 * length * s_attn * self.embed_dim
+
     def saved(self, grads: Grads, device: str) -> list[Saved]:
-        """The projections' inputs, the projected q, k, v, the attention output before
-        out_proj and the softmax's log-sum-exp per query row and head."""
+        """Measured on CPU (batch_first): the packed input projection runs on the input
+        made sequence-first, which ``linear`` copies (one copy per distinct input tensor,
+        kept for the weight gradient); the projections (one packed q, k, v tensor for
+        self-attention, q and a packed k, v when key is value, else three) are kept by the
+        attention kernel, except k and v when ``add_bias_kv``/``add_zero_attn`` append
+        rows (new k and v tensors are kept instead); the kernel also keeps its output (also
+        out_proj's input) and the float32 log-sum-exp of each query row and head. The CPU
+        flash kernel (MultiheadAttention always takes it on CPU); on CUDA the
+        memory-efficient or flash kernel keeps the same, the log-sum-exp padded to 32 rows
+        (from the kernels, not measured here)."""
         n, length, s, s_attn = self._lengths
-        e = self.embed_dim
-        kept = [saved_input(i) for i in sorted(set(self._projection_inputs()))]
-        return kept + [saved_extra(n * (length + 2 * s) * e), saved_extra(n * length * e),
-                       saved_extra(n * self.num_heads * length, ACC)]
+        e, heads = self.embed_dim, self.num_heads
+        distinct = sorted(set(self._projection_inputs()))
+        kept = [saved_extra(self.inputs[i].numel) for i in distinct] if grads.weight else []
+        appended = self.add_bias_kv or self.add_zero_attn
+        if len(distinct) == 1:
+            kept.append(saved_extra(3 * n * length * e))
+        else:
+            kept.append(saved_extra(n * length * e))
+            if not appended:
+                kept += [saved_extra(n * s * e)] * (4 - len(distinct))
+        if appended:
+            kept += [saved_extra(n * s_attn * e)] * 2
+        rows = length if device == "cpu" else -(-length // 32) * 32
+        return kept + [saved_extra(n * length * e), saved_extra(n * heads * rows, ACC)]
 
     def attention_terms(self) -> list[tuple[int, int]]:
         _, _, s, _ = self._lengths
@@ -257,11 +281,26 @@ class ScaledDotProductAttention(Parameterless):
         return b * length * s * (ev * gv + ev * (gq or gk) + e * gq + e * gk)
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
-        """The fused kernels (flash attention on CPU and CUDA) keep q, k, v, the output
-        and the log-sum-exp of each score row in float32."""
-        b, length, _, _, _ = self._dims()
+        """The fused kernels (CPU flash attention for 4-d q, k, v of equal head dims;
+        flash or memory-efficient attention on CUDA) keep q, k, v, the output and the
+        float32 log-sum-exp of each score row (padded to 32 rows on CUDA). CPU's math path
+        (other ranks, a value head dim unlike the query's, or dropout in training;
+        measured) keeps q and k each scaled by sqrt(scale) (new tensors), the softmax
+        weights, with dropout its float mask and the dropped weights, and v."""
+        b, length, s, e, ev = self._dims()
+        if device == "cpu" and not self.fused_on_cpu():
+            scores = [saved_extra(b * length * s)] * (3 if self.dropout_p else 1)
+            return [saved_extra(b * length * e), saved_extra(b * s * e), *scores,
+                    saved_input(2)]
+        rows = length if device == "cpu" else -(-length // 32) * 32
         return [saved_input(0), saved_input(1), saved_input(2), saved_output(),
-                saved_extra(b * length, ACC)]
+                saved_extra(b * rows, ACC)]
+
+    def fused_on_cpu(self, training: bool = True) -> bool:
+        """torch's CPU flash kernel takes 4-d q, k, v of equal head dims, and no dropout
+        (measured: with dropout in training the math path runs)."""
+        q, k, v = (t.shape for t in self.inputs)
+        return len(q) == 4 and q[-1] == k[-1] == v[-1] and not (training and self.dropout_p)
 
     def receptive_field(self, fields):
         return sequence_field(fields)
@@ -340,25 +379,65 @@ class _TransformerLayer(Layer):
     def param_tensors(self) -> int:
         return sum(p.param_tensors() for p in self.parts)
 
-    def _part_grads(self, part: Layer, grads: Grads) -> Grads:
+    def part_grads(self, part: Layer, grads: Grads) -> Grads:
         """Parts reading the layer's own inputs need their gradients as the layer's
         inputs do; every other part's input descends from trainable weights."""
         own = {id(t): g for t, g in zip(self.inputs, grads.inputs)}
         return Grads(tuple(own.get(id(t), True) for t in part.inputs), grads.weight)
 
     def backward_macs(self, grads: Grads) -> int:
-        return sum(p.backward_macs(self._part_grads(p, grads)) for p in self.parts)
+        return sum(p.backward_macs(self.part_grads(p, grads)) for p in self.parts)
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
-        """What each part keeps (as tensors of this layer), plus the dropout masks."""
+        """torch's layer, block by block (attention, [cross-attention,] feed-forward; each
+        ``x + dropout(block(x))`` with a LayerNorm after it, or before the block with
+        ``norm_first``); measured on CPU. Each LayerNorm keeps its input (with
+        ``norm_first`` the block's input, which for the first block is the layer's own)
+        and two float32 statistics per row; each dropout its mask (float on CPU, bool on
+        CUDA); the feed-forward what its Linears (their inputs, for the weight gradients)
+        and its activation keep. In training with dropout, torch's CPU attention takes the
+        math path (:meth:`_attention_dropout_saved`); without dropout, or on CUDA (whose
+        kernels drop out internally), attention keeps what MultiheadAttention does."""
+        n, length, e = self.x
+        w, drop = grads.weight, self.dropout > 0
+        mask = "bool" if device == "cuda" else ACT
+        row, hidden = n * length * e, n * length * self.dim_feedforward
+        norm = [saved_extra(n * length, ACC)] * 2  # mean, rstd
         kept: list[Saved] = []
-        for p in self.parts:
-            for k in p.saved(self._part_grads(p, grads), device):
-                t = {"input": p.inputs, "output": p.outputs}.get(k.kind)
-                kept.append(k if t is None else saved_extra(t[k.index].numel))
-        if self.dropout:
-            kept += [saved_extra(prod(self.y), "bool" if device == "cuda" else ACT)] * 3
+        for b, attn in enumerate(p for p in self.parts if isinstance(p, MultiheadAttention)):
+            first_pre = self.norm_first and b == 0
+            kept += [saved_input() if first_pre else saved_extra(row)] + norm
+            if drop and device == "cpu":
+                kept += self._attention_dropout_saved(attn, w)
+            else:
+                kept += attn.saved(self.part_grads(attn, grads), device)
+            kept += [saved_extra(row, mask)] if drop else []
+        kept += [saved_extra(row)] + norm  # the feed-forward's LayerNorm input
+        kept += [saved_extra(row)] if w else []  # linear1's input, a LayerNorm's output
+        kept.append(saved_extra(hidden))  # ReLU's result, or GELU's input
+        if drop:
+            kept += [saved_extra(hidden, mask)] + ([saved_extra(hidden)] if w else [])
+            kept.append(saved_extra(row, mask))
+        elif self.activation == "gelu" and w:
+            kept.append(saved_extra(hidden))  # linear2's input, GELU's result
         return kept
+
+    def _attention_dropout_saved(self, attn: "MultiheadAttention", weight: bool
+                                 ) -> list[Saved]:
+        """CPU attention with dropout (``_scaled_dot_product_attention_math``; measured):
+        the input copies and the projections as MultiheadAttention keeps them (v a view of
+        the packed projection), q and k scaled by sqrt(scale), the softmax weights, the
+        dropout mask and the dropped weights (both float), and the heads merged (a copy,
+        out_proj's input)."""
+        n, length, s, _ = attn._lengths
+        e, scores = self.d_model, n * self.nhead * length * s
+        cross = len(set(attn._projection_inputs())) > 1
+        kept = [saved_extra(n * length * e)] + ([saved_extra(n * s * e)] if cross else []) \
+            if weight else []
+        kept.append(saved_extra(2 * n * s * e if cross else 3 * n * length * e))
+        kept += [saved_extra(n * length * e), saved_extra(n * s * e)]
+        kept += [saved_extra(scores)] * 3
+        return kept + ([saved_extra(n * length * e)] if weight else [])
 
     def elementwise_flops(self) -> int:
         residual_adds = self.n_residuals * prod(self.y)

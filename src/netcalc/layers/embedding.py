@@ -25,7 +25,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..args import AnyInt, Arg, Bool, Choice, Float, PosInt
-from .base import FLOAT, INT, Grads, MacFree, Saved, Shape, TensorInfo, register, saved_input
+from .base import (FLOAT, INT, Grads, MacFree, Saved, Shape, TensorInfo, register, saved_extra,
+                   saved_input)
 
 TOKENS_HINT = "declare token ids with a dtype: `inputs: {tokens: {shape: [L], dtype: int64}}`"
 
@@ -116,3 +117,16 @@ class EmbeddingBag(_EmbeddingBase):
         if self.mode == "mean":
             flops += n * e
         return flops
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """``_embedding_bag`` keeps the ids, the offsets torch makes for a 2-d input (one
+        per bag), ``offset2bag`` (CPU: empty in sum mode, else one per id plus one),
+        ``bag_size`` (one per bag) and ``max_indices`` (one per bag, or per bag and
+        feature in max mode), all int64 (derivatives.yaml ``_embedding_bag``; measured
+        on CPU). CUDA's kernel fills ``offset2bag`` in every mode (from the kernel, not
+        measured here)."""
+        n, b = self.x
+        offset2bag = 0 if device == "cpu" and self.mode == "sum" else n * b + 1
+        max_indices = n * self.embedding_dim if self.mode == "max" else n
+        return [saved_input(), saved_extra(n, INT), saved_extra(offset2bag, INT),
+                saved_extra(n, INT), saved_extra(max_indices, INT)]

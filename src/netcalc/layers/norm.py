@@ -168,6 +168,14 @@ class _InstanceNorm(_RunningNorm):
     def stats_size(self, x: Shape) -> int:
         return prod(x[2:])
 
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """``instance_norm`` runs ``batch_norm`` on the input viewed as (1, N*C, ...):
+        the input and per-(sample, channel) statistics, and with ``affine`` the weight
+        repeated N times (``weight.repeat(N)``, a new tensor batch_norm keeps for the
+        input gradient). Measured on CPU; the same composite on CUDA."""
+        kept = super().saved(grads, device)
+        return kept + [saved_extra(self.x[0] * self.num_features)] if self.affine else kept
+
 
 @register
 class InstanceNorm1d(_InstanceNorm):
@@ -303,6 +311,18 @@ class RMSNorm(_ShapeNorm):
 
     eps = Arg(Float(0.0), None, doc="default: torch.finfo(dtype).eps")
 
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """CPU (measured): torch composes ``rms_norm`` of ``pow``, ``mean``, ``rsqrt`` and
+        ``mul``: autograd keeps the input and the inverse rms per row, and the weight's
+        ``mul`` keeps the normalised input for the weight gradient (a 16-bit input is first
+        upcast, and the float32 copy is kept instead of the input: not modelled). CUDA:
+        the fused ``_fused_rms_norm`` keeps the input and the float32 inverse rms
+        (derivatives.yaml; not measured here)."""
+        kept = [saved_input(), saved_extra(self.groups(), ACC)]
+        if device == "cpu" and self.elementwise_affine and grads.weight:
+            kept.append(saved_extra(prod(self.x)))
+        return kept
+
     def torch_module(self) -> Any:
         import torch.nn as nn
 
@@ -332,6 +352,12 @@ class LocalResponseNorm(Parameterless, _Pointwise):
         return prod(self.x) * (self.size + 5)
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
-        """torch composes it of ``pow``, ``avg_pool``, ``mul``, ``add`` and ``div``; the
-        backward keeps the input, the squares and the divisor."""
-        return [saved_input(), saved_extra(prod(self.x)), saved_extra(prod(self.x))]
+        """torch composes it (``F.local_response_norm``): ``x*x``, zero-padded along the
+        channels by ``size - 1`` and averaged (``avg_pool``, which keeps its padded
+        input), then ``mul(alpha).add(k).pow(beta)`` (``pow`` keeps its input) and
+        ``x / div`` (keeps ``x`` and ``div``): the input, the padded squares and two
+        tensors of the input's size. Measured on CPU; the same ops on CUDA."""
+        n, c = self.x[:2]
+        padded = n * (c + self.size - 1) * prod(self.x[2:])
+        return [saved_input(), saved_extra(padded), saved_extra(prod(self.x)),
+                saved_extra(prod(self.x))]

@@ -136,6 +136,15 @@ class _LPPool(_Pool):
         if self.norm_type <= 0:
             raise self.fail(f"norm_type must be > 0, got {self.norm_type}", "norm_type")
 
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """torch composes it (``F.lp_poolNd``): ``avg_pool(x.pow(p))``, then ``sign(out) *
+        relu(abs(out))``, ``mul(k)`` and ``pow(1/p)``; autograd keeps the input (``pow``),
+        ``x^p`` (``avg_pool``'s input), the pooled ``out`` (``abs``), the ``relu`` result
+        and the ``sign`` (each other's factor in ``mul``), and the scaled result
+        (``pow``'s input): measured on CPU, the same ops on CUDA."""
+        y = prod(self.y)
+        return [saved_input(), saved_extra(prod(self.x))] + [saved_extra(y)] * 4
+
     def torch_module(self) -> Any:
         if self.nd == 1:  # F.lp_pool1d multiplies by kernel_size: it must be an int
             return self.torch_namesake(kernel_size=self.kernel_size[0], stride=self.stride[0])

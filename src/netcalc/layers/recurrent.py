@@ -34,11 +34,13 @@ Dropout between layers is a training-time operation and is not counted.
 
 from __future__ import annotations
 
+from math import prod
 from typing import Any, ClassVar
 
 from ..args import Arg, Bool, Choice, NonNegInt, PosInt, Probability
 from ..rf import GLOBAL
-from .base import LOWER, Grads, Layer, Saved, Shape, register, saved_extra, saved_input
+from .base import (ACC, LOWER, Grads, Layer, Saved, Shape, register, saved_extra,
+                   saved_output)
 
 
 def sequence_field(fields):
@@ -63,6 +65,10 @@ class _RNNBase(Layer):
     PRIMARY = "hidden_size"
     AUTOCAST = LOWER
     GATES: ClassVar[int] = 1
+    #: a CPU kernel of oneDNN runs it (an LSTM without projections: torch's use_mkldnn)
+    ONEDNN: ClassVar[bool] = False
+    #: a cell state besides the hidden state (LSTM)
+    STATE_C: ClassVar[bool] = False
     #: element-wise FLOPs per hidden unit and step, without and with the bias adds
     EW: ClassVar[int] = 2
     EW_BIAS: ClassVar[int] = 2
@@ -128,28 +134,99 @@ class _RNNBase(Layer):
         return self.num_layers * self.directions * per
 
     def backward_macs(self, grads: Grads) -> int:
-        """Per step and layer (backpropagation through time): the gradient into the
-        hidden state through ``W_hh`` always, into the layer's input through ``W_ih``
-        (for layer 0 only when the input needs one), and with trainable weights their
-        gradients, as large as the forward products."""
+        """Backpropagation through time, per layer and direction: the gradient into the
+        previous hidden state through ``W_hh`` at every step but the first (``h0`` is zeros
+        that need no gradient; measured: FlopCounterMode counts T - 1 such products), the
+        projection's input gradient at every step, the gradient into the layer's input
+        through ``W_ih`` (for layer 0 only when the input needs one), and with trainable
+        weights their gradients at every step, as large as the forward products."""
         n, length, _ = self.x
         g, h, p = self.GATES, self.hidden_size, self.proj
-        per_step = 0
+        total = 0
         for k, in_k in enumerate(self.layer_inputs()):
-            forward = g * h * (in_k + self.h_out) + p * h
-            per_step += g * h * self.h_out + p * h  # hidden-state (and projection) gradient
+            total += (length - 1) * g * h * self.h_out + length * p * h
             if k or grads.inputs[0]:
-                per_step += g * h * in_k
+                total += length * g * h * in_k
             if grads.weight:
-                per_step += forward
-        return n * length * self.directions * per_step
+                total += length * (g * h * (in_k + self.h_out) + p * h)
+        return n * self.directions * total
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
-        """The input, and per step, layer and direction the gates and states the
-        backward reads (the kernels' workspace)."""
+        """What the kernel torch picks keeps: cuDNN on CUDA, oneDNN for a CPU LSTM without
+        projections, else ATen's step-by-step cells (see each)."""
+        if device == "cuda":
+            return self._saved_cudnn()
+        if self.ONEDNN and not self.proj:
+            return self._saved_onednn()
+        return self._saved_cells(grads)
+
+    def _saved_cudnn(self) -> list[Saved]:
+        """``_cudnn_rnn`` (derivatives.yaml) keeps the time-major input (a contiguous copy
+        of the batch-first input), ``hx`` (and ``cx``), the output and cuDNN's reserve
+        space, sized by cudnnGetRNNTrainingReserveSize. The reserve is estimated here as
+        the gates and the hidden state of every step, layer and direction: written from
+        the kernel's documentation, not measured (no GPU here)."""
         n, length, _ = self.x
-        steps = n * length * self.directions * self.num_layers
-        return [saved_input(), saved_extra(steps * (self.GATES + 1) * self.hidden_size)]
+        d, layers, h = self.directions, self.num_layers, self.hidden_size
+        kept = [saved_extra(prod(self.x)), saved_output()]
+        kept += [saved_extra(d * layers * n * self.h_out)]
+        if self.STATE_C:
+            kept.append(saved_extra(d * layers * n * h))
+        steps = n * length * d * layers
+        return kept + [saved_extra(steps * (self.GATES * h + self.h_out))]
+
+    def _saved_onednn(self) -> list[Saved]:
+        """oneDNN (``mkldnn_rnn_layer``, one call per layer and direction; measured): the
+        zero ``h0`` and ``c0`` (one tensor each for all layers), the input made time-major
+        (one contiguous copy), and per layer and direction its output, ``hy``, ``cy`` and
+        oneDNN's workspace (:func:`onednn_workspace`); between layers the next layer's
+        input (the directions concatenated, or the dropout output) and a float dropout
+        mask. The last layer's output is the module's output when unidirectional."""
+        n, length, _ = self.x
+        d, layers, h = self.directions, self.num_layers, self.hidden_size
+        kept = [saved_extra(d * layers * n * h)] * 2 + [saved_extra(prod(self.x))]
+        for k, in_k in enumerate(self.layer_inputs()):
+            if k and (d == 2 or self.dropout):
+                kept.append(saved_extra(length * n * d * h))
+            if k and self.dropout:
+                kept.append(saved_extra(length * n * d * h))
+            last = k == layers - 1 and d == 1
+            for _ in range(d):
+                kept += [saved_output() if last else saved_extra(length * n * h),
+                         saved_extra(n * h), saved_extra(n * h),
+                         saved_extra(onednn_workspace(length, n, in_k, h) // 4, ACC)]
+        return kept
+
+    def _saved_cells(self, grads: Grads) -> list[Saved]:
+        """ATen's cells (``_VF.rnn_tanh/relu``, ``gru``, an LSTM with projections; measured
+        on CPU): per layer and direction the input projected for all steps at once keeps
+        the input (for layer 0 a time-major copy per direction; later layers the stacked
+        output of the one before, plus a float dropout mask), and each step keeps what its
+        element-wise backward reads (:meth:`step_saved`) and the hidden state the next
+        step's ``W_hh`` product keeps. What only a weight gradient reads (the inputs,
+        ``h0``, the hidden states) is kept only with trainable weights."""
+        n, length, _ = self.x
+        d, layers = self.directions, self.num_layers
+        w = grads.weight
+        kept = [saved_extra(d * layers * n * self.h_out)] if w else []
+        if self.STATE_C:
+            kept.append(saved_extra(d * layers * n * self.hidden_size))
+        for k in range(layers):
+            if k and w:
+                kept.append(saved_extra(length * n * d * self.h_out))
+            if k and self.dropout:
+                kept.append(saved_extra(length * n * d * self.h_out))
+            if not k and w:
+                kept += [saved_extra(prod(self.x))] * d
+            every, but_last = self.step_saved(w)
+            kept += [saved_extra(d * n * (length * every + (length - 1) * but_last))]
+        return kept
+
+    def step_saved(self, weight: bool) -> tuple[int, int]:
+        """Elements one ATen cell step keeps per sample: at every step, and at every step
+        but the last (the state the next step reads). RNN: the activation's result, which
+        is also the hidden state the next step's ``W_hh`` product keeps."""
+        return self.hidden_size, 0
 
     def receptive_field(self, fields):
         return sequence_field(fields)
@@ -158,6 +235,26 @@ class _RNNBase(Layer):
         from ..torch.modules import FlatRecurrent
 
         return FlatRecurrent(self.torch_namesake(batch_first=True))
+
+
+def _good_ld(dim: int) -> int:
+    """oneDNN's leading dimension of float32 work arrays (rnn_utils ``get_good_ld``):
+    rounded up to 64 bytes, and off multiples of 256 elements (4K aliasing)."""
+    ld = -(-dim // 16) * 16
+    return ld + 16 if ld % 256 == 0 else ld
+
+
+def onednn_workspace(steps: int, batch: int, features: int, hidden: int) -> int:
+    """Bytes of the float32 workspace oneDNN's LSTM keeps for backward, for one layer and
+    direction (torch calls ``mkldnn_rnn_layer`` per layer and direction): page-aligned
+    (4096-byte) arrays of the gates, the hidden states, three state arrays of width
+    max(features, hidden) and two cell-state arrays over steps + 1. Fitted to, and exact
+    on, torch 2.13's oneDNN (46 random shapes), after oneDNN's ``rnn_utils`` layout."""
+    def page(n: int) -> int:
+        return -(-n // 4096) * 4096
+    rows = 2 * (steps + 1) * batch  # (layers + 1) x (steps + 1) x batch
+    return (page(steps * batch * _good_ld(4 * hidden) * 4) + page(steps * batch * _good_ld(hidden) * 4)
+            + 3 * page(rows * _good_ld(max(features, hidden)) * 4) + 2 * page(rows * hidden * 4))
 
 
 @register
@@ -175,6 +272,13 @@ class GRU(_RNNBase):
     EW = 11
     EW_BIAS = 6
 
+    def step_saved(self, weight: bool) -> tuple[int, int]:
+        """The hidden-side gates, made in place into one 3H tensor (reset and update
+        sigmoids, new-gate input), the clone ``mul_`` keeps of the new gate's hidden part,
+        the new gate's tanh, the clone of ``h - n``; and the hidden state for ``W_hh``."""
+        h = self.hidden_size
+        return 6 * h, h if weight else 0
+
 
 @register
 class LSTM(_RNNBase):
@@ -184,6 +288,8 @@ class LSTM(_RNNBase):
     EW = 13
     EW_BIAS = 8
     OUTPUTS = ("output", "h_n", "c_n")
+    ONEDNN = True
+    STATE_C = True
 
     proj_size = Arg(NonNegInt, 0, doc="project h to this size (0 = no projection)")
 
@@ -199,3 +305,11 @@ class LSTM(_RNNBase):
     @property
     def proj(self) -> int:
         return self.proj_size
+
+    def step_saved(self, weight: bool) -> tuple[int, int]:
+        """The four gates (one tensor), ``tanh(c)``, and with projections ``h`` (the
+        projection's input, for its weight); the cell state the next step's ``f * c``
+        reads, and the (projected) hidden state for ``W_hh``."""
+        h, p = self.hidden_size, self.proj_size
+        every = 5 * h + (h if p and weight else 0)
+        return every, h + (self.h_out if weight else 0)

@@ -36,6 +36,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..analysis import Report, analyze_graph
 from ..errors import SpecError
@@ -120,6 +121,7 @@ class NetcalcModule(nn.Module):
             free = sorted({_key(s) for s in node.sources if last_use.get(_key(s)) == i})
             plan.append((node.name, tuple(_key(s) for s in node.sources), n_out, tuple(free)))
         self._plan = tuple(plan)
+        self._steps: tuple[tuple[str | None, tuple], ...] = tuple((None, (p,)) for p in plan)
         self._outputs = tuple((name, _key(ref)) for name, ref in graph.outputs)
 
     # ---------------------------------------------------------------- structure
@@ -158,9 +160,52 @@ class NetcalcModule(nn.Module):
             owned_by_earlier.update(id(p) for p in mine)
 
     # ---------------------------------------------------------------- running
+    def checkpoint(self, regions: Sequence[str]) -> None:
+        """Run each region (a block instance or container path) under
+        ``torch.utils.checkpoint`` (``use_reentrant=False``): it keeps its inputs and
+        runs its forward again in backward. Its layers must be consecutive in graph order."""
+        spans: dict[int, tuple[str, int]] = {}  # first plan index -> (region, end)
+        for prefix in regions:
+            inside = [i for i, step in enumerate(self._plan) if step[0].startswith(prefix + ".")]
+            if not inside or inside != list(range(inside[0], inside[-1] + 1)):
+                raise SpecError(f"checkpoint: {prefix!r} is not a run of consecutive layers")
+            spans[inside[0]] = (prefix, inside[-1] + 1)
+        steps: list[tuple[str | None, tuple]] = []
+        i = 0
+        while i < len(self._plan):
+            prefix, end = spans.get(i, (None, i + 1))
+            steps.append((prefix, self._plan[i:end]))
+            i = end
+        self._steps = tuple(steps)
+
     def forward(self, *args: torch.Tensor, **kwargs: torch.Tensor) -> Any:
         values = self._bind(args, kwargs)
-        for name, srcs, n_out, free in self._plan:
+        for region, plan in self._steps:
+            if region is None:
+                self._run(plan, values)
+                continue
+            # the region's inputs: values it reads that exist before it
+            keys = sorted({s for _, srcs, _, _ in plan for s in srcs if s in values})
+            outs = checkpoint(self._region, plan, keys, *(values[k] for k in keys),
+                              use_reentrant=False)
+            freed = {s for *_, free in plan for s in free}
+            for k in keys:
+                if k in freed:
+                    del values[k]
+            values.update(outs)
+        results = [values[key] for _, key in self._outputs]
+        if self.return_dict:
+            return dict(zip(self.output_names, results))
+        return results[0] if len(results) == 1 else tuple(results)
+
+    def _region(self, plan: tuple, keys: list[str], *tensors: torch.Tensor) -> dict[str, Any]:
+        values = dict(zip(keys, tensors))
+        self._run(plan, values)
+        return {k: v for k, v in values.items() if k not in keys}
+
+    def _run(self, plan: tuple, values: dict[str, Any]) -> None:
+        """Run plan steps on ``values``, adding outputs and freeing last uses."""
+        for name, srcs, n_out, free in plan:
             module = self.get_submodule(name)
             result = module(*(values[s] for s in srcs))
             outs = flatten_outputs(result) if n_out > 1 or isinstance(result, (tuple, list)) \
@@ -172,10 +217,6 @@ class NetcalcModule(nn.Module):
                 values[name if k == 0 else f"{name}:{k}"] = outs[k]
             for s in free:
                 del values[s]
-        results = [values[key] for _, key in self._outputs]
-        if self.return_dict:
-            return dict(zip(self.output_names, results))
-        return results[0] if len(results) == 1 else tuple(results)
 
     def _bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         names = self.input_names

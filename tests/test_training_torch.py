@@ -1,0 +1,158 @@
+"""The training analysis against a real training step (netcalc verify --train): the same
+network through netcalc and through torch, per layer and in total."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import netcalc  # noqa: E402
+from netcalc.torch import traincheck  # noqa: E402
+from netcalc.torch.trainstep import measure_step  # noqa: E402
+from netcalc.training import TrainOptions  # noqa: E402
+
+from conftest import SPECS  # noqa: E402
+from test_crosscheck import FAMILIES, spec_of  # noqa: E402
+
+pytestmark = pytest.mark.torch
+CPU = TrainOptions(device="cpu")
+EXACT = ("backward_flops", "saved_bytes")
+
+# beyond the cross-check's families: the cases whose training rules differ
+CASES = {
+    **FAMILIES,
+    "grouped_depthwise_transposed": ("[8, 10, 12]", "- {Conv2d: {out_channels: 8, kernel_size: "
+                                     "3, groups: 8}}\n- {Conv2d: {out_channels: 4, kernel_size: 1, "
+                                     "groups: 2}}\n- {ConvTranspose2d: {out_channels: 6, "
+                                     "kernel_size: 3, stride: 2, groups: 2}}"),
+    "inplace_relu": ("[3, 10, 12]", "- {Conv2d: {out_channels: 4, kernel_size: 3}}\n"
+                     "- {ReLU: {inplace: true}}\n- {Conv2d: {out_channels: 4, kernel_size: 3}}\n"
+                     "- BatchNorm2d\n- {ReLU: {inplace: true}}\n"
+                     "- {Conv2d: {out_channels: 4, kernel_size: 3}}"),
+    "dropouts": ("[4, 5]", "- {Linear: 6}\n- {Dropout: 0.3}\n- {Linear: 3}\n"
+                 "- {Dropout1d: 0.2}\n- {AlphaDropout: 0.2}\n- {Linear: 3}"),
+    "frozen_backbone": ("[3, 10, 12]", "- {Conv2d: {out_channels: 4, kernel_size: 3}, "
+                        "trainable: false}\n- {BatchNorm2d: ~, trainable: false}\n- ReLU\n"
+                        "- {MaxPool2d: 2}\n- {Conv2d: {out_channels: 4, kernel_size: 3}}\n- ReLU"),
+    "recurrent_stacks": ("[6, 5]", "- {Linear: 5}\n- {LSTM: {hidden_size: 4, num_layers: 2, "
+                         "dropout: 0.3, bidirectional: true}}\n- {GRU: {hidden_size: 4, "
+                         "num_layers: 2}}\n- {RNN: {hidden_size: 3, nonlinearity: relu}}"),
+    "mha_cross": ("{x: [6, 8], m: [5, 8]}", "- {name: a, Linear: 8, from: x}\n"
+                  "- {name: b, Linear: 8, from: m}\n"
+                  "- {MultiheadAttention: {num_heads: 2}, from: [a, b, b]}"),
+    "sdpa_dropout": ("[2, 6, 8]", "- {name: q, Linear: 8}\n- {ScaledDotProductAttention: "
+                     "{is_causal: true, dropout_p: 0.2}, from: [q, q, q]}"),
+}
+
+
+def _trained(inp: str, layers: str) -> tuple[str, str]:
+    """A float input gets a PReLU first, so that gradients flow into every layer."""
+    if inp.startswith("{"):
+        return inp, layers
+    return inp, "- {name: pre, PReLU: ~}\n" + re.sub(r"\binput\b", "pre", layers)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_layer_rules_equal_a_real_step(case):
+    """Backward FLOPs and saved bytes, per layer and in total, exactly as torch."""
+    inp, layers = _trained(*CASES[case])
+    result = traincheck.crosscheck_training(spec_of(inp, layers, case), CPU, batch=2)
+    rows = [r for r in (*result.rows, *result.totals) if r.metric in EXACT]
+    bad = [r.message for r in rows if r.verdict == "MISMATCH"]
+    assert not bad, bad
+
+
+def test_flopcounter_convention_reproduces_flopcountermode():
+    """Its conv_backward_flop ignores groups in the weight gradient: under the flopcounter
+    convention netcalc gives FlopCounterMode's number exactly; under its own it says why."""
+    inp, layers = _trained(*CASES["grouped_depthwise_transposed"])
+    spec = spec_of(inp, layers)
+    own = traincheck.crosscheck_training(spec, CPU, batch=2)
+    rows = {r.layer: r for r in own.rows if r.metric == "backward_flops"}
+    assert rows["conv2d_1"].verdict == "convention"
+    assert rows["conv2d_1"].rule == "flopcounter.conv_backward"
+    fc = traincheck.crosscheck_training(spec, CPU, batch=2, convention="flopcounter")
+    assert all(r.verdict == "match" for r in (*fc.rows, *fc.totals)
+               if r.metric == "backward_flops")
+
+
+def test_checkpointed_blocks_keep_their_inputs_and_recompute():
+    spec = SPECS / "resnet18.yaml"
+    opts = TrainOptions(device="cpu", checkpoint=("layer1", "layer2.0"))
+    result = traincheck.crosscheck_training(spec, opts, batch=1)
+    bad = [r.message for r in (*result.rows, *result.totals)
+           if r.metric in EXACT and r.verdict == "MISMATCH"]
+    assert not bad, bad
+    rows = {r.layer: r for r in result.rows if r.metric == "backward_flops"}
+    assert rows["layer1.0.conv1"].verdict == "convention"  # recomputed in backward
+
+
+def test_resnet50_backward_and_adamw_state():
+    spec = SPECS / "resnet50.yaml"
+    report = netcalc.analyze(spec, batch=2, train=CPU)
+    assert report.totals.backward_macs == 16_120_709_120
+    step = measure_step(report.graph, device="cpu", optimizer="adamw")
+    assert step.backward_flops_total == 32_241_418_240  # FlopCounterMode, loss.backward()
+    assert step.saved_total == report.totals.saved_activation_bytes == 172_031_488
+    assert sum(step.backward_flops.values()) == step.backward_flops_total
+    model = netcalc.torch.build(spec)
+    params = [p for p in model.parameters() if p.requires_grad]
+    assert step.optimizer_bytes == 8 * sum(p.numel() for p in params) + 4 * len(params)
+    assert step.optimizer_bytes == report.sections["training"]["optimizer_bytes"]
+
+
+# the peak is the analysis' model of torch's allocations, within 5%; these specs miss it
+PEAK_OFF = {"bert_base", "conv_autoencoder", "mobilenet_v1", "mobilenet_v2",
+            "multitask_resnet18", "resnet18", "ssd300", "yolov3_tiny"}
+SEQUENCE = {"bert_base": 16, "gpt2": 16}  # tokens per sequence in CI
+SKIP = {"resnet50": "measured at batch 2 above", "llama2_7b": "see the scaled-down test"}
+
+
+@pytest.mark.parametrize("path", [p for p in sorted(SPECS.glob("*.yaml")) if p.stem not in SKIP],
+                         ids=lambda p: p.stem)
+def test_bundled_specs_pass_verify_train(path):
+    spec = netcalc.load(path)
+    shapes = {n: (SEQUENCE[path.stem],) for n in spec.inputs} if path.stem in SEQUENCE else None
+    result = traincheck.crosscheck_training(spec, CPU, input_shapes=shapes)
+    exact = [r.message for r in (*result.rows, *result.totals)
+             if r.metric != "peak_bytes" and r.verdict == "MISMATCH"]
+    assert not exact, exact[:5]
+    peak = next(r for r in result.totals if r.metric == "peak_bytes")
+    if path.stem in PEAK_OFF:
+        pytest.xfail(f"training.peak_bytes off: {peak.rule}")
+    assert peak.verdict == "match", peak.message
+
+
+def test_a_model_too_big_is_checked_scaled_down():
+    spec = netcalc.load(SPECS / "llama2_7b.yaml")
+    report = netcalc.analyze(spec, batch=1, train=CPU)
+    small, how = traincheck.scaled_down(spec, report, 1)
+    assert any("blocks repeated once (not 32)" in w for w in how["what"])
+    assert how["inputs"] == {"tokens": (16,)}
+    graph = netcalc.build(small, 1, how["inputs"])
+    assert len(graph.nodes) < 30
+
+
+def test_cli_verify_train(runner):
+    from netcalc.cli import app
+
+    ok = runner.invoke(app, ["verify", str(SPECS / "lenet5.yaml"), "--train", "-f", "json"])
+    assert ok.exit_code == 0, ok.output
+    assert '"metric": "optimizer_bytes"' in ok.output
+    assert runner.invoke(app, ["verify", str(SPECS / "lenet5.yaml"), "--train",
+                               "--optimizer", "lion"]).exit_code == 2
+    assert runner.invoke(app, ["verify", str(SPECS / "lenet5.yaml"), "--train",
+                               "-c", "fvcore"]).exit_code == 2
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_step_against_max_memory_allocated():
+    result = traincheck.crosscheck_training(SPECS / "resnet18.yaml",
+                                            TrainOptions(device="cuda"), batch=8)
+    rows = {r.metric: r for r in result.totals}
+    assert rows["cuda_peak_bytes"].torch > 0
+    assert rows["backward_flops"].verdict != "MISMATCH"
