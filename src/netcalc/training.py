@@ -138,7 +138,8 @@ class _Step:
         self.storages: list[_Storage] = []
         self.storage: dict[Ref, int] = {}
         self.value_width: dict[Ref, int] = {}
-        self.contiguous: dict[Ref, bool] = {}
+        #: physical order of each value's dims, None when contiguous (see _permuted)
+        self.order: dict[Ref, tuple[int, ...] | None] = {}
         self.needs: dict[Ref, bool] = {}
         self.grads: list[Grads | None] = []
         self.prefixes: list[str] = []  # the checkpoint regions, as layer-path prefixes
@@ -199,8 +200,9 @@ class _Step:
             self.storage[ref] = self._new(t.numel * w, -1)
             self.storages[-1].returned = True  # the caller holds the inputs
             self.value_width[ref] = w
-            self.contiguous[ref] = True
+            self.order[ref] = None
             self.needs[ref] = False
+        reaches = self._reaching_outputs()
         kept_by: dict[int, int] = {}  # storage -> first keeper
         region_kept: dict[int, set[int]] = {}
         rows = self.report.layers
@@ -210,7 +212,9 @@ class _Step:
                 self.storages[self.storage[s]].last_use = i
             grads = Grads(tuple(self.needs[s] for s in node.sources),
                           node.trainable and layer.params() > 0)
-            self.grads.append(grads if grads.any else None)
+            # a layer no output depends on records its saved tensors, but never runs a
+            # backward: no gradients, no optimizer state for its weights
+            self.grads.append(grads if grads.any and reaches[i] else None)
             seen, out_width = self._autocast(i, node.sources, layer)
             outs = self._outputs(i, node.sources, layer, out_width)
             for k, t in enumerate(layer.outputs):
@@ -247,6 +251,23 @@ class _Step:
         for _, ref in self.graph.outputs:
             self.storages[self.storage[ref]].returned = True
 
+    def _reaching_outputs(self) -> list[bool]:
+        """Whether some output of the model depends on each node."""
+        reaches = [False] * len(self.nodes)
+        for _, ref in self.graph.outputs:
+            reaches[self.index[ref.node]] = True
+        for i in range(len(self.nodes) - 1, -1, -1):
+            if reaches[i]:
+                for s in self.nodes[i].sources:
+                    if s.node in self.index:
+                        reaches[self.index[s.node]] = True
+        return reaches
+
+    def trained(self, i: int) -> int:
+        """Trainable parameters of node i that get a gradient (0 when none do)."""
+        g = self.grads[i]
+        return self.report.layers[i].trainable_params if g is not None and g.weight else 0
+
     def _autocast(self, i: int, sources: list[Ref], layer: Layer) -> tuple[list[int], int]:
         """Storages the layer reads (autocast's casts are new, transient storages) and
         the width of its outputs."""
@@ -272,17 +293,21 @@ class _Step:
             w = INT_BYTES if t.dtype == INT else width
             src = sources[0] if sources else None
             if k == 0 and src is not None and layer.writes_input():
-                key, contiguous = self.storage[src], self.contiguous[src]
+                key, order = self.storage[src], self.order[src]
             elif k == 0 and src is not None and layer.VIEW:
-                permutes = type(layer).__name__ == "Permute"
-                if permutes or self.contiguous[src]:
-                    key, contiguous = self.storage[src], self.contiguous[src] and not permutes
-                else:  # reshaping a permuted tensor copies it
-                    key, contiguous = self._new(t.numel * w, i), True
+                dims = layer.perm(len(t.shape)) if type(layer).__name__ == "Permute" else None
+                if dims is not None:  # a permuted view: track the physical order
+                    key, order = self.storage[src], _permuted(self.order[src], dims)
+                elif self.order[src] is None:
+                    key, order = self.storage[src], None
+                else:  # reshaping a non-contiguous tensor copies it
+                    key, order = self._new(t.numel * w, i), None
                 w = self.value_width[src]
             else:
-                key, contiguous = self._new(t.numel * w, i), True
-            self.storage[ref], self.value_width[ref], self.contiguous[ref] = key, w, contiguous
+                key, order = self._new(t.numel * w, i), None
+                if k == 0:
+                    order = layer.output_order(self.opts.device)
+            self.storage[ref], self.value_width[ref], self.order[ref] = key, w, order
             keys.append(key)
         return keys
 
@@ -305,14 +330,14 @@ class _Step:
     def param_tensors(self) -> int:
         """Trainable parameter tensors (a tied weight is its owner's tensor)."""
         total = 0
-        for node, row in zip(self.nodes, self.report.layers):
-            if node.trainable and row.trainable_params:
+        for i, node in enumerate(self.nodes):
+            if self.trained(i):
                 total += node.layer.param_tensors() - (1 if node.tie else 0)
         return total
 
     def largest_tensor(self) -> int:
-        sizes = [prod(w) if (w := n.layer.weight_shape()) else r.trainable_params
-                 for n, r in zip(self.nodes, self.report.layers) if r.trainable_params]
+        sizes = [prod(w) if (w := n.layer.weight_shape()) else self.trained(i)
+                 for i, n in enumerate(self.nodes) if self.trained(i)]
         return max(sizes, default=0)
 
 
@@ -329,6 +354,15 @@ def checkpoint_regions(report: "Report") -> list[str]:
     group named in ``checkpoint`` gives one per instance)."""
     assert report.train is not None
     return _Step(report, report.train).prefixes
+
+
+def _permuted(order: tuple[int, ...] | None, dims: tuple[int, ...]) -> tuple[int, ...] | None:
+    """Physical order after ``permute(dims)`` of a tensor stored in ``order`` (the
+    logical dims in memory order, None: contiguous); None again when contiguous."""
+    rank = len(dims)
+    before = order or tuple(range(rank))
+    after = tuple(dims.index(d) for d in before)
+    return None if after == tuple(range(rank)) else after
 
 
 def analyze_training(report: "Report") -> dict[str, Any]:
@@ -352,7 +386,7 @@ def _memory(report: "Report", step: _Step) -> dict[str, Any]:
     t = report.totals
     opts = step.opts
     w = step.width
-    trainable = sum(r.trainable_params for r in report.layers)
+    trainable = sum(step.trained(i) for i in range(len(step.nodes)))
     int_buffers = sum(n.layer.int_buffers() for n in step.nodes)
     buffer_bytes = (sum(r.buffers for r in report.layers) - int_buffers) * \
         (2 if step.precision == "bf16" else 4) + int_buffers * INT_BYTES
@@ -444,9 +478,9 @@ def _backward(report: "Report", step: _Step, live: int, peak: int, phase: str
             release[min(s.keepers)].append(key)
     grad_of: dict[Ref, int] = {ref: step.value_width[ref] * step._numel(ref)
                                for _, ref in report.graph.outputs if step.needs[ref]}
-    weight_grads = [r.trainable_params for r in report.layers]
+    weight_grads = [step.trained(i) for i in range(n)]
     for i, node in enumerate(step.nodes):
-        if node.tie and node.trainable:  # the shared weight's gradient is made here first
+        if node.tie and step.trained(i):  # the shared weight's gradient is made here first
             owner = step.index[node.tie]
             tied = node.layer.params() - report.layers[i].params
             weight_grads[i] += tied
@@ -494,7 +528,7 @@ def _backward(report: "Report", step: _Step, live: int, peak: int, phase: str
 def _optimizer(report: "Report", step: _Step, live: int, peak: int, phase: str
                ) -> tuple[int, str]:
     if step.opts.optimizer in ("adam", "adamw"):
-        trainable = sum(r.trainable_params for r in report.layers)
+        trainable = sum(step.trained(i) for i in range(len(step.nodes)))
         temps = (trainable if step.opts.device == "cuda" else 2 * step.largest_tensor())
         live += temps * step.width
     if live > peak:

@@ -296,6 +296,12 @@ class ScaledDotProductAttention(Parameterless):
         return [saved_input(0), saved_input(1), saved_input(2), saved_output(),
                 saved_extra(b * rows, ACC)]
 
+    def output_order(self, device: str) -> tuple[int, ...] | None:
+        """The fused kernels write the output (B, H, L, Ev) as (B, L, H, Ev) in memory
+        (measured on CPU: ``transpose(1, 2).reshape`` of it is a view)."""
+        fused = device == "cuda" or self.fused_on_cpu()
+        return (0, 2, 1, 3) if fused and len(self.y) == 4 else None
+
     def fused_on_cpu(self, training: bool = True) -> bool:
         """torch's CPU flash kernel takes 4-d q, k, v of equal head dims, and no dropout
         (measured: with dropout in training the math path runs)."""

@@ -330,6 +330,12 @@ class Layer:
         they are not activations."""
         raise NotImplementedError
 
+    def output_order(self, device: str) -> tuple[int, ...] | None:
+        """The physical order of output 0's dims when the kernel does not write it
+        contiguously (a permutation of its logical dims), else None: tells training
+        whether a later reshape is a view or a copy."""
+        return None
+
     def writes_input(self) -> bool:
         """True when the layer overwrites its first input (``inplace: true``)."""
         return bool(getattr(self, "inplace", False))

@@ -14,7 +14,9 @@ The protocol (what ``netcalc verify --train`` proves the analysis against):
 * the loss outside the model: the sum over all outputs of
   ``out.float().square().mean()``, or with ``loss="cross-entropy"`` a cross-entropy
   over the last output (classes on its last dim) against random targets;
-* ``loss.backward()``, then one ``optimizer.step()``.
+* ``loss.backward()``, then one ``optimizer.step()``: the second step of a run (one
+  unmeasured step first allocates the optimizer state; ``zero_grad(set_to_none=True)``
+  frees the gradients), the outputs held by the caller until the step ends.
 
 Measured:
 
@@ -259,6 +261,26 @@ def loss_of(outputs: list[torch.Tensor], loss: str,
     raise ValueError(f"unknown loss {loss!r} ({' | '.join(LOSSES)})")
 
 
+def autocast_of(dev: torch.device, precision: str) -> Any:
+    if not precision.startswith("amp-"):
+        return contextlib.nullcontext()
+    return torch.autocast(dev.type, dtype=torch.bfloat16 if precision == "amp-bf16"
+                          else torch.float16)
+
+
+def _steady_state(opt: torch.optim.Optimizer, model: NetcalcModule, inputs: list,
+                  loss: str, gen: torch.Generator, autocast: Any) -> None:
+    """One unmeasured step first, so that the measured one is a step of training in its
+    steady state (netcalc.training's peak): optimizer states allocated, gradients freed
+    by ``zero_grad()`` before the forward."""
+    with autocast:
+        outputs = [o for o in flatten_outputs(model(*inputs))
+                   if isinstance(o, torch.Tensor) and o.requires_grad]
+    loss_of(outputs, loss, gen).backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def measure_step(graph: Graph, *, device: str = "cpu", optimizer: str = "adamw",
                  precision: str = "fp32", checkpoint: tuple[str, ...] = (),
                  loss: str = "square", seed: int = 0) -> StepMeasurement:
@@ -276,15 +298,16 @@ def measure_step(graph: Graph, *, device: str = "cpu", optimizer: str = "adamw",
     inputs = inputs_for(graph, device=dev, dtype=dtype, generator=gen)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(optimizer, params) if params else None  # a frozen model: no step
-    autocast: Any = contextlib.nullcontext()
-    if precision.startswith("amp-"):
-        autocast = torch.autocast(dev.type, dtype=torch.bfloat16 if precision == "amp-bf16"
-                                  else torch.float16)
+    if opt is not None:
+        _steady_state(opt, model, inputs, loss, gen, autocast_of(dev, precision))
+    autocast = autocast_of(dev, precision)
     cuda = dev.type == "cuda"
     if cuda:
         torch.cuda.synchronize(dev)
         torch.cuda.reset_peak_memory_stats(dev)
-    memory = LiveStorages([*model.parameters(), *model.buffers(), *inputs])
+    states = [t for s in (opt.state.values() if opt is not None else ())
+              for t in s.values() if isinstance(t, torch.Tensor)]
+    memory = LiveStorages([*model.parameters(), *model.buffers(), *inputs, *states])
     layers = Layers(model)
     counter = FlopCounterMode(display=False)
     flops = LayerFlops(layers, counter.flop_registry)
@@ -297,11 +320,11 @@ def measure_step(graph: Graph, *, device: str = "cpu", optimizer: str = "adamw",
                 forward_total = counter.get_total_flops()
                 flops.counts.clear()
                 value = loss_of(outputs, loss, gen)
-                del outputs
-                value.backward()
+                value.backward()  # the caller still holds `outputs`, as a training loop does
                 del value
             if opt is not None:
                 opt.step()
+            del outputs
     finally:
         layers.remove()
     backward_total = counter.get_total_flops() - forward_total
