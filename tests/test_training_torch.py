@@ -63,6 +63,9 @@ def test_layer_rules_equal_a_real_step(case):
     rows = [r for r in (*result.rows, *result.totals) if r.metric in EXACT]
     bad = [r.message for r in rows if r.verdict == "MISMATCH"]
     assert not bad, bad
+    # no peak here: in nets of a few kB, per-op temporaries the analysis does not model
+    # (the loss's backward, an op's scratch) are a large share; the bundled specs below
+    # have their peak within 5% (within 1.1% measured)
 
 
 def test_flopcounter_convention_reproduces_flopcountermode():
@@ -104,9 +107,6 @@ def test_resnet50_backward_and_adamw_state():
     assert step.optimizer_bytes == report.sections["training"]["optimizer_bytes"]
 
 
-# the peak is the analysis' model of torch's allocations, within 5%; these specs miss it
-PEAK_OFF = {"bert_base", "conv_autoencoder", "mobilenet_v1", "mobilenet_v2",
-            "multitask_resnet18", "resnet18", "ssd300", "yolov3_tiny"}
 SEQUENCE = {"bert_base": 16, "gpt2": 16}  # tokens per sequence in CI
 SKIP = {"resnet50": "measured at batch 2 above", "llama2_7b": "see the scaled-down test"}
 
@@ -120,9 +120,7 @@ def test_bundled_specs_pass_verify_train(path):
     exact = [r.message for r in (*result.rows, *result.totals)
              if r.metric != "peak_bytes" and r.verdict == "MISMATCH"]
     assert not exact, exact[:5]
-    peak = next(r for r in result.totals if r.metric == "peak_bytes")
-    if path.stem in PEAK_OFF:
-        pytest.xfail(f"training.peak_bytes off: {peak.rule}")
+    peak = next(r for r in result.totals if r.metric == "peak_bytes")  # within 5%
     assert peak.verdict == "match", peak.message
 
 
@@ -156,3 +154,4 @@ def test_cuda_step_against_max_memory_allocated():
     rows = {r.metric: r for r in result.totals}
     assert rows["cuda_peak_bytes"].torch > 0
     assert rows["backward_flops"].verdict != "MISMATCH"
+
