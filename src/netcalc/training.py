@@ -271,7 +271,7 @@ class _Step:
             src = sources[0] if sources else None
             if k == 0 and src is not None and layer.writes_input():
                 key, contiguous = self.storage[src], self.contiguous[src]
-            elif k == 0 and src is not None and layer.VIEW:
+            elif src is not None and layer.VIEW:  # every output (Chunk, Split) views it
                 permutes = type(layer).__name__ == "Permute"
                 if permutes or self.contiguous[src]:
                     key, contiguous = self.storage[src], self.contiguous[src] and not permutes
