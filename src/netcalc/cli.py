@@ -145,6 +145,8 @@ def shapes(
     if format not in FORMATS:
         fail(f"--format: unknown format {format!r} ({', '.join(FORMATS)})")
     _check_convention(convention)
+    if dtype not in analysis.DTYPE_BYTES:  # else the analysis blames the spec
+        fail(f"--dtype: unknown dtype {dtype!r} ({', '.join(analysis.DTYPE_BYTES)})")
     try:
         options = train_options(train, device, optimizer, precision, checkpoint, loss,
                                 convention)
@@ -161,6 +163,10 @@ def shapes(
     if seq is not None and not kv_cache:
         for key in ("kv_cache_bytes_per_token", "kv_cache_bytes"):
             seq.pop(key, None)
+    if kv_cache and (seq is None or "kv_cache_bytes_per_token" not in seq):
+        why = ("it has no token input (an int64 input)" if seq is None
+               else "it has no causal self-attention")
+        typer.echo(f"--kv-cache: no KV cache for this model: {why}", err=True)
     sys.stdout.write(render(report, format, depth))
 
 
@@ -354,7 +360,9 @@ def profile(
         options.validate()
         result = profile_spec(spec_file, options, input_shapes=shapes_,
                               progress=make_progress(format == "table"))
-    except (SpecError, ProfileError) as err:
+    except SpecError as err:
+        fail(err.located(str(spec_file)))
+    except ProfileError as err:
         fail(err)
     for skipped in result.skipped:
         typer.echo(f"{skipped['device']} skipped: {skipped['reason']}", err=True)
@@ -390,7 +398,7 @@ def verify(
     show: str = typer.Option("all", "--show", help="all | differences (rows not a plain match)"),
     rf: bool = typer.Option(True, "--rf/--no-rf", help="measure receptive fields by backprop"),
 ) -> None:
-    """Cross-check every analytic number against PyTorch (needs netcalc[torch]).
+    """Cross-check every analytic number against PyTorch (needs the torch extra).
 
     Builds the spec as an nn.Module and compares, per layer and in total: output
     shapes, params, trainable params, buffers, MACs against fvcore,
@@ -416,10 +424,8 @@ def verify(
         s = spec_mod.load(spec_file)
         result = crosscheck(s, batch=batch, device=device, convention=convention,
                             input_shapes=_input_shapes(s, input), rf=None if rf else False)
-    except SpecError as err:
-        fail(err)
-    except RuntimeError as err:  # e.g. an unavailable device
-        fail(f"--device {device}: {err}")
+    except SpecError as err:  # torch's refusals too, as one line (netcalc.torch.guard)
+        fail(err.located(str(spec_file)))
     sys.stdout.write(render_crosscheck(result, format, show))
     if not result.ok:
         raise typer.Exit(1)

@@ -20,6 +20,8 @@ best.
 
 from __future__ import annotations
 
+import inspect
+
 import json
 from typing import Any
 
@@ -295,7 +297,7 @@ def _default_text(arg: Any) -> str:
 
 def layers_text(name: str | None = None) -> str:
     """``netcalc layers``: every layer with its summary, or one layer in full."""
-    from .layers import REGISTRY
+    from .layers import REGISTRY, Layer
 
     if name is None:
         width = max(len(n) for n in REGISTRY)
@@ -325,6 +327,13 @@ def layers_text(name: str | None = None) -> str:
         lines.append(f"  outputs: {', '.join(cls.OUTPUTS)} (pick one with `from: layer:name`)")
     lines.append(f"  params:  {cls.PARAMS_FORMULA}")
     lines.append(f"  MACs:    {cls.MACS_FORMULA}")
+    per_element = getattr(cls, "FLOPS", None)
+    if isinstance(per_element, int):
+        lines.append(f"  FLOPs:   2*MACs + numel(input) * {per_element} element-wise")
+    for label, method in (("backward", cls.backward_macs), ("saved", cls.saved)):
+        doc = inspect.cleandoc(method.__doc__ or "")  # the type's own rule, not the contract
+        if doc and method not in (Layer.backward_macs, Layer.saved):
+            lines.append(f"  {label + ':':<8} " + " ".join(doc.split("\n\n")[0].split()))
     if cls.PRIMARY is not None:
         lines.append(f"  short form: `- {name}: <{cls.PRIMARY}>`")
     return "\n".join(lines) + "\n"

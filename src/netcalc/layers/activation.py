@@ -2,7 +2,8 @@
 
 Every type here keeps the shape of its input, has no MACs and (except PReLU) no
 parameters, and is point-wise for the receptive field. Arguments are torch.nn's;
-``inplace`` is accepted where torch has it and changes nothing in the counts.
+``inplace`` is accepted where torch has it: it changes no count, only which storages a
+training step keeps (netcalc.training).
 
 Element-wise FLOPs are ``numel(input) * cost`` with this per-element cost (one
 FLOP per add, multiply, compare, exp, log, erf, tanh or pow; thop and ptflops count
@@ -45,7 +46,8 @@ from .base import FP32, Grads, MacFree, Parameterless, Saved, Shape, register, s
 
 
 def _inplace() -> Arg:
-    return Arg(Bool(), False, doc="accepted for torch compatibility; no effect on counts")
+    return Arg(Bool(), False, doc="overwrite the input (training: its storage is reused; "
+                                  "refused when an earlier layer keeps it for backward)")
 
 
 class _Elementwise(MacFree):

@@ -430,6 +430,7 @@ class MacFree(Layer):
         return 0
 
     def backward_macs(self, grads: Grads) -> int:
+        """0: no products backward either (element-wise gradients)."""
         return 0
 
 
@@ -442,6 +443,7 @@ class DataMovement(Parameterless, MacFree):
         return 0
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """Nothing: the backward needs only sizes."""
         return []
 
 

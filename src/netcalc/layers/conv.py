@@ -98,7 +98,9 @@ class _ConvBase(Layer):
         return self.macs() * (grads.inputs[0] + grads.weight)
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
-        return [saved_input()]  # and the weight: one formula for all gradients
+        """The input (and the weight): one ``convolution_backward`` formula serves every
+        gradient, so autograd keeps both whichever is needed."""
+        return [saved_input()]
 
     def receptive_field(self, fields):
         return windowed(fields, self.windows())

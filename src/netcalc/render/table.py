@@ -93,7 +93,8 @@ def training_lines(report: Report, tr: dict) -> list[str]:
 def _sequence_lines(seq: dict, batch: int) -> list[str]:
     """The sequence-model summary: per-token cost beside Kaplan et al.'s rule of thumb."""
     lines = [
-        f"Sequence: {seq['tokens']:,} tokens ({batch} × {seq['n_ctx']:,}); "
+        f"Sequence: {seq['tokens']:,} token{'s' * (seq['tokens'] != 1)} "
+        f"({batch} × {seq['n_ctx']:,}); "
         f"non-embedding params {seq['non_embedding_params']:,}",
         f"Per token: {human(seq['macs_per_token'], 'MAC')}, {human(seq['flops_per_token'], 'FLOP')} "
         f"exact; Kaplan et al. (2020) 2N + 2·n_layer·n_ctx·d_model = "

@@ -39,12 +39,11 @@ from __future__ import annotations
 
 from fractions import Fraction
 from math import prod
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..dtypes import DTYPE_BYTES
 from ..layers.base import INT, Layer
+from ..rf import fraction_json
 from . import register_section
 
 if TYPE_CHECKING:
@@ -100,6 +99,9 @@ def sequence_section(report: "Report") -> dict[str, Any] | None:
         "flops": totals.flops,
         "macs_per_token": _exact(macs_per_token),
         "flops_per_token": _exact(Fraction(totals.flops, tokens)),
+        # exact companions: an int, or "p/q" where the float above rounds
+        "macs_per_token_exact": fraction_json(macs_per_token),
+        "flops_per_token_exact": fraction_json(Fraction(totals.flops, tokens)),
         "attention_layers": len(terms),
         "kaplan_flops_per_token": kaplan,
         "kaplan_ratio": float(Fraction(kaplan) / (2 * macs_per_token)) if totals.macs else None,

@@ -48,6 +48,7 @@ from ..graph import build as build_graph
 from ..layers.base import INT
 from ..spec import Spec
 from ..spec import load as load_spec
+from .guard import is_out_of_memory, one_line
 from .modules import HeldTensor
 
 __all__ = ["Container", "NetcalcModule", "build_module", "example_inputs", "flatten_outputs",
@@ -106,7 +107,10 @@ class NetcalcModule(nn.Module):
             except SpecError:
                 raise
             except Exception as exc:  # a torch refusal is the spec's problem: say where
-                raise node.layer.fail(f"torch cannot build {node.type}: {exc}") from exc
+                if is_out_of_memory(exc):  # the machine's limit: the caller may fall back
+                    raise
+                raise node.layer.fail(f"torch cannot build {node.type}: {one_line(exc)}") \
+                    from exc
             self._place(node.name, module, graph.containers)
         self._fill_indices(graph)
         self._tie_and_freeze(graph)

@@ -53,9 +53,11 @@ from torch import nn
 
 from .. import conventions
 from ..analysis import Report
+from ..errors import SpecError
 from ..graph import Graph
 from ..rf import RF
 from ..spec import Spec
+from . import guard
 from .build import NetcalcModule, _module_of, flatten_outputs, inputs_for, prepare
 
 MATCH, CONVENTION, MISMATCH, SKIPPED = "match", "convention", "MISMATCH", "skipped"
@@ -187,19 +189,37 @@ def counting_mode() -> Iterator[None]:
         logger.setLevel(level)
 
 
+class LayerFailed(Exception):
+    """A layer's module raised in the forward pass (``cause``)."""
+
+    def __init__(self, layer: str, cause: BaseException):
+        super().__init__(f"{layer}: {guard.one_line(cause)}")
+        self.layer = layer
+        self.cause = cause
+
+
 def observe(model: NetcalcModule, inputs: tuple[torch.Tensor, ...]) -> dict[str, list[tuple[int, ...]]]:
-    """Output shapes of every layer node from one forward pass (forward hooks)."""
+    """Output shapes of every layer node from one forward pass (forward hooks). A layer
+    that raises is named by :class:`LayerFailed` (running out of memory is not its fault)."""
     shapes: dict[str, list[tuple[int, ...]]] = {}
+    running: list[str] = []
     handles = []
     for name, module in model.named_layers():
+        def pre(mod, args, name=name):
+            running.append(name)
+
         def hook(mod, args, out, name=name):
             if name not in shapes:  # a module shared by two nodes: first call
                 shapes[name] = [tuple(t.shape) for t in flatten_outputs(out)
                                 if isinstance(t, torch.Tensor)]
-        handles.append(module.register_forward_hook(hook))
+        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(hook)]
     try:
         with counting_mode():
             model(*inputs)
+    except guard.TORCH_ERRORS as exc:
+        if not running or guard.is_out_of_memory(exc):
+            raise
+        raise LayerFailed(running[-1], exc) from exc
     finally:
         for h in handles:
             h.remove()
@@ -292,18 +312,36 @@ def crosscheck(spec: str | Path | Spec | Graph, *, batch: int = 1, device: str =
 
     ``device="meta"`` checks shapes, params, buffers and the FLOP counter without
     allocating weights (large models); fvcore and the receptive field need real
-    tensors and are skipped there. A model too large for this machine's free memory
-    is checked on meta (``result.device``; the reason is in ``skipped``). ``rf=None``
+    tensors and are skipped there. A model too large for the memory this process can
+    get (free RAM, ``ulimit -v``, the cgroup's limit), or that runs out of it, is
+    checked on meta (``result.device``; the reason is in ``skipped``). ``rf=None``
     measures receptive fields when the device is not meta.
+
+    What torch cannot take -- a device this machine lacks, an argument beyond int64 or
+    NaN, a tensor too large to index, any error torch raises outside a layer's forward
+    -- is a :class:`SpecError` of one line. A layer whose forward raises is a MISMATCH
+    (torch disagrees with the analysis, which accepted it).
     """
     conventions.get(convention)  # validates the name
+    guard.check_device(str(device))
     graph, report = prepare(spec, batch=batch, input_shapes=input_shapes)
+    guard.check_domain(graph, batch, input_shapes)
     dev = str(device)
-    fallback = None
-    if dev != "meta":
-        fallback = _too_big(report, dev)
-        if fallback:
-            dev = "meta"
+    fallback = _too_big(report, dev) if dev != "meta" else None
+    try:
+        return _check(graph, report, "meta" if fallback else dev, fallback, convention, tools,
+                      rf, seed)
+    except (*guard.TORCH_ERRORS, MemoryError) as exc:
+        if fallback or dev == "meta" or not guard.is_out_of_memory(exc):
+            raise SpecError(f"torch cannot check this spec: {guard.one_line(exc)}") from exc
+        why = guard.one_line(exc)
+    # outside the handler, so the failed attempt's tensors are freed before the retry
+    return _check(graph, report, "meta", f"device: {dev} ran out of memory ({why}): checked "
+                  "on the meta device instead", convention, tools, rf, seed)
+
+
+def _check(graph: Graph, report: Report, dev: str, fallback: str | None, convention: str,
+           tools: tuple[str, ...], rf: bool | None, seed: int) -> CrossCheckResult:
     meta = dev == "meta"
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -324,7 +362,14 @@ def crosscheck(spec: str | Path | Spec | Graph, *, batch: int = 1, device: str =
                                     lines[name]))
 
     # shapes
-    shapes = observe(model, inputs)
+    try:
+        shapes = observe(model, inputs)
+    except LayerFailed as exc:  # nothing after this layer ran: it is the one finding
+        r = next(r for r in report.layers if r.name == exc.layer)
+        add(exc.layer, "shape", [list(s) for s in r.output_shapes],
+            f"raises {type(exc.cause).__name__}: {guard.one_line(exc.cause)}", MISMATCH,
+            "the forward pass stopped here; nothing after it was compared")
+        return result
     for r in report.layers:
         add(r.name, "shape", [list(s) for s in r.output_shapes],
             [list(s) for s in shapes.get(r.name, [])[: max(len(r.output_shapes), 1)]])
@@ -338,7 +383,7 @@ def crosscheck(spec: str | Path | Spec | Graph, *, batch: int = 1, device: str =
     totals = report.totals
     all_params = list(model.parameters())
     result.totals += [
-        _total("output shapes", [list(s) for s in report.outputs.values()],
+        _total("output shapes", [list(report.outputs[n]) for n in model.output_names],
                _output_shapes(model, inputs)),
         _total("params", totals.params, sum(p.numel() for p in all_params)),
         _total("trainable", totals.trainable_params,
@@ -358,7 +403,8 @@ def crosscheck(spec: str | Path | Spec | Graph, *, batch: int = 1, device: str =
         try:
             per, total = counters[tool](model, inputs)
         except Exception as exc:  # a tool that cannot run the model is a finding, not a crash
-            result.totals.append(CheckRow("TOTAL", "", tool, "runs", f"fails: {exc}"[:300],
+            result.totals.append(CheckRow("TOTAL", "", tool, "runs",
+                                          f"fails: {guard.one_line(exc)}",
                                           MISMATCH, f"{tool} could not count this model"))
             continue
         _compare_counts(result, report, convention, tool, per, total, add, torch_context(dev))
@@ -379,22 +425,24 @@ def torch_context(device: str, dtype: str = "float32") -> conventions.Context:
 
 
 def _too_big(report: Report, device: str) -> str | None:
-    """Why the float32 model cannot be allocated on this CPU (then: checked on meta)."""
+    """Why the float32 model cannot be allocated on this CPU (then: checked on meta).
+
+    The estimate is compared with what this process can get, which under ``ulimit -v``
+    or in a container is far less than the machine's free RAM; 0.6 leaves room for the
+    tools' copies and the allocator's arenas."""
     if torch.device(device).type != "cpu":
         return None
-    import os
-
-    try:
-        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+    room = guard.allocatable()
+    if room is None:  # pragma: no cover - not POSIX
         return None
+    avail, limit = room
     t = report.totals
     need = t.weight_bytes + t.buffers * 4 + t.peak_activation_bytes + t.input_bytes
     if need <= avail * 0.6:
         return None
-    return (f"device: the float32 model needs about {need / 1e9:.1f} GB and {avail / 1e9:.1f} "
-            "GB are free: checked on the meta device instead (shapes, params, buffers, "
-            "FLOP counter, torchinfo; no fvcore, no receptive fields)")
+    return (f"device: the float32 model needs about {need / 1e9:.1f} GB and {limit} leaves "
+            f"{avail / 1e9:.1f} GB: checked on the meta device instead (shapes, params, "
+            "buffers, FLOP counter, torchinfo; no fvcore, no receptive fields)")
 
 
 def _compare_counts(result: CrossCheckResult, report: Report, convention: str, tool: str,

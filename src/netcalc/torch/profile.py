@@ -42,6 +42,8 @@ import torch
 
 from ..analysis import LayerResult, Report
 from ..dtypes import DTYPE_BYTES, INT_BYTES
+from ..errors import SpecError
+from .guard import check_domain, cuda_unavailable, is_out_of_memory, one_line
 from .hardware import Hardware, calibrate, device_name, load_average, roofline
 
 FORMAT_VERSION = 1
@@ -120,9 +122,8 @@ def parse_batches(text: str) -> tuple[int, ...]:
 
 def resolve_devices(device: str) -> tuple[list[str], list[dict[str, str]]]:
     """Devices to profile and those skipped (with why). CUDA alone but absent -> ProfileError."""
-    cuda_ok = torch.cuda.is_available()
-    why = ("CUDA is not available: torch " + torch.__version__ +
-           (" was built without CUDA" if torch.version.cuda is None else " finds no CUDA device"))
+    why = cuda_unavailable()
+    cuda_ok = why is None
     if device == "cuda":
         if not cuda_ok:
             raise ProfileError(f"--device cuda: {why}; use --device cpu (or all)")
@@ -551,14 +552,12 @@ def make_inputs(report: Report, device: str, dtype: str, channels_last: bool = F
 
 def _id_range(report: Report, input_name: str) -> int:
     """Token ids must be below every consuming table's size."""
-    sizes = []
-    if report.graph is not None:
-        for node in report.graph.nodes:
-            if any(s.node == input_name for s in node.sources):
-                n = getattr(node.layer, "num_embeddings", None)
-                if isinstance(n, int) and n > 0:
-                    sizes.append(n)
-    return min(sizes) if sizes else 2
+    if report.graph is None:
+        return 2
+    from ..graph import Ref
+    from .build import index_bound
+
+    return index_bound(report.graph, Ref(input_name)) or 2
 
 
 # ------------------------------------------------------------------------ results
@@ -711,16 +710,6 @@ def environment(devices: Sequence[str]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- profiling
-def _is_oom(exc: BaseException) -> bool:
-    oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
-                                  getattr(torch.cuda, "OutOfMemoryError", None)) if t)
-    if oom_types and isinstance(exc, oom_types):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and ("out of memory" in text.lower()
-                                              or "can't allocate memory" in text)
-
-
 def _free(device: str) -> None:
     """Release what a configuration left (CUDA: back to the driver, so the next starts clean).
 
@@ -832,7 +821,7 @@ def profile_config(build: Callable[[Report, str], torch.nn.Module], report: Repo
         res.status = "interrupted"
         raise _ConfigInterrupted(res) from None
     except Exception as exc:  # noqa: BLE001 - one configuration failing must not stop the rest
-        if _is_oom(exc):
+        if is_out_of_memory(exc):
             res.status = "oom"
             res.error = f"out of memory at batch {batch} on {device}"
             if device == "cuda":
@@ -840,7 +829,7 @@ def profile_config(build: Callable[[Report, str], torch.nn.Module], report: Repo
                     torch.cuda.max_memory_allocated()
         else:
             res.status = "error"
-            res.error = f"{type(exc).__name__}: {exc}".strip()
+            res.error = f"{type(exc).__name__}: {one_line(exc)}"
     finally:
         del module, inputs
         _free(device)
@@ -869,7 +858,7 @@ def _compiled(module, inputs, res: ConfigResult, progress: Progress):
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001
-        if _is_oom(exc):
+        if is_out_of_memory(exc):
             raise
         msg = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:300]
         info["error"] = msg
@@ -1010,8 +999,10 @@ def crosscheck_summary(spec: Any, batch: int,
                 "mismatches": []}
     try:
         result = crosscheck(spec, batch=batch, input_shapes=input_shapes, rf=False)
+    except SpecError:  # the spec (or an option) is invalid: exit 2, not a failed check
+        raise
     except Exception as exc:  # noqa: BLE001 - reported, and the profile goes on
-        return {"ok": False, "ran": False, "error": f"{type(exc).__name__}: {exc}",
+        return {"ok": False, "ran": False, "error": f"{type(exc).__name__}: {one_line(exc)}",
                 "mismatches": []}
     full = result.to_dict() if hasattr(result, "to_dict") else {}
     rows = [*(full.get("rows") or []), *(full.get("totals") or [])]
@@ -1043,11 +1034,13 @@ def profile_spec(spec_path: str | Path, options: ProfileOptions, *,
     """Build the spec with the torch builder, cross-check it, then profile it."""
     import netcalc
 
-    from .build import build_module
+    from .build import build_module, prepare
 
     options.validate()
     resolve_devices(options.device)  # fail fast, before the cross-check
     spec = netcalc.load(spec_path)
+    for batch in options.batches:  # what torch cannot take is refused before any timing
+        check_domain(prepare(spec, batch=batch, input_shapes=input_shapes)[0], batch, input_shapes)
     cc = crosscheck_summary(spec, options.batches[0], input_shapes) if run_crosscheck else None
 
     def analyze(batch: int) -> Report:
