@@ -64,7 +64,7 @@ layers:
     assert r.graph.by_name["idx"].layer.int_buffers() == 10
     assert by["mask"].buffers == by["mask"].params == 0  # computed in forward: nowhere
     assert by["bias"].buffers == 24 and r.totals.buffers == 34
-    assert by["idx"].activation_bytes == 10 * 8  # int64
+    assert by["idx"].activation_bytes == 0  # the buffer itself: not an activation
     with pytest.raises(SpecError, match="takes 0 input"):
         analyze_text("input: [4]\nlayers:\n  - Linear: 3\n"
                      "  - {Parameter: [1, 3], from: linear_0}")

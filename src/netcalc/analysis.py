@@ -201,7 +201,7 @@ def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None, dtype:
         buffers=layer.buffers(),
         macs=macs,
         flops=layer.flops(),
-        activation_bytes=sum(tensor_bytes(t, dtype) for t in outs),
+        activation_bytes=0 if layer.HELD else sum(tensor_bytes(t, dtype) for t in outs),
         weight_bytes=params * wbytes,
         rf=rf,
         line=node.mark.line,

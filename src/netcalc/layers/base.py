@@ -162,6 +162,9 @@ class Layer:
     VIEW: ClassVar[bool] = False
     #: what torch.autocast does with the layer: LOWER, FP32 or FOLLOW (see above)
     AUTOCAST: ClassVar[str] = FOLLOW
+    #: the output is the layer's own parameter or buffer (Parameter, Buffer): counted as
+    #: weights or buffers, never as an activation
+    HELD: ClassVar[bool] = False
 
     args: ClassVar[dict[str, Arg]] = {}
 

@@ -63,6 +63,8 @@ class _Tensor(MacFree):
 class _Held(_Tensor):
     """Parameter and Buffer: a tensor the built module holds at the layer's path."""
 
+    HELD = True
+
     def torch_module(self) -> Any:
         import torch
 
