@@ -263,3 +263,10 @@ layers:
     assert dims(by["second"].rf) == [(3, 1, 1), (3, 1, 4)]  # piece 1 starts at column 3
     assert dims(by["r"].rf) == [(3, 1, 1), (3, 1, 1)]  # rolling channels moves no position
     assert by["rw"].rf is GLOBAL and by["e"].rf is GLOBAL
+
+
+def test_outputs_past_a_split_are_located_errors():
+    with pytest.raises(SpecError, match="'s' has 3 output"):
+        analyze_text("input: [6, 5]\nlayers:\n  - {name: s, Split: 2}\noutputs: ['s:3']\n")
+    r = analyze_text("input: [6, 5]\nlayers:\n  - {name: s, Split: 2}\noutputs: ['s:2', s]\n")
+    assert r.outputs == {"s:2": (1, 2, 5), "s": (1, 2, 5)}

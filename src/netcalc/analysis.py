@@ -126,6 +126,10 @@ def analyze_graph(graph: Graph, dtype: str = "float32",
             for i, rf in enumerate(rfs):
                 fields[Ref(node.name, i)] = rf
             rows.append(_row(graph, node, outs, rfs[0], dtype, wbytes))
+        for name, ref in graph.outputs:
+            if ref not in values:
+                n = len(graph.by_name[ref.node].layer.outputs)
+                raise SpecError(f"outputs: {name!r}: {ref.node!r} has {n} output(s)")
     except SpecError as err:
         raise err.located(graph.spec.file) from None
     totals = Totals()
