@@ -83,6 +83,40 @@ FAMILIES = {
                   "- {name: bag, EmbeddingBag: {num_embeddings: 11, embedding_dim: 4, mode: "
                   "sum}, from: tok}\n- {name: head, Linear: {out_features: 11, bias: false}, "
                   "from: e, tie: e}"),
+    "tensors": ("[4, 6]", "- {name: pos, Parameter: {shape: [1, 4, 6]}}\n"
+                "- {name: s, Add: ~, from: [input, pos]}\n- {name: c, Constant: [1, 1, 6]}\n"
+                "- {name: t, Mul: ~, from: [s, c]}\n- {name: cls, Parameter: [1, 1, 6]}\n"
+                "- {name: e, Expand: [-1, -1], from: [cls, input]}\n- {Concat: 1, from: [e, t]}"),
+    "index": ("[4, 6]", "- {name: table, Parameter: {shape: [9, 3]}}\n"
+              "- {name: idx, Buffer: {shape: [10], dtype: int64}}\n"
+              "- {name: bias, IndexSelect: 0, from: [table, idx]}\n"
+              "- {name: gi, Buffer: {shape: [2, 3, 6], dtype: int64}}\n"
+              "- {name: g, Gather: {dim: 1}, from: [input, gi]}"),
+    "parts": ("[6, 5, 4]", "- {name: c, Chunk: 2}\n"
+              "- {name: s, Split: {split_size_or_sections: 2, dim: 2}, from: 'c:1'}\n"
+              "- {name: s3, Split: {split_size_or_sections: [1, 4], dim: 2}, from: input}\n"
+              "- {name: a, Add: ~, from: ['c:0', 'c:1']}\n- {Slice: {dim: 3, start: 1, step: 2}}\n"
+              "- {Select: {dim: 1, index: -1}, from: 's:2'}\n"
+              "- {name: r, Roll: {shifts: [1, -2], dims: [1, 3]}, from: input}\n"
+              "- {StochasticDepth: {p: 0.2}}"),
+    "reductions": ("[4, 5, 6]", "- {name: m, Mean: [2, 3]}\n"
+                   "- {name: s, Sum: {dim: 1, keepdim: true}, from: input}\n"
+                   "- {name: x, Amax: {dim: -1}, from: s}\n- {Scale: 0.5}"),
+    "einsum": ("[3, 4]", "- {name: k, Linear: 4}\n"
+               "- {name: s, Einsum: 'b h i, b h j -> b i j', from: [input, k]}\n"
+               "- {name: o, Einsum: 'bij,bhj->bih', from: [s, input]}\n"
+               "- {name: w, Parameter: {shape: [3, 5]}}\n- {name: p, Einsum: '...i,iK', from: [o, w]}\n"
+               "- {name: outer, Einsum: 'bhi,bhj->bhij', from: [input, k]}\n"
+               "- {name: w2, Parameter: {shape: [4, 5]}}\n"
+               "- {name: three, Einsum: 'bhij,bhj,jk->bik', from: [outer, k, w2]}\n"
+               "- {Einsum: 'bik,bjk->bk', from: [p, three]}"),
+    "rotary": ("[2, 6, 8]", "- {RotaryEmbedding: ~}\n- {RotaryEmbedding: {dim: 4, base: 500000}}"),
+    "channel_last": ("[3, 13, 11]", "- {name: conv, Conv2d: {out_channels: 4, kernel_size: 3, "
+                     "stride: 2}}\n- {Permute: [0, 2, 3, 1]}\n- LayerNorm\n- {Linear: 8}\n"
+                     "- GELU\n- {name: fc2, Linear: 4}\n- {name: gamma, Parameter: [4]}\n"
+                     "- {name: scaled, Mul: ~, from: [fc2, gamma]}\n"
+                     "- {Permute: [0, 3, 1, 2]}\n- {name: sum, Add: ~, from: [permute_8, conv]}\n"
+                     "- {Permute: [0, 1, 3, 2]}"),
 }
 
 
@@ -132,6 +166,15 @@ def test_resnet18_receptive_fields_measured():
     # layer4's field (435) exceeds the 224 input: compared after clipping
     assert rf["layer4.1.relu"].torch == [[0, 223], [0, 223]]
     assert len(rf) > 40
+
+
+def test_channel_last_receptive_fields_are_measured():
+    """Fields held in moved axes (ConvNeXt's channel-last block) are probed at those axes."""
+    inp, layers = FAMILIES["channel_last"]
+    result = cc.crosscheck(spec_of(inp, layers), batch=2, tools=())
+    rf = {r.layer: r for r in result.rows if r.metric == "rf"}
+    assert {"permute_1", "linear_3", "scaled", "sum", "permute_10"} <= set(rf)
+    assert all(r.verdict == "match" for r in rf.values())
 
 
 def test_rf_of_dilated_strided_padded_pooled_stack():
@@ -213,7 +256,7 @@ def test_wrong_params_and_shape_and_rf_are_mismatches(monkeypatch):
 def test_each_convention_reproduces_its_tool_exactly(convention):
     """With --convention X, netcalc's number IS tool X's number, per layer and in total."""
     for family in ("batchnorm", "norms", "upsample", "mha", "transformer", "lstm", "conv_transpose",
-                   "embedding", "pools"):
+                   "embedding", "pools", "einsum", "tensors"):
         inp, layers = FAMILIES[family]
         result = cc.crosscheck(spec_of(inp, layers, family), batch=2, convention=convention,
                                rf=False)

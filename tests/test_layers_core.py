@@ -361,7 +361,9 @@ FIELD = RF((RFDim(F(3), F(2), F(1)), RFDim(F(5), F(2), F(2))))
     ("Reshape", {"shape": [1, 3, 4, 5]}, [X4], FIELD),   # trailing (4, 5) unchanged
     ("Reshape", {"shape": [12, 5]}, [X4], GLOBAL),
     ("Permute", {"dims": [1, 0, 2, 3]}, [X4], FIELD),
-    ("Permute", {"dims": [0, 1, 3, 2]}, [X4], GLOBAL),
+    # a permutation moves no position: the field follows H and W to their new axes
+    ("Permute", {"dims": [0, 1, 3, 2]}, [X4], RF(FIELD.dims, axes=(-1, -2))),
+    ("Permute", {"dims": [0, 2, 3, 1]}, [X4], RF(FIELD.dims, axes=(-3, -2))),
     ("MatMul", {}, [X4, (2, 3, 5, 4)], GLOBAL),
 ])
 def test_receptive_field(type_, args, shapes, expected):

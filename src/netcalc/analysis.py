@@ -118,14 +118,18 @@ def analyze_graph(graph: Graph, dtype: str = "float32",
     rows: list[LayerResult] = []
     try:
         for node in graph.nodes:
-            ins = [values[s] for s in node.sources]
+            ins = [_value(graph, values, s, node) for s in node.sources]
             outs = node.layer.infer(ins)
             for i, t in enumerate(outs):
                 values[Ref(node.name, i)] = t
-            rf = node.layer.receptive_field([fields[s] for s in node.sources])
-            for i in range(len(outs)):
+            rfs = node.layer.output_fields([fields[s] for s in node.sources])
+            for i, rf in enumerate(rfs):
                 fields[Ref(node.name, i)] = rf
-            rows.append(_row(graph, node, outs, rf, dtype, wbytes))
+            rows.append(_row(graph, node, outs, rfs[0], dtype, wbytes))
+        for name, ref in graph.outputs:
+            if ref not in values:
+                n = len(graph.by_name[ref.node].layer.outputs)
+                raise SpecError(f"outputs: {name!r}: {ref.node!r} has {n} output(s)")
     except SpecError as err:
         raise err.located(graph.spec.file) from None
     totals = Totals()
@@ -155,6 +159,17 @@ def analyze_graph(graph: Graph, dtype: str = "float32",
     except SpecError as err:
         raise err.located(graph.spec.file) from None
     return report
+
+
+def _value(graph: Graph, values: dict[Ref, TensorInfo], ref: Ref, node: Node) -> TensorInfo:
+    """The tensor ``ref`` names; ``x:k`` past the outputs of a layer whose count follows
+    from its input (Split by size) is an error located at the reader."""
+    t = values.get(ref)
+    if t is None:
+        n = len(graph.by_name[ref.node].layer.outputs)
+        raise node.layer.fail(f"{ref.node!r} has {n} output(s) (0 to {n - 1}), not {ref.out}",
+                              "from")
+    return t
 
 
 def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None, dtype: str,
@@ -192,7 +207,7 @@ def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None, dtype:
         buffers=layer.buffers(),
         macs=macs,
         flops=layer.flops(),
-        activation_bytes=sum(tensor_bytes(t, dtype) for t in outs),
+        activation_bytes=0 if layer.HELD else sum(tensor_bytes(t, dtype) for t in outs),
         weight_bytes=params * wbytes,
         rf=rf,
         line=node.mark.line,

@@ -42,6 +42,12 @@ The conventions
     ``adaptive_avg_pool2d``), 1-d/3-d, bicubic, trilinear and nearest-exact
     resampling, activations, softmax, adds, padding. ``aten::matmul`` is
     ``prod(a.shape) * b.shape[-1]``: a broadcast batch of ``b`` is not counted.
+    ``aten::einsum`` is numpy's count for its optimal contraction path
+    (``np.einsum_path(..., optimize="optimal")``, "Optimized FLOP count" / 2, floored):
+    for two operands the product of the sizes of every label of both operands, halved
+    (floored) when no label is summed; labels of one operand only are not summed away
+    first, as torch does. Parameters, buffers, slicing, reductions, scaling and rotary
+    embeddings count 0.
 
 ``flopcounter`` (unit FLOP = 2 per MAC)
     ``torch.utils.flop_counter.FlopCounterMode`` (torch 2.x): only ``mm``, ``addmm``,
@@ -61,7 +67,9 @@ The conventions
     * on CUDA, RNN/LSTM/GRU run cuDNN: 0; every SDPA kernel is counted;
     * on ``meta`` every op decomposes: everything is counted (= 2 × netcalc).
 
-    ``Bilinear`` (``aten::_trilinear``) counts 0.
+    ``Bilinear`` (``aten::_trilinear``) counts 0. ``torch.einsum`` decomposes into
+    ``bmm`` for each pair that contracts a label (2 x netcalc's Einsum MACs); its
+    element-wise products and sums count 0.
 
 ``torchinfo`` (unit Mult-Adds, as ``torchinfo.summary(...).total_mult_adds``)
     torchinfo does not look at the ops at all: for every module it saw called it
@@ -80,7 +88,8 @@ The conventions
       count: ``nn.MultiheadAttention`` (its ``out_proj`` is used as a tensor, not
       called) counts 0, so a TransformerEncoderLayer counts only its two Linear and
       its LayerNorm modules (``N * params`` each);
-    * parameterless layers count 0 (attention products, MatMul, pools...);
+    * parameterless layers count 0 (attention products, MatMul, Einsum, pools...);
+      a Parameter layer is a tensor at the layer's path, not a module: 0;
     * a tied weight counts on every layer that uses it.
 
 Rules are per layer type (:data:`TABLE`); :func:`table_rows` lists them for the
@@ -250,6 +259,23 @@ def _fv_adaptive_avg(layer: "Layer", ctx: Context) -> int:
     return prod(_in(layer)) if len(_in(layer)) == 4 else 0
 
 
+def _fv_einsum(layer: "Layer", ctx: Context) -> int:
+    """fvcore's einsum handle: numpy's optimal path, "Optimized FLOP count" // 2."""
+    shapes = [t.shape for t in layer.inputs]
+    if len(shapes) == 2:  # one contraction: numpy's count without numpy
+        labels = frozenset().union(*layer.operands)
+        whole = prod(layer.sizes[c] for c in labels)
+        return whole if labels - set(layer.out_labels) else whole // 2
+    import numpy as np  # fvcore's own dependency
+
+    eq = layer.equation
+    order = dict.fromkeys(c for c in eq if c.isalpha())
+    eq = eq.translate({ord(c): 97 + i for i, c in enumerate(order)})
+    path = np.einsum_path(eq, *(np.empty(s) for s in shapes), optimize="optimal")[1]
+    line = next(x for x in path.split("\n") if "optimized flop" in x.lower())
+    return int(float(line.split(":")[-1]) // 2)
+
+
 _FV_TEXT_ZERO = "0: no fvcore handle for its ops (unsupported, warned about)"
 _FV_TEXT_IGNORED = "0: only data movement (ignored by fvcore)"
 
@@ -364,13 +390,18 @@ RNNS = "RNN GRU LSTM"
 TRANSFORMERS = "TransformerEncoderLayer TransformerDecoderLayer"
 EMBEDDINGS = "Embedding EmbeddingBag"
 ELEMENTWISE = "Add Mul"
+TENSORS = "Parameter Buffer Constant"
+PARTS = "Chunk Split Slice Select Gather IndexSelect Roll Expand StochasticDepth"
+REDUCTIONS = "Mean Sum Amax"
+POINTWISE = "Scale RotaryEmbedding"
 
 # netcalc: the engine's own MACS_FORMULA for every type
 for _t in " ".join([CONV, NORM_STATS, BATCHNORM, ACTIVATIONS, MOVES, POOLS, PADS, RESAMPLE,
                     PIXEL, MATRIX, RNNS, TRANSFORMERS, EMBEDDINGS, ELEMENTWISE, "Bilinear",
                     "LayerNorm RMSNorm LocalResponseNorm MultiheadAttention",
                     "ScaledDotProductAttention AdaptiveAvgPool1d AdaptiveAvgPool2d",
-                    "AdaptiveAvgPool3d"]).split():
+                    "AdaptiveAvgPool3d", TENSORS, PARTS, REDUCTIONS, POINTWISE,
+                    "Einsum"]).split():
     CONVENTIONS["netcalc"].rules[_t] = _NETCALC_RULE
 
 # fvcore
@@ -401,7 +432,11 @@ _add("fvcore", " ".join([RNNS, "ScaledDotProductAttention Bilinear RMSNorm Local
                          EMBEDDINGS, ACTIVATIONS, POOLS, ELEMENTWISE, PIXEL,
                          "AdaptiveAvgPool1d AdaptiveAvgPool3d"]),
      "unsupported", _FV_TEXT_ZERO, _zero)
-_add("fvcore", " ".join([MOVES, PADS]), "ignored", _FV_TEXT_IGNORED, _zero)
+_add("fvcore", " ".join([MOVES, PADS, TENSORS, PARTS]), "ignored", _FV_TEXT_IGNORED, _zero)
+_add("fvcore", " ".join([REDUCTIONS, POINTWISE]), "unsupported", _FV_TEXT_ZERO, _zero)
+_add("fvcore", "Einsum", "einsum", "aten::einsum: numpy's optimal-path count // 2; two "
+     "operands: prod(sizes of all labels), halved (floored) when no label is summed",
+     _fv_einsum)
 
 # flopcounter
 _add("flopcounter", CONV, "conv", "aten.convolution: 2 * netcalc", _twice)
@@ -419,6 +454,10 @@ _add("flopcounter", "MultiheadAttention", "attention", "CPU: 2 * projections (th
      "products run the CPU flash kernel); CUDA and meta: 2 * netcalc", _fc_mha)
 _add("flopcounter", TRANSFORMERS, "parts", "sum of its parts under FlopCounterMode's rules",
      _parts("flopcounter"))
+_add("flopcounter", "Einsum", "einsum", "einsum decomposes into one bmm per pair that "
+     "contracts a label: 2 * netcalc (element-wise products and sums: 0)", _twice)
+_add("flopcounter", " ".join([TENSORS, PARTS, REDUCTIONS, POINTWISE]), "elementwise",
+     "0: only mm, addmm, bmm, baddbmm, convolution and SDPA kernels are counted", _zero)
 _add("flopcounter", " ".join([BATCHNORM, NORM_STATS, "LayerNorm RMSNorm LocalResponseNorm",
                               ACTIVATIONS, MOVES, POOLS, PADS, RESAMPLE, PIXEL, EMBEDDINGS,
                               ELEMENTWISE, "AdaptiveAvgPool1d AdaptiveAvgPool2d",
@@ -469,6 +508,9 @@ _add("torchinfo", " ".join([ACTIVATIONS.replace("PReLU ", ""), MOVES, POOLS, PAD
                             "LocalResponseNorm AdaptiveAvgPool1d AdaptiveAvgPool2d",
                             "AdaptiveAvgPool3d"]),
      "no_params", "no parameters: 0", _zero)
+_add("torchinfo", " ".join([TENSORS, PARTS, REDUCTIONS, POINTWISE, "Einsum"]), "no_module",
+     "no parameter of a leaf module (a Parameter is a tensor at the layer's path, not a "
+     "module): 0", _zero)
 
 
 # ----------------------------------------------------------------------------- API

@@ -6,6 +6,9 @@ instances are ``name.0``, ``name.1``...; a block instance's layers nest under th
 instance name (``layer1.0.conv1``). A ``numbered`` block names its layers by position
 instead, as nn.Sequential does (``0``, ``1``, ...; repeats continue the count).
 
+``repeat: 0`` removes the entry: its name then refers to its first input, so a block
+argument can switch a layer off.
+
 ``from`` refers to earlier entries of the same list, to ``input`` (or the block's
 named inputs), or by dotted path to any earlier layer (``layer3.1.relu``); ``x:h_n``
 picks a named output. Only earlier layers can be named, so the graph has no cycles.
@@ -123,12 +126,13 @@ class _Builder:
         if not out:
             return target
         node = self.by_name.get(target.node)
-        names = type(node.layer).OUTPUTS if node else ("output",)
-        if out.isdigit() and int(out) < len(names):
-            return Ref(target.node, int(out))
-        if out in names:
+        names = node.layer.output_names() if node else ("output",)
+        if out.isdigit() and (names is None or int(out) < len(names)):
+            return Ref(target.node, int(out))  # a count known later is checked by the analysis
+        if names is not None and out in names:
             return Ref(target.node, names.index(out))
-        raise SpecError(f"{base!r} has no output {out!r} (outputs: {', '.join(names)})", mark)
+        listed = "0, 1, ..." if names is None else ", ".join(names)
+        raise SpecError(f"{base!r} has no output {out!r} (outputs: {listed})", mark)
 
     def _declared_later(self, base: str):
         for item in self.spec.layers:
@@ -152,13 +156,20 @@ class _Builder:
                 raise SpecError(f"duplicate layer name {local!r}", mark)
             if entry.sources is not None:
                 sources = [self.resolve(r, m, scope, prefix) for r, m in entry.sources]
+            elif entry.type in REGISTRY and REGISTRY[entry.type].ARITY[1] == 0:
+                sources = []  # a tensor of its own (Parameter, Buffer, Constant)
             elif prev is None:
                 raise SpecError(f"the spec has several inputs ({', '.join(self.inputs)}): "
                                 "say which this layer takes with `from`", mark)
             else:
                 sources = prev[:1]
             full = prefix + local
-            if numbered:  # each instance is a child, repeats continuing the count
+            if entry.repeat == 0:  # switched off: its first input passes through
+                if not sources:
+                    raise SpecError("repeat: 0 leaves nothing to pass through (the entry "
+                                    "has no input)", mark)
+                out = sources[0]
+            elif numbered:  # each instance is a child, repeats continuing the count
                 out = None
                 for _ in range(entry.repeat or 1):
                     local = str(position)

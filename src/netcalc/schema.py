@@ -100,9 +100,10 @@ def _reserved(templated: bool) -> dict:
                                                                  {"type": "integer", "minimum": 0}]},
                             "minItems": 1}],
                  "description": "earlier layer(s) or input(s) this layer takes; "
-                                "'layer:h_n' picks a named output"},
-        "repeat": {"type": "integer", "minimum": 1, "maximum": MAX_REPEAT,
-                   "description": "stack this entry N times (instances name.0, name.1, ...)"},
+                                "'layer:h_n' or 'layer:1' picks an output"},
+        "repeat": {"type": "integer", "minimum": 0, "maximum": MAX_REPEAT,
+                   "description": "stack this entry N times (instances name.0, name.1, ...); "
+                                  "0 removes it (its first input passes through)"},
         "tie": {"type": "string", "description": "share the weight of this earlier layer"},
         "trainable": {"type": "boolean", "description": "false freezes the layer's params"},
         "sparsity": {"type": "number", "minimum": 0, "exclusiveMaximum": 1,

@@ -132,8 +132,8 @@ def parse_entry(raw: Any, mark: Mark, known_types: set[str]) -> Entry:
         entry.sources = _refs(raw["from"], raw.value_mark("from"))
     if "repeat" in raw:
         n = raw["repeat"]
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise SpecError(f"repeat must be an int >= 1, got {n!r}", raw.value_mark("repeat"))
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise SpecError(f"repeat must be an int >= 0, got {n!r}", raw.value_mark("repeat"))
         if n > MAX_REPEAT:
             raise SpecError(f"repeat {n:,} exceeds the limit of {MAX_REPEAT:,}",
                             raw.value_mark("repeat"))

@@ -294,7 +294,9 @@ class _Step:
             src = sources[0] if sources else None
             if k == 0 and src is not None and layer.writes_input():
                 key, order = self.storage[src], self.order[src]
-            elif k == 0 and src is not None and layer.VIEW:
+            elif layer.HELD:  # a parameter or buffer: weights, not an activation
+                key, order = self._new(0, i), None
+            elif src is not None and layer.VIEW:  # every output (Chunk, Split) views it
                 dims = layer.perm(len(t.shape)) if type(layer).__name__ == "Permute" else None
                 if dims is not None:  # a permuted view: track the physical order
                     key, order = self.storage[src], _permuted(self.order[src], dims)
@@ -511,10 +513,12 @@ def _backward(report: "Report", step: _Step, live: int, peak: int, phase: str
                     else:
                         grad_of[s] = step._numel(s) * step.value_width[s]
                         live += grad_of[s]
-            if g.weight:
+            if g.weight and not node.layer.HELD:
                 live += max(weight_grads[i], 0) * w
             if live > peak:
                 peak, phase = live, f"backward, {node.name}"
+        if node.layer.HELD:  # its output's gradient is the parameter's: it lives on
+            grad_of.pop(outs[0], 0)
         for o in outs:
             live -= grad_of.pop(o, 0)
         live -= sum(st[k].nbytes for k in release[i])

@@ -30,7 +30,7 @@ A transposed window is a window of stride 1/stride on the input grid, so
 from __future__ import annotations
 
 from dataclasses import dataclass
-from .rf import GLOBAL, RF, RFDim, exact, half, ratio
+from .rf import GLOBAL, RF, RFDim, exact, half, ratio, trailing
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Window:
 
 def windowed(fields: "list[RF | None]", windows: "list[Window]") -> "RF | None":
     """Receptive field after a windowed layer acting on the trailing spatial dims."""
-    rf = fields[0]
+    rf = trailing(fields[0])
     if rf is None or rf.global_:
         return rf
     if len(rf.dims) != len(windows):

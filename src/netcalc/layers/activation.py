@@ -272,8 +272,7 @@ class _SoftmaxBase(_Activation):
         rf = fields[0]
         if rf is None or rf.global_:
             return rf
-        spatial_from = len(self.x) - len(rf.dims)
-        return GLOBAL if self.axis(len(self.x)) >= spatial_from else rf
+        return GLOBAL if rf.index_of(self.axis(len(self.x)), len(self.x)) is not None else rf
 
 
 @register

@@ -164,6 +164,9 @@ class Layer:
     VIEW: ClassVar[bool] = False
     #: what torch.autocast does with the layer: LOWER, FP32 or FOLLOW (see above)
     AUTOCAST: ClassVar[str] = FOLLOW
+    #: the output is the layer's own parameter or buffer (Parameter, Buffer): counted as
+    #: weights or buffers, never as an activation
+    HELD: ClassVar[bool] = False
 
     args: ClassVar[dict[str, Arg]] = {}
 
@@ -226,6 +229,22 @@ class Layer:
 
     def fail(self, message: str, arg: str | None = None) -> SpecError:
         return self.ctx.error(message, arg)
+
+    def dim_index(self, dim: int, rank: int, arg: str = "dim", batch: bool = True) -> int:
+        """``dim`` as a non-negative axis of a rank-``rank`` input (torch's negative dims
+        count from the end), or a located error; ``batch=False`` refuses dim 0."""
+        d = dim + rank if dim < 0 else dim
+        if not 0 <= d < rank:
+            raise self.fail(f"{arg}={dim} is out of range for a {rank}-d input", arg)
+        if d == 0 and not batch:
+            raise self.fail(f"{type(self).__name__} along the batch dim (dim 0) is not "
+                            "supported: samples must stay independent", arg)
+        return d
+
+    def output_names(self) -> tuple[str, ...] | None:
+        """Names ``layer:name`` picks (``layer:k`` picks the k-th): ``OUTPUTS``. None: numbered
+        outputs whose count is known only from the input shape (Split by size)."""
+        return self.OUTPUTS
 
     def check_inferred(self, name: str, actual: Any) -> Any:
         """Fill an input-size argument from the input, or check the given value."""
@@ -336,6 +355,12 @@ class Layer:
         whether a later reshape is a view or a copy."""
         return None
 
+    def index_bound(self, i: int) -> int | None:
+        """Exclusive bound of the values input ``i`` may hold when it indexes a table
+        (Embedding's ``num_embeddings``); None for inputs that are not indices. The torch
+        builder fills index buffers and token inputs within it."""
+        return None
+
     def writes_input(self) -> bool:
         """True when the layer overwrites its first input (``inplace: true``)."""
         return bool(getattr(self, "inplace", False))
@@ -347,6 +372,11 @@ class Layer:
     def receptive_field(self, fields: list[RF | None]) -> RF | None:
         """Receptive field of the output, given those of the inputs."""
         raise NotImplementedError
+
+    def output_fields(self, fields: list[RF | None]) -> list[RF | None]:
+        """Receptive field of each output: the layer's one field, unless outputs differ
+        (the pieces of a Chunk or Split along a spatial dim)."""
+        return [self.receptive_field(fields)] * len(self.outputs)
 
     # ------------------------------------------------------------------ sequence models
     # Read by the sequence section (sequence.py); a layer without attention keeps these.

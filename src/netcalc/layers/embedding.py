@@ -52,6 +52,9 @@ class _EmbeddingBase(MacFree):
                             f"{self.num_embeddings} (-{self.num_embeddings} to "
                             f"{self.num_embeddings - 1})", "padding_idx")
 
+    def index_bound(self, i: int) -> int:
+        return self.num_embeddings
+
     def dtype_message(self, t: TensorInfo) -> str:
         return (f"{type(self).__name__} needs integer token ids, got a {t.dtype} input "
                 f"{list(t.shape)}; {TOKENS_HINT}")

@@ -14,9 +14,11 @@ weight ``(out, in1, in2)``. MACs ``numel(output) * in1 * in2`` (each weight entr
 multiplies one ``x1_i * x2_j`` product per output vector; forming those products,
 ``prod(leading) * in1 * in2``, is ignored as in fvcore's einsum-based count).
 
-Receptive field: a Linear mixes every element of the last dim. On a tensor with a
-spatial field (e.g. ``(N, C, H, W)``, where it mixes W) the output field is GLOBAL;
-on a tensor without one (features, tokens) it stays None.
+Receptive field: a Linear mixes every element of the last dim. On a tensor whose
+last dim is spatial (e.g. ``(N, C, H, W)``, where it mixes W) the output field is
+GLOBAL; channel-last (``(N, H, W, C)`` after a Permute) it mixes channels only, like a
+1x1 convolution, and keeps the field; on a tensor without one (features, tokens) it
+stays None.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ class Linear(Layer):
         return [saved_input()] if grads.weight else []
 
     def receptive_field(self, fields):
+        rf = fields[0]
+        if rf is not None and not rf.global_ and rf.index_of(len(self.x) - 1, len(self.x)) is None:
+            return rf  # channel-last: the last dim holds no position
         return _mixing(fields)
 
     def torch_module(self) -> Any:

@@ -146,7 +146,7 @@ class Concat(_Merge):
         rf = merge(fields)
         if rf is None or rf.global_:
             return rf
-        if self.axis(len(self.x)) >= len(self.x) - len(rf.dims):
+        if rf.index_of(self.axis(len(self.x)), len(self.x)) is not None:
             return replace(rf, aligned=False)
         return rf
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..args import Arg, ArgType, Float, is_int
-from ..rf import RF
+from ..rf import RF, trailing
 from ..window import Window
 from .base import DataMovement, Grads, Saved, Shape, register, saved_input
 
@@ -53,6 +53,7 @@ class Padding(ArgType):
 def on_trailing(rf: RF | None, windows: list[Window]) -> RF | None:
     """Apply per-dim windows to the trailing dims of a field (``windows[0]`` acts on the
     last dim); dims the field lacks (channels, batch) are skipped."""
+    rf = trailing(rf)
     if rf is None or rf.global_:
         return rf
     dims = list(rf.dims)

@@ -33,7 +33,7 @@ from math import prod
 from typing import Any, ClassVar
 
 from ..args import Arg, ArgType, Bool, Float, Ints, PosInt, is_int
-from ..rf import GLOBAL, RF, ratio
+from ..rf import GLOBAL, RF, ratio, trailing
 from ..window import Window, windowed
 from .base import (INT, Grads, Layer, MacFree, Parameterless, Saved, Shape, register,
                    saved_extra, saved_input)
@@ -282,7 +282,7 @@ class _Adaptive(Parameterless, MacFree):
         return self.x[0] * self.x[1] * per_map
 
     def receptive_field(self, fields):
-        rf = fields[0]
+        rf = trailing(fields[0])
         if rf is None or rf.global_:
             return rf
         if all(o == 1 for o in self.y[2:]):

@@ -44,7 +44,7 @@ from math import prod
 from typing import Any
 
 from ..args import Arg, ArgType, Bool, Choice, PosInt, is_int, is_num
-from ..rf import GLOBAL, RF, exact, ratio
+from ..rf import GLOBAL, RF, exact, ratio, trailing
 from ..window import Window
 from .base import Grads, Layer, MacFree, Parameterless, Saved, Shape, register
 from .pad import on_trailing
@@ -195,7 +195,7 @@ class Upsample(_Static):
         return prod(self.y) * (2 * taps ** (len(self.y) - 2) - 1)
 
     def receptive_field(self, fields):
-        rf = fields[0]
+        rf = trailing(fields[0])
         if rf is None or rf.global_:
             return rf
         if len(rf.dims) != len(self.x) - 2:

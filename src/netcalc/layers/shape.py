@@ -9,12 +9,13 @@ Batch: every shape here keeps the batch at dim 0. Reshape's ``shape`` argument i
 target shape PER SAMPLE (the batch is kept, as ``x.reshape(x.shape[0], *shape)``); Flatten
 and Unflatten refuse to touch dim 0, so the batch a spec is analysed with stays dim 0.
 
-Receptive field: a field's dims are the trailing spatial dims of the tensor. A
-reshape (Flatten, Unflatten, Reshape) keeps the field only when those trailing dims
-come out unchanged and still behind (N, C) -- in row-major order equal trailing dims
-mean every element keeps its spatial coordinates; otherwise it merges or splits
-spatial positions and the field becomes GLOBAL. A Permute keeps the field only when
-it leaves the spatial dims in place.
+Receptive field: a field's dims are the spatial dims of the tensor (the trailing
+ones, or where a Permute moved them: :mod:`netcalc.rf`). A reshape (Flatten,
+Unflatten, Reshape) keeps the field when every spatial dim comes out whole, with the
+same product of the dims before it -- in row-major order every element then keeps
+its spatial coordinates; otherwise it merges or splits spatial positions and the
+field becomes GLOBAL. A Permute moves no position: the field follows the spatial
+dims to their new axes (channel-last ``(N, H, W, C)``, as ConvNeXt and Swin compute).
 """
 
 from __future__ import annotations
@@ -28,14 +29,17 @@ from .base import ACT, FLOAT, INT, DataMovement, Grads, Layer, Saved, Shape, reg
 
 
 def _reshaped_field(rf: RF | None, before: Shape, after: Shape) -> RF | None:
-    if rf is None or rf.global_:
+    if rf is None or rf.global_ or not rf.dims:
         return rf
-    k = len(rf.dims)
-    if k == 0:
-        return rf
-    if len(after) >= k + 2 and tuple(after[-k:]) == tuple(before[-k:]):
-        return rf
-    return GLOBAL
+    # where each axis of `after` starts, as the product of the dims before it
+    starts = {(prod(after[:b]), n): b for b, n in reversed(list(enumerate(after)))}
+    axes = []
+    for a in rf.spatial_axes(len(before)):
+        b = starts.get((prod(before[:a]), before[a]))
+        if b is None or b < 2:  # merged or split, or no longer behind (N, C)
+            return GLOBAL
+        axes.append(b)
+    return rf.placed(tuple(axes), len(after))
 
 
 class _Move(DataMovement):
@@ -167,9 +171,8 @@ class Permute(_Move):
         if rf is None or rf.global_ or not rf.dims:
             return rf
         rank = len(self.x)
-        k = len(rf.dims)
-        perm = self.perm(rank)
-        return rf if perm[rank - k:] == tuple(range(rank - k, rank)) else GLOBAL
+        perm = self.perm(rank)  # output axis j is input axis perm[j]
+        return rf.placed(tuple(perm.index(a) for a in rf.spatial_axes(rank)), rank)
 
     def torch_module(self) -> Any:
         from ..torch.modules import Permute as TorchPermute

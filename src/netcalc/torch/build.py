@@ -19,6 +19,10 @@ What the module is:
   by the output names). A layer with several outputs (``OUTPUTS``, e.g. LSTM's
   ``output, h_n, c_n``) returns them as a (possibly nested) tuple; its items, flattened,
   are the layer's outputs in ``OUTPUTS`` order;
+* a Parameter or Buffer layer's tensor sits at the layer's path itself
+  (``encoder.pos_embedding``, torchvision's key), registered on the enclosing
+  container; :meth:`NetcalcModule.layer` returns the module that reads it. An int64
+  Buffer is filled with valid indices for the tables its readers index;
 * ``tie: other`` makes the layer's main weight (the parameter of shape
   :meth:`Layer.weight_shape`) the very Parameter of ``other``, so ``parameters()``
   yields it once and training updates both; ``trainable: false`` sets
@@ -46,9 +50,10 @@ from ..layers.base import INT
 from ..spec import Spec
 from ..spec import load as load_spec
 from .guard import is_out_of_memory, one_line
+from .modules import HeldTensor
 
 __all__ = ["Container", "NetcalcModule", "build_module", "example_inputs", "flatten_outputs",
-           "prepare"]
+           "index_bound", "prepare"]
 
 
 class Container(nn.Module):
@@ -96,6 +101,7 @@ class NetcalcModule(nn.Module):
         self.output_names: tuple[str, ...] = tuple(name for name, _ in graph.outputs)
         self.return_dict = return_dict
         self.layer_names: tuple[str, ...] = tuple(n.name for n in graph.nodes)
+        self._held: dict[str, HeldTensor] = {}
         for node in graph.nodes:
             try:
                 module = node.layer.torch_module()
@@ -107,6 +113,7 @@ class NetcalcModule(nn.Module):
                 raise node.layer.fail(f"torch cannot build {node.type}: {one_line(exc)}") \
                     from exc
             self._place(node.name, module, graph.containers)
+        self._fill_indices(graph)
         self._tie_and_freeze(graph)
         # the plan: (name, input keys, number of outputs, keys to free after the node)
         last_use: dict[str, int] = {}
@@ -138,12 +145,30 @@ class NetcalcModule(nn.Module):
                 raise SpecError(f"layer {name!r} would nest inside layer {'.'.join(parts[:i + 1])!r}")
             parent = child
         _check_free(parent, parts[-1], name)
-        parent.add_module(parts[-1], module)
+        if isinstance(module, HeldTensor):
+            module.bind(parent, parts[-1])
+            self._held[name] = module
+        else:
+            parent.add_module(parts[-1], module)
+
+    def layer(self, name: str) -> nn.Module:
+        """The module that computes layer ``name`` (for a Parameter or Buffer, the module
+        reading the tensor that sits at ``name``)."""
+        held = self._held.get(name)
+        return held if held is not None else self.get_submodule(name)
+
+    def _fill_indices(self, graph: Graph) -> None:
+        with torch.no_grad():
+            for name, held in self._held.items():
+                t = getattr(held.owner, held.name)
+                if t.dtype == torch.int64:
+                    bound = index_bound(graph, Ref(name)) or t.numel()
+                    t.copy_((torch.arange(t.numel()) % bound).reshape(t.shape))
 
     def _tie_and_freeze(self, graph: Graph) -> None:
         owned_by_earlier: set[int] = set()
         for node in graph.nodes:
-            module = self.get_submodule(node.name)
+            module = self.layer(node.name)
             if node.tie is not None:
                 owner_node = graph.by_name[node.tie]
                 owner = self.get_submodule(node.tie)
@@ -206,7 +231,7 @@ class NetcalcModule(nn.Module):
     def _run(self, plan: tuple, values: dict[str, Any]) -> None:
         """Run plan steps on ``values``, adding outputs and freeing last uses."""
         for name, srcs, n_out, free in plan:
-            module = self.get_submodule(name)
+            module = self.layer(name)
             result = module(*(values[s] for s in srcs))
             outs = flatten_outputs(result) if n_out > 1 or isinstance(result, (tuple, list)) \
                 else [result]
@@ -238,7 +263,7 @@ class NetcalcModule(nn.Module):
     def named_layers(self) -> Iterable[tuple[str, nn.Module]]:
         """(report name, module) of every layer node, in graph order."""
         for name in self.layer_names:
-            yield name, self.get_submodule(name)
+            yield name, self.layer(name)
 
 
 def _key(ref: Ref) -> str:
@@ -302,8 +327,8 @@ def example_inputs(spec_or_graph: str | Path | Spec | Graph, *, batch: int = 1,
     """Inputs for the built module, in spec order.
 
     Float inputs: ``fill`` is ``randn``, ``rand`` (uniform [0, 1)), ``ones``.
-    Token ids (int64 inputs): uniform in ``[0, V)`` where ``V`` is the smallest
-    ``num_embeddings`` of the layers that read the input (0 when none does).
+    Token ids (int64 inputs): uniform in ``[0, V)`` where ``V`` is the smallest table
+    size the readers index (:func:`index_bound`; 1 when none does).
     """
     graph = spec_or_graph if isinstance(spec_or_graph, Graph) else \
         prepare(spec_or_graph, batch=batch, input_shapes=input_shapes)[0]
@@ -318,9 +343,7 @@ def inputs_for(graph: Graph, *, device: str | torch.device = "cpu",
     for name, info in graph.inputs.items():
         shape = info.shape
         if info.dtype == INT:
-            vocab = [getattr(n.layer, "num_embeddings", None) for n in graph.nodes
-                     if any(s.node == name for s in n.sources)]
-            high = min((v for v in vocab if v), default=1)
+            high = index_bound(graph, Ref(name)) or 1
             if str(device) == "meta":
                 out.append(torch.empty(shape, dtype=torch.int64, device="meta"))
             else:
@@ -338,3 +361,20 @@ def inputs_for(graph: Graph, *, device: str | torch.device = "cpu",
         else:
             raise ValueError(f"fill: randn | rand | ones, got {fill!r}")
     return tuple(out)
+
+
+def index_bound(graph: Graph, ref: Ref) -> int | None:
+    """Exclusive bound of valid values for the int64 tensor ``ref``: the smallest table
+    size its readers index (:meth:`Layer.index_bound`), looking through int64 views
+    (a Buffer reshaped before indexing); None when nothing indexes with it."""
+    bounds = []
+    for node in graph.nodes:
+        for i, s in enumerate(node.sources):
+            if s != ref:
+                continue
+            b = node.layer.index_bound(i)
+            if b is None and node.layer.VIEW and node.layer.outputs[0].dtype == INT:
+                b = index_bound(graph, Ref(node.name))
+            if b is not None:
+                bounds.append(b)
+    return min(bounds, default=None)

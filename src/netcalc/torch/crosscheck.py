@@ -689,8 +689,10 @@ def _measure_rf(graph: Graph, report: Report, probes: list, in_info, dtype: torc
     order = {n.name: i for i, n in enumerate(graph.nodes)}
     targets: dict[tuple[str, tuple[int, ...]], list] = {}
     for r in probes:
-        sizes = r.shape[-len(in_sizes):]
+        axes = r.rf.spatial_axes(len(r.shape))
+        sizes = [r.shape[a] for a in axes]
         unit, expect = _choose_unit(r.rf, sizes, in_sizes)
+        unit = tuple(zip(axes, unit))  # each spatial index at its axis (channel-last too)
         targets.setdefault((root.get(r.name, r.name), unit), []).append((r, expect))
     keys = sorted(targets, key=lambda k: order[k[0]])
     per_sample = max(1, report.totals.activation_bytes // report.batch
@@ -722,8 +724,11 @@ def _measure_rf(graph: Graph, report: Report, probes: list, in_info, dtype: torc
                 seeds = []
                 for b, (name, unit) in enumerate(group):
                     out = captured[name]
-                    vec = out[(b, slice(None), *unit)] if out.dim() > len(in_sizes) + 1 \
-                        else out[(b, *unit)]
+                    at = [slice(None)] * out.dim()
+                    at[0] = b
+                    for a, j in unit:
+                        at[a] = j
+                    vec = out[tuple(at)]
                     weights = torch.rand(vec.shape, generator=gen, dtype=vec.dtype) + 0.5
                     seeds.append((vec * weights).sum())
                 (grad,) = torch.autograd.grad(torch.stack(seeds).sum(), x)
@@ -742,7 +747,7 @@ def _measure_rf(graph: Graph, report: Report, probes: list, in_info, dtype: torc
                 analytic = [None if v is None else list(v) for v in lo_hi]
                 if any(v is None for v in analytic):  # the unit sees padding only
                     analytic = [None] * len(analytic)
-                note = f"unit {list(key[1])}" + (", clipped to the input" if clipped else "")
+                note = f"unit {[j for _, j in key[1]]}" + (", clipped to the input" if clipped else "")
                 if dtype == torch.float64:
                     note += ", float64"
                 if key[0] != r.name:

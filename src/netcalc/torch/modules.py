@@ -124,3 +124,270 @@ class ScaledDotProductAttention(nn.Module):
         return F.scaled_dot_product_attention(
             q, k, v, is_causal=self.is_causal, scale=self.scale,
             dropout_p=self.dropout_p if self.training else 0.0, **kw)
+
+
+# ---------------------------------------------------------------- tensors of the model
+# (netcalc.layers.tensors builds these)
+
+
+class HeldTensor(nn.Module):
+    """A Parameter or buffer stored at the layer's own path (``encoder.pos_embedding``).
+
+    The builder registers ``value`` on the enclosing container under the layer's last
+    name and :meth:`bind` s this module to it; the module itself stays outside the
+    module tree (a child would add a ``.value`` level to every key). Calling it returns
+    the tensor, and its parameters or buffers are that one tensor, so per-layer counts,
+    hooks and freezing work as for any layer.
+    """
+
+    def __init__(self, value: torch.Tensor):
+        super().__init__()
+        self.__dict__["value"] = value  # until bound: not registered here
+
+    def bind(self, owner: nn.Module, name: str) -> None:
+        if isinstance(self.value, nn.Parameter):
+            owner.register_parameter(name, self.value)
+        else:
+            owner.register_buffer(name, self.value)
+        # plain attributes: the owner is not a child, the tensor is read afresh (.to()
+        # replaces buffers)
+        self.__dict__.update(owner=owner, name=name)
+        del self.__dict__["value"]
+
+    def forward(self) -> torch.Tensor:
+        t = getattr(self.owner, self.name)
+        # without autograd, detached: a view of a leaf made under no_grad still says it
+        # requires grad but has no gradient function, which FlopCounterMode's module
+        # tracker refuses
+        return t if torch.is_grad_enabled() else t.detach()
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True,
+                         remove_duplicate: bool = True):
+        t = getattr(self.owner, self.name)
+        return iter([(prefix + self.name, t)] if isinstance(t, nn.Parameter) else [])
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True,
+                      remove_duplicate: bool = True):
+        t = getattr(self.owner, self.name)
+        return iter([] if isinstance(t, nn.Parameter) else [(prefix + self.name, t)])
+
+    def extra_repr(self) -> str:
+        return f"{self.name}: {list(self().shape)}"
+
+
+class ConstantTensor(nn.Module):
+    """Ones of a fixed shape made in every forward, on the model's device and float
+    dtype (read from an empty, non-persistent buffer, so nothing is counted or saved)."""
+
+    def __init__(self, shape: tuple[int, ...], int64: bool = False):
+        super().__init__()
+        self.shape, self.int64 = tuple(shape), int64
+        self.register_buffer("anchor", torch.empty(0), persistent=False)
+
+    def forward(self) -> torch.Tensor:
+        dtype = torch.int64 if self.int64 else self.anchor.dtype
+        return torch.ones(self.shape, dtype=dtype, device=self.anchor.device)
+
+    def extra_repr(self) -> str:
+        return f"shape={list(self.shape)}"
+
+
+# ---------------------------------------------------------------- parts of a tensor
+# (netcalc.layers.select builds these)
+
+
+class Chunk(nn.Module):
+    """torch.chunk(x, chunks, dim): a tuple of views."""
+
+    def __init__(self, chunks: int, dim: int):
+        super().__init__()
+        self.chunks, self.dim = chunks, dim
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return torch.chunk(x, self.chunks, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"chunks={self.chunks}, dim={self.dim}"
+
+
+class Split(nn.Module):
+    """torch.split(x, split_size_or_sections, dim): a tuple of views."""
+
+    def __init__(self, split_size_or_sections: int | list[int], dim: int):
+        super().__init__()
+        self.split_size_or_sections, self.dim = split_size_or_sections, dim
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return torch.split(x, self.split_size_or_sections, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"{self.split_size_or_sections}, dim={self.dim}"
+
+
+class Slice(nn.Module):
+    """x[..., start:end:step] along ``dim`` (a non-negative dim)."""
+
+    def __init__(self, dim: int, start: int, end: int | None, step: int):
+        super().__init__()
+        self.index = (slice(None),) * dim + (slice(start, end, step),)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[self.index]
+
+    def extra_repr(self) -> str:
+        return str(self.index[-1])
+
+
+class Select(nn.Module):
+    """x.select(dim, index)."""
+
+    def __init__(self, dim: int, index: int):
+        super().__init__()
+        self.dim, self.index = dim, index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.select(self.dim, self.index)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, index={self.index}"
+
+
+class Gather(nn.Module):
+    """torch.gather(x, dim, index)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return torch.gather(x, self.dim, index)
+
+
+class IndexSelect(nn.Module):
+    """torch.index_select(table, dim, index)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return torch.index_select(table, self.dim, index)
+
+
+class Roll(nn.Module):
+    """torch.roll(x, shifts, dims)."""
+
+    def __init__(self, shifts: tuple[int, ...], dims: tuple[int, ...]):
+        super().__init__()
+        self.shifts, self.dims = tuple(shifts), tuple(dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.roll(x, self.shifts, self.dims)
+
+    def extra_repr(self) -> str:
+        return f"shifts={list(self.shifts)}, dims={list(self.dims)}"
+
+
+class Expand(nn.Module):
+    """x.expand(n, *size) with n the batch of ``ref`` (default: of x)."""
+
+    def __init__(self, size: tuple[int, ...]):
+        super().__init__()
+        self.size = tuple(size)
+
+    def forward(self, x: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
+        return x.expand((x if ref is None else ref).shape[0], *self.size)
+
+    def extra_repr(self) -> str:
+        return f"size=[n, {', '.join(map(str, self.size))}]"
+
+
+# ---------------------------------------------------------------- reductions, point-wise
+# (netcalc.layers.reduce and netcalc.layers.pointwise build these)
+
+
+class Reduce(nn.Module):
+    """torch.sum / torch.mean / torch.amax over ``dim``."""
+
+    def __init__(self, op: str, dim: tuple[int, ...], keepdim: bool):
+        super().__init__()
+        self.op, self.dim, self.keepdim = op, tuple(dim), keepdim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(torch, self.op)(x, dim=self.dim, keepdim=self.keepdim)
+
+    def extra_repr(self) -> str:
+        return f"{self.op}, dim={list(self.dim)}, keepdim={self.keepdim}"
+
+
+class Scale(nn.Module):
+    """x * factor."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
+
+
+class StochasticDepth(nn.Module):
+    """torchvision.ops.StochasticDepth (torchvision.ops.stochastic_depth's body)."""
+
+    def __init__(self, p: float, mode: str):
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        survival = 1.0 - self.p
+        size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
+        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(survival)
+        if survival > 0.0:
+            noise.div_(survival)
+        return x * noise
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}"
+
+
+class Einsum(nn.Module):
+    """torch.einsum(equation, *inputs)."""
+
+    def __init__(self, equation: str):
+        super().__init__()
+        self.equation = equation
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.einsum(self.equation, *xs)
+
+    def extra_repr(self) -> str:
+        return repr(self.equation)
+
+
+class RotaryEmbedding(nn.Module):
+    """Hugging Face's rotary embedding (LlamaRotaryEmbedding + apply_rotary_pos_emb) of
+    one tensor (N, *, L, D), positions 0..L-1; the first ``dim`` features rotated."""
+
+    def __init__(self, dim: int, base: float):
+        super().__init__()
+        self.dim = dim
+        inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)
+        freqs = t[:, None] * self.inv_freq.float()[None, :]  # an outer product, not a matmul
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+        rot, rest = x[..., :self.dim], x[..., self.dim:]
+        x1, x2 = rot[..., :self.dim // 2], rot[..., self.dim // 2:]
+        rotated = rot * cos + torch.cat((-x2, x1), dim=-1) * sin
+        return torch.cat((rotated, rest), dim=-1) if rest.shape[-1] else rotated
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"

@@ -552,14 +552,12 @@ def make_inputs(report: Report, device: str, dtype: str, channels_last: bool = F
 
 def _id_range(report: Report, input_name: str) -> int:
     """Token ids must be below every consuming table's size."""
-    sizes = []
-    if report.graph is not None:
-        for node in report.graph.nodes:
-            if any(s.node == input_name for s in node.sources):
-                n = getattr(node.layer, "num_embeddings", None)
-                if isinstance(n, int) and n > 0:
-                    sizes.append(n)
-    return min(sizes) if sizes else 2
+    if report.graph is None:
+        return 2
+    from ..graph import Ref
+    from .build import index_bound
+
+    return index_bound(report.graph, Ref(input_name)) or 2
 
 
 # ------------------------------------------------------------------------ results
