@@ -218,7 +218,7 @@ PUBLISHED = {
                     rf=("pool5", 195)),
     # torchvision VGG16_Weights.IMAGENET1K_V1: num_params 138,357,544; _ops 15.47.
     "vgg16": dict(params=138_357_544, macs=vgg16_macs(), ops=15.47, output=[1000],
-                  rf=("pool5", 212)),
+                  rf=("features.30", 212)),
     # torchvision ResNet18_Weights.IMAGENET1K_V1: num_params 11,689,512; _ops 1.814.
     "resnet18": dict(params=11_689_512, macs=1_814_073_344, ops=1.814, output=[1000],
                      rf=("layer4", 435)),
@@ -232,6 +232,17 @@ PUBLISHED = {
     # torchvision MobileNet_V2_Weights.IMAGENET1K_V1: num_params 3,504,872; _ops 0.301.
     "mobilenet_v2": dict(params=3_504_872, macs=mobilenet_v2_figures()[1], ops=0.301,
                          output=[1000], rf=("head", 491)),
+}
+
+# The torchvision models specs/ adds beyond the table above, against their Weights
+# metadata (IMAGENET1K_V1 ``num_params`` and ``_ops``), each spec's MACs exact in its
+# ``expect:``; tests/test_torchvision_oracle.py builds the models themselves.
+TORCHVISION_META = {
+    "densenet121": (7_978_856, 2.834),
+    "googlenet": (6_624_904, 1.498),        # aux_logits=False, as the weights' model
+    "squeezenet1_0": (1_248_424, 0.819),
+    "efficientnet_b0": (5_288_548, 0.386),
+    "mobilenet_v3_small": (2_542_856, 0.057),
 }
 
 DERIVED_PARAMS = {
@@ -285,6 +296,17 @@ def test_macs_round_to_torchvision_ops(name):
     fig = PUBLISHED[name]
     decimals = len(str(fig["ops"]).split(".")[1])
     assert round(fig["macs"] / 1e9, decimals) == fig["ops"]
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_META))
+def test_torchvision_spec_matches_weights_meta(name):
+    params, ops = TORCHVISION_META[name]
+    report = analyze(name)
+    expect = netcalc.load(SPECS / f"{name}.yaml").expect
+    assert report.totals.params == expect["params"] == params
+    assert report.totals.macs == expect["macs"]
+    assert round(report.totals.macs / 1e9, 3) == ops
+    assert [list(s)[1:] for s in report.outputs.values()] == [[1000]]
 
 
 def test_mobilenet_v1_macs_round_to_the_paper():

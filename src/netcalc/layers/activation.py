@@ -42,7 +42,8 @@ from typing import Any, ClassVar
 
 from ..args import AnyInt, Arg, Bool, Choice, Float, PosInt
 from ..rf import GLOBAL
-from .base import FP32, Grads, MacFree, Parameterless, Saved, Shape, register, saved_input, saved_output
+from .base import (FP32, Grads, MacFree, Parameterless, Saved, Shape, register, saved_extra,
+                   saved_input, saved_output)
 
 
 def _inplace() -> Arg:
@@ -57,6 +58,9 @@ class _Elementwise(MacFree):
     FLOPS: ClassVar[int] = 0
     #: backward reads the result, not the input (derivatives.yaml: ``result``)
     SAVES_RESULT: ClassVar[bool] = False
+    #: the in-place form's derivative reads its result (derivatives.yaml ``elu_``,
+    #: ``leaky_relu_``; ``celu_`` and ``selu_`` call ``elu_``)
+    INPLACE_RESULT: ClassVar[bool] = False
 
     def shape(self, x: Shape) -> Shape:
         return x
@@ -69,8 +73,15 @@ class _Elementwise(MacFree):
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
         """The input (``self``), or the result for the ops whose derivative is written
-        in it; an in-place op keeps its result (the input is overwritten)."""
-        return [saved_output() if self.SAVES_RESULT or self.writes_input() else saved_input()]
+        in it. In place, an op whose derivative reads its result keeps the overwritten
+        storage; the others (``hardtanh_``, ``hardswish_``, ``hardsigmoid_``, ``silu_``,
+        ``mish_``) read ``self``, so autograd keeps a copy of the input made before the
+        write: in place saves them nothing (measured, torch 2.14)."""
+        if not self.writes_input():
+            return [saved_output() if self.SAVES_RESULT else saved_input()]
+        if self.SAVES_RESULT or self.INPLACE_RESULT:
+            return [saved_output()]
+        return [saved_extra(prod(self.x))]
 
     def receptive_field(self, fields):
         return fields[0]
@@ -116,6 +127,7 @@ class ReLU6(_Inplace):
 class LeakyReLU(_Activation):
     """x if x >= 0 else negative_slope * x."""
 
+    INPLACE_RESULT = True
     PRIMARY = "negative_slope"
     FLOPS = 2
     negative_slope = Arg(Float(), 0.01)
@@ -151,6 +163,7 @@ class PReLU(_Elementwise):
 class ELU(_Alpha):
     """x if x > 0 else alpha * (exp(x) - 1)."""
 
+    INPLACE_RESULT = True
     FLOPS = 4
 
 
@@ -158,6 +171,7 @@ class ELU(_Alpha):
 class SELU(_Inplace):
     """Scaled ELU with fixed constants (self-normalising networks)."""
 
+    INPLACE_RESULT = True
     FLOPS = 5
 
 
@@ -165,6 +179,7 @@ class SELU(_Inplace):
 class CELU(_Alpha):
     """max(0, x) + min(0, alpha * (exp(x / alpha) - 1))."""
 
+    INPLACE_RESULT = True
     FLOPS = 5
 
 
