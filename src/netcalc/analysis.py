@@ -94,6 +94,11 @@ class Report:
     graph: Graph | None = field(default=None, repr=False, compare=False)
     #: training options (netcalc.training) when the report covers a training step
     train: "TrainOptions | None" = None
+    #: live bytes over time, where they may peak: "inference" (after each layer) and,
+    #: with training, "training" (forward, loss, backward, optimizer step), each point
+    #: (bytes, where); not in the JSON
+    timelines: dict[str, list[tuple[int, str]]] = field(default_factory=dict, repr=False,
+                                                        compare=False)
 
 
 def tensor_bytes(t: TensorInfo, dtype: str) -> int:
@@ -134,7 +139,8 @@ def analyze_graph(graph: Graph, dtype: str = "float32",
         raise err.located(graph.spec.file) from None
     totals = Totals()
     totals.input_bytes = sum(tensor_bytes(t, dtype) for t in graph.inputs.values())
-    totals.peak_activation_bytes = _peak(graph, rows, dtype)
+    timeline = _timeline(graph, rows, dtype)
+    totals.peak_activation_bytes = max(live for live, _ in timeline)
     report = Report(
         name=graph.spec.name,
         file=graph.spec.file,
@@ -147,6 +153,7 @@ def analyze_graph(graph: Graph, dtype: str = "float32",
         containers=graph.containers,
         graph=graph,
         train=train,
+        timelines={"inference": timeline},
     )
     try:
         for s in sections.SECTIONS:
@@ -218,8 +225,9 @@ def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None, dtype:
     )
 
 
-def _peak(graph: Graph, rows: list[LayerResult], dtype: str) -> int:
-    """Peak bytes of tensors alive at once when running the graph in order (inference)."""
+def _timeline(graph: Graph, rows: list[LayerResult], dtype: str) -> list[tuple[int, str]]:
+    """Bytes of tensors alive after each layer when running the graph in order
+    (inference); the peak is the largest."""
     last_use: dict[str, int] = {}
     for i, node in enumerate(graph.nodes):
         for s in node.sources:
@@ -227,14 +235,15 @@ def _peak(graph: Graph, rows: list[LayerResult], dtype: str) -> int:
     for _, ref in graph.outputs:
         last_use[ref.node] = len(graph.nodes)
     size: dict[str, int] = {n: tensor_bytes(t, dtype) for n, t in graph.inputs.items()}
-    live = peak = sum(size.values())
+    live = sum(size.values())
+    timeline = [(live, "inputs")]
     for i, (node, row) in enumerate(zip(graph.nodes, rows)):
         out = size[node.name] = row.activation_bytes
         live += out
-        peak = max(peak, live)
+        timeline.append((live, node.name))
         for s in set(x.node for x in node.sources):
             if last_use.get(s) == i:
                 live -= size[s]
         if last_use.get(node.name, -1) <= i:  # unused result dies at once
             live -= out
-    return peak
+    return timeline

@@ -4,9 +4,10 @@ The memory of a step at batch ``b`` is the peak of the training step
 (``training.peak_bytes``, netcalc.training) or, for inference, weights + buffers + the
 inference peak of live activations. Every part is affine in ``b`` (activations grow
 with the batch, weights do not) and the peak is the largest of a few such parts, so
-two analyses (batch 1 and 2) predict the answer; the prediction is then confirmed at
-``b`` and ``b + 1`` and, should a part change slope, secant steps and a bisection find
-the exact batch. The graph is built once: layers do not depend on the batch.
+the memory at each point where the step may peak (the analysis' timeline) is affine in
+``b``; two analyses (batch 1 and 2) give every point's line and so the answer, which
+is then confirmed at ``b + 1`` and ``b`` (a search takes over should the prediction
+miss). The graph is built once: layers do not depend on the batch.
 """
 
 from __future__ import annotations
@@ -37,15 +38,21 @@ class FitResult:
     train: bool
 
 
-def memory_of(report: Report) -> int:
-    """Bytes a step needs: the training peak, or weights + buffers + inference peak."""
+def memory_curve(report: Report) -> list[int]:
+    """Bytes a step needs at each point where it may peak: the training timeline, or
+    weights + buffers + the inference timeline of live activations."""
     if report.train is not None:
-        return report.sections["training"]["peak_bytes"]
+        return [live for live, _ in report.timelines["training"]]
     t = report.totals
     buffer_bytes = sum(r.buffers for r in report.layers) * DTYPE_BYTES[report.dtype]
     int_buffers = sum(n.layer.int_buffers() for n in report.graph.nodes) if report.graph else 0
-    buffer_bytes += int_buffers * (INT_BYTES - DTYPE_BYTES[report.dtype])
-    return t.weight_bytes + buffer_bytes + t.peak_activation_bytes
+    base = t.weight_bytes + buffer_bytes + int_buffers * (INT_BYTES - DTYPE_BYTES[report.dtype])
+    return [base + live for live, _ in report.timelines["inference"]]
+
+
+def memory_of(report: Report) -> int:
+    """Bytes a step needs: the training peak, or weights + buffers + inference peak."""
+    return max(memory_curve(report))
 
 
 @paused_gc()
@@ -53,22 +60,43 @@ def fit_batch(spec: "Spec", memory: int, *, dtype: str = "float32",
               input_shapes: dict[str, tuple[int, ...]] | None = None,
               train: "TrainOptions | None" = None) -> FitResult:
     graph = build(spec, 1, input_shapes)  # layers do not depend on the batch: build once
-    needs: dict[int, int] = {}
+    reports: dict[int, Report] = {}
+    last: list[int] = []  # the batch the graph's layers were last analysed at
 
     def at(batch: int) -> Report:
-        inputs = {k: TensorInfo((batch, *t.shape[1:]), t.dtype) for k, t in graph.inputs.items()}
-        return analyze_graph(replace(graph, inputs=inputs), dtype, train)
+        if batch not in reports:
+            inputs = {k: TensorInfo((batch, *t.shape[1:]), t.dtype)
+                      for k, t in graph.inputs.items()}
+            reports[batch] = analyze_graph(replace(graph, inputs=inputs), dtype, train)
+            last[:] = [batch]
+        return reports[batch]
 
     def need(batch: int) -> int:
-        if batch not in needs:
-            needs[batch] = memory_of(at(batch))
-        return needs[batch]
+        return memory_of(at(batch))
 
     if need(1) > memory:
         return FitResult(memory, None, need(1), None, at(1), train is not None)
-    best = _largest(need, memory)
+    best = _predicted(memory_curve(at(1)), memory_curve(at(2)), memory)
+    if not (best and (best == MAX_BATCH or need(best + 1) > memory) and need(best) <= memory):
+        best = _largest(need, memory)
     nxt = need(best + 1) if best < MAX_BATCH else None
+    if last != [best]:  # the report's graph holds the shapes of its own batch
+        reports.pop(best)
     return FitResult(memory, best, need(best), nxt, at(best), train is not None)
+
+
+def _predicted(one: list[int], two: list[int], memory: int) -> int | None:
+    """The largest batch that fits when every point of the curve is affine in the batch
+    (it is: activations grow with the batch, weights and states do not), from the
+    curves at batch 1 and 2; None when the curves do not line up."""
+    if len(one) != len(two):
+        return None
+    best = MAX_BATCH
+    for m1, m2 in zip(one, two):
+        slope, fixed = m2 - m1, 2 * m1 - m2
+        if slope > 0:
+            best = min(best, (memory - fixed) // slope)
+    return best if best >= 1 else None
 
 
 def _largest(need: Callable[[int], int], memory: int) -> int:

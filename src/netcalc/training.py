@@ -184,9 +184,12 @@ class _Step:
                                 f"the spec{did_you_mean(name, known)}", file="--checkpoint")
             prefixes += instances
         self.prefixes = prefixes
+        index = {p: r for r, p in reversed(list(enumerate(prefixes)))}
         for i, node in enumerate(self.nodes):
-            for r, p in enumerate(prefixes):
-                if node.name == p or node.name.startswith(p + "."):
+            parts = node.name.split(".")
+            for k in range(1, len(parts) + 1):  # the node and its containers, outermost first
+                r = index.get(".".join(parts[:k]))
+                if r is not None:
                     region[i] = r
                     break
         return region
@@ -402,7 +405,9 @@ def _memory(report: "Report", step: _Step) -> dict[str, Any]:
         graded = graded[-1:]
     out_grad = sum(step._numel(r) * step.value_width[r] for r in graded)
     loss_bytes = _loss_bytes(step, graded)
-    peak, phase = _peak(report, step, param_bytes + buffer_bytes + states, loss_bytes)
+    timeline = _timeline(report, step, param_bytes + buffer_bytes + states, loss_bytes)
+    report.timelines["training"] = timeline
+    peak, phase = max(timeline, key=lambda point: point[0])
     section = {
         "device": opts.device,
         "optimizer": opts.optimizer,
@@ -435,8 +440,13 @@ def _loss_bytes(step: _Step, graded: list[Ref]) -> int:
     return sum(step._numel(r) * 4 for r in graded if step.value_width[r] != 4)
 
 
-def _peak(report: "Report", step: _Step, baseline: int, loss_bytes: int) -> tuple[int, str]:
-    """Largest set of live storages over the step, and the phase where it occurs."""
+Timeline = list[tuple[int, str]]
+
+
+def _timeline(report: "Report", step: _Step, baseline: int, loss_bytes: int) -> Timeline:
+    """Bytes of live storages at each point of the step where they may peak (after each
+    layer's forward, in the loss, at each layer's backward, in the optimizer step), with
+    the point's name. Each is affine in the batch (netcalc.fit relies on it)."""
     n = len(step.nodes)
     st = step.storages
     alloc = [0] * (n + 1)
@@ -450,11 +460,10 @@ def _peak(report: "Report", step: _Step, baseline: int, loss_bytes: int) -> tupl
         if not s.keepers and not s.returned:
             free_after[max(s.last_use, s.created, 0)] += s.nbytes
     cast = step.cast_bytes
-    peak, phase = live, "forward"
+    timeline: Timeline = [(live, "forward")]
     for i in range(n):
         live += alloc[i] + cast[i]
-        if live > peak:
-            peak, phase = live, f"forward, {step.nodes[i].name}"
+        timeline.append((live, f"forward, {step.nodes[i].name}"))
         live -= free_after[i]
         if step.regions[i] is not None:
             live -= cast[i]  # the autocast cache of a checkpointed layer is not kept
@@ -463,15 +472,20 @@ def _peak(report: "Report", step: _Step, baseline: int, loss_bytes: int) -> tupl
         graded = graded[-1:]
     transient = max((step._numel(r) * 4 for r in graded), default=0)
     live += loss_bytes
-    if live + transient > peak:
-        peak, phase = live + transient, "loss"
+    timeline.append((live + transient, "loss"))
     live += sum(step._numel(r) * step.value_width[r] for r in graded)  # output gradients
     live -= loss_bytes
-    return _backward(report, step, live, peak, phase)
+    live = _backward(report, step, live, timeline)
+    if step.opts.optimizer in ("adam", "adamw"):
+        trainable = sum(step.trained(i) for i in range(len(step.nodes)))
+        temps = (trainable if step.opts.device == "cuda" else 2 * step.largest_tensor())
+        live += temps * step.width
+    timeline.append((live, "optimizer step"))
+    return timeline
 
 
-def _backward(report: "Report", step: _Step, live: int, peak: int, phase: str
-              ) -> tuple[int, str]:
+def _backward(report: "Report", step: _Step, live: int, timeline: Timeline) -> int:
+    """Follow the backward in reverse layer order; the live bytes after it."""
     st = step.storages
     n = len(step.nodes)
     release: list[list[int]] = [[] for _ in range(n)]  # storages freed after node's backward
@@ -515,8 +529,7 @@ def _backward(report: "Report", step: _Step, live: int, peak: int, phase: str
                         live += grad_of[s]
             if g.weight and not node.layer.HELD:
                 live += max(weight_grads[i], 0) * w
-            if live > peak:
-                peak, phase = live, f"backward, {node.name}"
+            timeline.append((live, f"backward, {node.name}"))
         if node.layer.HELD:  # its output's gradient is the parameter's: it lives on
             grad_of.pop(outs[0], 0)
         for o in outs:
@@ -526,15 +539,4 @@ def _backward(report: "Report", step: _Step, live: int, peak: int, phase: str
             live -= step.cast_bytes[i]
         elif i == region_first[r]:
             live -= held_recompute
-    return _optimizer(report, step, live, peak, phase)
-
-
-def _optimizer(report: "Report", step: _Step, live: int, peak: int, phase: str
-               ) -> tuple[int, str]:
-    if step.opts.optimizer in ("adam", "adamw"):
-        trainable = sum(step.trained(i) for i in range(len(step.nodes)))
-        temps = (trainable if step.opts.device == "cuda" else 2 * step.largest_tensor())
-        live += temps * step.width
-    if live > peak:
-        peak, phase = live, "optimizer step"
-    return peak, phase
+    return live
