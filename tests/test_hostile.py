@@ -183,6 +183,18 @@ CASES = [
          says="### x\\n\\| injected \\| row \\|", never=("\n| injected",)),
     Case("control-in-expect-value", OK + 'expect: {params: "5\\x1f ±10%"}\n', code=1,
          says="expect.params: expected 5\\x1f ±10% (4.5 to 5.5), got 0", never=("\x1f",)),
+    # Training and fit: the new outputs and options
+    Case("controls-in-name-fit", 'name: "a\\n::error x\\e[31m"\n' + OK,
+         args=("fit", "s.yaml", "--memory", "1GB"), code=0,
+         says="a\\n::error x\\x1b[31m: batch", never=("\n::error", "\x1b")),
+    Case("controls-in-name-train", 'name: "a\\n::error x\\e[31m"\ninput: [8]\nlayers: [{Linear: 4}]\n',
+         args=("shapes", "s.yaml", "--train"), code=0,
+         says="a\\n::error x\\x1b[31m  ·", never=("\n::error", "\x1b")),
+    Case("fit-memory-beyond-limits", OK, args=("fit", "s.yaml", "--memory", "1e99999999GB"),
+         says="--memory: "),
+    Case("checkpoint-control-chars", "input: [8]\nlayers: [{Linear: 4}]\n",
+         args=("shapes", "s.yaml", "--train", "--checkpoint", "a\x1b[31m"),
+         says="--checkpoint: 'a\\x1b[31m' names no", never=("\x1b",)),
     # Messages quote the offending token, never a whole file
     Case("long-token-quoted-in-part", "input: [8]\nlayers: [" + "x" * 1_000_000 + "]\n",
          says="s.yaml:2:10: unknown layer type 'xxxx", never=("x" * 1000,)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ..fit import FitResult
+from ..textsafe import text
 from ..units import human_bytes
 from .table import training_lines
 
@@ -38,12 +39,12 @@ def render_fit(r: FitResult, fmt: str) -> str:
     report = r.report
     what = "training step" if r.train else "inference"
     if r.batch is None:
-        head = (f"{report.name}: nothing fits in {human_bytes(r.memory)} ({r.memory:,} B): "
+        head = (f"{text(report.name)}: nothing fits in {human_bytes(r.memory)} ({r.memory:,} B): "
                 f"{what} at batch 1 needs {human_bytes(r.needed)} ({r.needed:,} B)")
     else:
         after = (f"; batch {r.batch + 1:,} would need {human_bytes(r.needed_next)}"
                  if r.needed_next is not None else "")
-        head = (f"{report.name}: batch {r.batch:,} fits in {human_bytes(r.memory)} "
+        head = (f"{text(report.name)}: batch {r.batch:,} fits in {human_bytes(r.memory)} "
                 f"({what} needs {human_bytes(r.needed)}, {r.needed:,} B{after})")
     lines = [head]
     if r.train:
