@@ -115,7 +115,8 @@ FAMILIES = {
                      "stride: 2}}\n- {Permute: [0, 2, 3, 1]}\n- LayerNorm\n- {Linear: 8}\n"
                      "- GELU\n- {name: fc2, Linear: 4}\n- {name: gamma, Parameter: [4]}\n"
                      "- {name: scaled, Mul: ~, from: [fc2, gamma]}\n"
-                     "- {Permute: [0, 3, 1, 2]}\n- {name: sum, Add: ~, from: [permute_8, conv]}\n"
+                     "- {name: back, Permute: [0, 3, 1, 2]}\n"
+                     "- {name: sum, Add: ~, from: [back, conv]}\n"
                      "- {Permute: [0, 1, 3, 2]}"),
 }
 
