@@ -5,6 +5,7 @@ the meta-device fallback respects the memory this process can really get."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -255,7 +256,9 @@ def test_verify_under_ulimit_v_falls_back_instead_of_dying(tmp_path):
     spec = write(tmp_path, "name: big\ninput: [40000]\nlayers:\n  - Linear: 40000\n")
     out = cli("verify", str(spec), "--no-rf", headroom=3 * 2**30)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "the address-space limit (ulimit -v) leaves" in out.stdout
+    # the smallest room names itself: the ulimit here, unless free RAM is scarcer still
+    # (a loaded machine; torch's CUDA builds also map more address space at import)
+    assert re.search(r"the float32 model needs about [0-9.]+ GB and .+ leaves", out.stdout)
     assert "Traceback" not in out.stderr
 
 

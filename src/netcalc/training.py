@@ -473,7 +473,13 @@ def _timeline(report: "Report", step: _Step, baseline: int, loss_bytes: int) -> 
     transient = max((step._numel(r) * 4 for r in graded), default=0)
     live += loss_bytes
     timeline.append((live + transient, "loss"))
+    # the loss's backward holds float32 temporaries of the output's size beside the
+    # output gradient: three for square().mean() (measured on CPU: a head of 1024 x
+    # 50257 logits peaks at four output sizes: mean's gradient, 2 * grad, times x, the
+    # gradient handed on), one for cross-entropy (its log-softmax's gradient)
+    scratch = (1 if step.opts.loss == "cross-entropy" else 3) * transient
     live += sum(step._numel(r) * step.value_width[r] for r in graded)  # output gradients
+    timeline.append((live + scratch, "loss backward"))
     live -= loss_bytes
     live = _backward(report, step, live, timeline)
     if step.opts.optimizer in ("adam", "adamw"):

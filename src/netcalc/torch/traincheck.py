@@ -161,7 +161,9 @@ def _fitting_report(spec: Spec, train: TrainOptions, batch: int,
     if train.device != "cpu" or need <= budget:
         return report, ""
     small, how = scaled_down(spec, report, batch)
-    report = _analyze(small, train, 1, how["inputs"])
+    shapes = {**(input_shapes or {}), **(how["inputs"] or {})} or None  # keep the caller's
+    how["inputs"] = shapes
+    report = _analyze(small, train, 1, shapes)
     note = (f"scaled down: the step needs about {need / 1e9:.1f} GB, {budget / 1e9:.1f} GB "
             f"may be used here; checked with {', '.join(how['what'])}")
     if report.sections["training"]["peak_bytes"] > budget:
