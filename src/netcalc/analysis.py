@@ -196,10 +196,10 @@ def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None, dtype:
         tied_to = node.tie
     macs = layer.macs()
     nonzero_params = nonzero_macs = None
-    if node.sparsity is not None:
-        w = layer.weight_shape()
-        if w is None:
-            raise layer.fail(f"sparsity: {node.type} has no weight to prune")
+    w = layer.weight_shape() if node.sparsity is not None else None
+    if node.sparsity is not None and w is None and not node.sparsity_inherited:
+        raise layer.fail(f"sparsity: {node.type} has no weight to prune")
+    if node.sparsity is not None and w is not None:
         pruned = round(prod(w) * node.sparsity)
         nonzero_params = params - pruned
         nonzero_macs = macs - round(macs * node.sparsity)  # MACs scale with the kept weights
