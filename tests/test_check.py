@@ -333,7 +333,7 @@ def test_budget_dtype_and_batch(tmp_path):
     r = run_text(tmp_path, MODEL + "budget:\n  batch: 2\n  macs: 10k\n")
     assert not r.checks[0].passed  # 2 * 5,328
     assert "10,656 exceeds the budget of 10k (10,000)" in r.checks[0].message
-    r = run_text(tmp_path, MODEL + "budget:\n  dtype: int4\n  params: 1\n")
+    r = run_text(tmp_path, MODEL + "budget:\n  dtype: int3\n  params: 1\n")
     assert r.error is not None and "budget.dtype" in r.error.message
 
 

@@ -254,7 +254,8 @@ def test_expressions_are_integer_arithmetic_only():
     env = {"c": 64, "e": 6}
     assert evaluate("c * e // 4 + max(1, c % 5) - min(2, 3)", env) == 64 * 6 // 4 + 4 - 2
     assert evaluate("c / 2", env) == 32 and isinstance(evaluate("c / 2", env), int)
-    assert evaluate("(c + 1) / 2", env) == 32.5
+    with pytest.raises(ExprError, match=r"\(c \+ 1\) / 2 is 32.5, not an integer"):
+        evaluate("(c + 1) / 2", env)  # `/` is exact: a remainder is an error (issue 12)
     assert substitute("conv${c // 32}", env) == "conv2"
     assert substitute("$c", env) == 64
     for bad in ("__import__('os')", "c ** 2", "open('x')", "c.real", "[c]", "lambda: 1",

@@ -117,3 +117,79 @@ def test_upsample_grid_rf_measured():
     rows = [r for r in crosscheck(spec, tools=()).rows if r.metric == "rf"]
     assert [r.verdict for r in rows] == ["match", "match"]
     assert rows[0].torch == [[2, 2], [2, 2]]
+
+
+# --------------------------------------------------------------------------- issue 12: smaller faults
+def _block_spec(body: str, use: str) -> str:
+    return (f"name: b\ninput: [8]\nblocks:\n  B:\n    args: {{n: 4, act: ReLU}}\n    layers:\n"
+            f"{body}layers:\n  - {use}\n")
+
+
+@pytest.mark.parametrize("expr,value", [("${n/2}", 2), ("${n*3/6}", 2), ("${7//2 + n}", 7)])
+def test_division_is_exact_when_whole(expr, value):
+    report = analyze_text(_block_spec(f"      - {{Linear: '{expr}'}}\n", "{B: {n: 4}}"))
+    assert report.layers[0].shape == (1, value)
+
+
+def test_division_with_a_remainder_is_a_located_error():
+    """`${7/2}` gave 3.5 though the README promises integer arithmetic."""
+    with pytest.raises(SpecError, match=r"t.yaml:7:.*7 / 2 is 3.5, not an integer.*use //"):
+        analyze_text(_block_spec("      - {Linear: '${7/2}'}\n", "B"))
+
+
+def test_division_error_is_one_line_through_the_cli(runner, tmp_path):
+    from netcalc.cli import app
+
+    path = tmp_path / "s.yaml"
+    path.write_text(_block_spec("      - {Linear: '${n/3}'}\n", "B"))
+    result = runner.invoke(app, ["shapes", str(path)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "n / 3 is 1.33333, not an integer" in lines[0]
+
+
+@pytest.mark.parametrize("entry", ["- $act", "- {$act: ~}", "- {name: a, $act: ~}"])
+def test_block_argument_as_the_type(entry):
+    """`- $act` worked, `- {$act: ~}` said "unknown layer type '$act'"."""
+    report = analyze_text(_block_spec(f"      {entry}\n", "{B: {act: GELU}}"))
+    assert [r.type for r in report.layers] == ["GELU"]
+
+
+def test_block_argument_key_must_be_a_string():
+    with pytest.raises(SpecError, match="a key must be a string"):
+        analyze_text(_block_spec("      - {$n: ~}\n", "B"))
+
+
+@pytest.mark.parametrize("key,reserved", [("reapeat", "repeat"), ("nmae", "name"),
+                                          ("form", "from"), ("trainabel", "trainable"),
+                                          ("sparsty", "sparsity")])
+def test_misspelt_reserved_key_is_named(key, reserved):
+    """`reapeat: 2` beside a type was reported as "several types"."""
+    with pytest.raises(SpecError, match=rf"t.yaml:4:.*unknown key '{key}'.*did you mean "
+                                        rf"{reserved}\?"):
+        analyze_text(f"name: r\ninput: [4]\nlayers:\n  - {{Linear: 2, {key}: 1}}\n")
+
+
+def test_two_real_types_still_say_several_types():
+    with pytest.raises(SpecError, match="several types"):
+        analyze_text("name: r\ninput: [4]\nlayers:\n  - {Linear: 2, ReLU: ~}\n")
+
+
+def test_sparsity_on_a_block_instance_prunes_every_weighted_layer():
+    """`sparsity:` on a block instance was silently ignored. It prunes each layer with a
+    weight inside (Linear 8->4: 32 weights, half kept, + 4 biases), skips the unweighted
+    ones, and a layer's own sparsity wins (4*4 weights, a quarter pruned)."""
+    body = ("      - {Linear: 4}\n      - $act\n"
+            "      - {Linear: 4, sparsity: 0.25}\n")
+    report = analyze_text(_block_spec(body, "{B: ~, sparsity: 0.5}"))
+    rows = {r.type + str(i): r for i, r in enumerate(report.layers)}
+    assert [(r.params, r.nonzero_params, r.macs, r.nonzero_macs) for r in rows.values()] == [
+        (36, 36 - 16, 32, 16), (0, None, 0, None), (20, 20 - 4, 16, 12)]
+    assert report.totals.nonzero_params == 20 + 0 + 16
+
+
+def test_sparsity_on_a_block_reaches_nested_blocks():
+    spec = ("name: n\ninput: [8]\nblocks:\n  In:\n    layers: [{Linear: 8}]\n"
+            "  Out:\n    layers: [In, ReLU]\nlayers:\n  - {Out: ~, sparsity: 0.75}\n")
+    row = analyze_text(spec).layers[0]
+    assert (row.params, row.nonzero_params) == (72, 72 - 48)

@@ -229,7 +229,7 @@ def test_schema_accepts_a_rich_spec(schema):
     ("input: [3]\nlayers: [{ReLU: ~, sparsity: 1.5}]\n", "sparsity out of range"),
     ("input: [3]\nlayers: [{ReLU: ~, repeat: -1}]\n", "repeat -1"),
     ("input: [3]\nlayers: [{MaxPool2d: {kernel_size: 2, ceil_mode: yes please}}]\n", "bad bool"),
-    ("input: [3]\nlayers: [ReLU]\nbudget: {dtype: int4}\n", "unknown dtype"),
+    ("input: [3]\nlayers: [ReLU]\nbudget: {dtype: int3}\n", "unknown dtype"),
     ("input: [3]\nlayers: [ReLU]\nexpect: {convention: thop}\n", "unknown convention"),
 ])
 def test_schema_rejects(schema, bad: str, why: str):

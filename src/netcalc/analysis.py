@@ -15,7 +15,7 @@ from math import prod
 from typing import TYPE_CHECKING, Any
 
 from . import sections
-from .dtypes import DTYPE_BYTES, INT_BYTES
+from .dtypes import INT_BYTES, Dtypes, nbytes
 from .errors import SpecError
 from .graph import Graph, Node, Ref
 from .layers.base import INT, MAX_NUMEL, TensorInfo
@@ -84,7 +84,7 @@ class Report:
     name: str
     file: str
     batch: int
-    dtype: str
+    dtype: str  # the --dtype; dtypes has the weights', activations' and KV cache's
     inputs: dict[str, tuple[int, ...]]
     layers: list[LayerResult]
     outputs: dict[str, tuple[int, ...]]
@@ -99,10 +99,12 @@ class Report:
     #: (bytes, where); not in the JSON
     timelines: dict[str, list[tuple[int, str]]] = field(default_factory=dict, repr=False,
                                                         compare=False)
+    dtypes: Dtypes = field(default_factory=Dtypes)
 
 
 def tensor_bytes(t: TensorInfo, dtype: str) -> int:
-    return t.numel * (INT_BYTES if t.dtype == INT else DTYPE_BYTES[dtype])
+    """Bytes of an activation tensor: token ids are int64 whatever the dtype."""
+    return t.numel * INT_BYTES if t.dtype == INT else nbytes(t.numel, dtype)
 
 
 def input_field(t: TensorInfo) -> RF | None:
@@ -113,11 +115,11 @@ def input_field(t: TensorInfo) -> RF | None:
 
 
 @paused_gc()
-def analyze_graph(graph: Graph, dtype: str = "float32",
+def analyze_graph(graph: Graph, dtype: "str | Dtypes" = "float32",
                   train: "TrainOptions | None" = None) -> Report:
-    if dtype not in DTYPE_BYTES:
-        raise SpecError(f"unknown dtype {dtype!r} ({', '.join(DTYPE_BYTES)})")
-    wbytes = DTYPE_BYTES[dtype]
+    """``dtype``: one dtype for everything, or the report's :class:`Dtypes`."""
+    dtypes = Dtypes.of(dtype)
+    act = dtypes.activation
     values: dict[Ref, TensorInfo] = {Ref(n): t for n, t in graph.inputs.items()}
     fields: dict[Ref, RF | None] = {Ref(n): input_field(t) for n, t in graph.inputs.items()}
     rows: list[LayerResult] = []
@@ -130,7 +132,7 @@ def analyze_graph(graph: Graph, dtype: str = "float32",
             rfs = node.layer.output_fields([fields[s] for s in node.sources])
             for i, rf in enumerate(rfs):
                 fields[Ref(node.name, i)] = rf
-            rows.append(_row(graph, node, outs, rfs[0], dtype, wbytes))
+            rows.append(_row(graph, node, outs, rfs[0], dtypes))
         for name, ref in graph.outputs:
             if ref not in values:
                 n = len(graph.by_name[ref.node].layer.outputs)
@@ -138,14 +140,14 @@ def analyze_graph(graph: Graph, dtype: str = "float32",
     except SpecError as err:
         raise err.located(graph.spec.file) from None
     totals = Totals()
-    totals.input_bytes = sum(tensor_bytes(t, dtype) for t in graph.inputs.values())
-    timeline = _timeline(graph, rows, dtype)
+    totals.input_bytes = sum(tensor_bytes(t, act) for t in graph.inputs.values())
+    timeline = _timeline(graph, rows, act)
     totals.peak_activation_bytes = max(live for live, _ in timeline)
     report = Report(
         name=graph.spec.name,
         file=graph.spec.file,
         batch=next(iter(graph.inputs.values())).shape[0],
-        dtype=dtype,
+        dtype=dtypes.dtype,
         inputs={n: t.shape for n, t in graph.inputs.items()},
         layers=rows,
         outputs={name: values[ref].shape for name, ref in graph.outputs},
@@ -154,6 +156,7 @@ def analyze_graph(graph: Graph, dtype: str = "float32",
         graph=graph,
         train=train,
         timelines={"inference": timeline},
+        dtypes=dtypes,
     )
     try:
         for s in sections.SECTIONS:
@@ -179,8 +182,8 @@ def _value(graph: Graph, values: dict[Ref, TensorInfo], ref: Ref, node: Node) ->
     return t
 
 
-def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None, dtype: str,
-         wbytes: int) -> LayerResult:
+def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None,
+         dtypes: Dtypes) -> LayerResult:
     layer = node.layer
     params = layer.params()
     if params > MAX_NUMEL:
@@ -196,10 +199,10 @@ def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None, dtype:
         tied_to = node.tie
     macs = layer.macs()
     nonzero_params = nonzero_macs = None
-    if node.sparsity is not None:
-        w = layer.weight_shape()
-        if w is None:
-            raise layer.fail(f"sparsity: {node.type} has no weight to prune")
+    w = layer.weight_shape() if node.sparsity is not None else None
+    if node.sparsity is not None and w is None and not node.sparsity_inherited:
+        raise layer.fail(f"sparsity: {node.type} has no weight to prune")
+    if node.sparsity is not None and w is not None:
         pruned = round(prod(w) * node.sparsity)
         nonzero_params = params - pruned
         nonzero_macs = macs - round(macs * node.sparsity)  # MACs scale with the kept weights
@@ -214,8 +217,10 @@ def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None, dtype:
         buffers=layer.buffers(),
         macs=macs,
         flops=layer.flops(),
-        activation_bytes=0 if layer.HELD else sum(tensor_bytes(t, dtype) for t in outs),
-        weight_bytes=params * wbytes,
+        activation_bytes=0 if layer.HELD else sum(tensor_bytes(t, dtypes.activation)
+                                                  for t in outs),
+        # a layer's parameters are stored as one packed tensor (int4: whole bytes)
+        weight_bytes=dtypes.weight_bytes(params),
         rf=rf,
         line=node.mark.line,
         tied_to=tied_to,

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .args import INT64_MAX
-from .dtypes import DTYPE_BYTES
+from .dtypes import DTYPE_BITS, Dtypes
 from .metrics import BUDGETABLE, METRICS
 from .errors import Mark, SpecError, did_you_mean
 from .units import parse_quantity, significant
@@ -52,10 +52,12 @@ TRAINING_TOTALS = tuple(m.key for m in METRICS if m.training and m.budget)
 BYTES = {m.key for m in METRICS if m.bytes}
 #: keys that set how the report is computed rather than what it must say
 TRAIN_SETTINGS = ("device", "optimizer", "precision", "checkpoint")
-SETTINGS = ("batch", "dtype", "convention", *TRAIN_SETTINGS)
+#: beside ``dtype``, as the options --weight-dtype ... of `netcalc shapes`
+DTYPE_SETTINGS = ("weight_dtype", "activation_dtype", "kv_dtype", "quant_group_size")
+SETTINGS = ("batch", "dtype", *DTYPE_SETTINGS, "convention", *TRAIN_SETTINGS)
 EXPECT_KEYS = ("output", "outputs", "receptive_field", *TOTALS, *SETTINGS)
 BUDGET_KEYS = (*TOTALS, *SETTINGS)
-DTYPES = tuple(DTYPE_BYTES)  # the --dtype choices of `netcalc shapes`
+DTYPES = tuple(DTYPE_BITS)  # the --dtype choices of `netcalc shapes`
 
 #: descriptions, for the JSON Schema and the docs
 KEY_DOCS = {
@@ -66,6 +68,10 @@ KEY_DOCS = {
     **{m.key: m.doc for m in METRICS},
     "batch": "batch size the values are computed at (default 1)",
     "dtype": "dtype the byte values are computed at (default float32)",
+    "weight_dtype": "dtype of the weights (default: dtype)",
+    "activation_dtype": "dtype of inputs and layer outputs (default: dtype)",
+    "kv_dtype": "dtype of the KV cache (default: dtype)",
+    "quant_group_size": "quantized weights: one 16-bit scale per this many weights",
     "convention": "MAC counting convention of macs/flops (default: netcalc, or --convention)",
     "device": "training figures: the kernels, cuda (default) or cpu",
     "optimizer": "training figures: sgd, momentum, adam or adamw (default)",
@@ -366,7 +372,7 @@ def evaluate(spec: Any, convention: str | None = None, reports: "_Reports | None
     return checks
 
 
-def _settings(section: str, block: LMap) -> tuple[int, str, str | None, Any]:
+def _settings(section: str, block: LMap) -> tuple[int, Dtypes, str | None, Any]:
     batch = block.get("batch", 1)
     if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= INT64_MAX:
         raise SpecError(f"{section}.batch must be an int from 1 to 2**63 - 1, got {batch!r}",
@@ -379,7 +385,19 @@ def _settings(section: str, block: LMap) -> tuple[int, str, str | None, Any]:
     if convention is not None and convention not in convention_names():
         raise SpecError(f"{section}.convention must be one of {', '.join(convention_names())}, "
                         f"got {convention!r}", block.value_mark("convention"))
-    return batch, dtype, convention, _train_settings(section, block, dtype, convention)
+    return (batch, _dtypes(section, block, dtype), convention,
+            _train_settings(section, block, dtype, convention))
+
+
+def _dtypes(section: str, block: LMap, dtype: str) -> Dtypes:
+    """The report's dtypes; an error is located at the setting it names."""
+    given = [block.get(k) for k in DTYPE_SETTINGS]
+    try:
+        return Dtypes.of(dtype, *given, names={k: k for k in ("dtype", *DTYPE_SETTINGS)})
+    except SpecError as err:
+        key = err.file or "dtype"
+        raise SpecError(f"{section}.{key}: {err.message}",
+                        block.value_mark(key) if key in block else block.mark) from None
 
 
 def _train_settings(section: str, block: LMap, dtype: str, convention: str | None) -> Any:

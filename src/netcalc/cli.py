@@ -17,6 +17,7 @@ from typing import NoReturn, Optional
 
 import typer
 
+from .dtypes import DTYPE_BITS, Dtypes
 from .errors import SpecError
 from .textsafe import text
 
@@ -118,6 +119,30 @@ NO_BACKWARD = ("counts no backward pass; --train works with --convention netcalc
                "flopcounter")
 
 
+DTYPE_HELP = f"{' | '.join(DTYPE_BITS)}: weights, activations and KV cache"
+# one OptionInfo per option, shared by `shapes` and `fit`
+WEIGHT_DTYPE = typer.Option(None, "--weight-dtype", help="dtype of the weights (default: --dtype)")
+ACTIVATION_DTYPE = typer.Option(None, "--activation-dtype",
+                                help="dtype of inputs and layer outputs (default: --dtype)")
+KV_DTYPE = typer.Option(None, "--kv-dtype", help="dtype of the KV cache (default: --dtype)")
+GROUP_SIZE = typer.Option(None, "--quant-group-size", metavar="G",
+                          help="quantized weights: one 16-bit scale per G weights")
+
+
+def dtypes_option(dtype: str, weight: str | None, activation: str | None, kv: str | None,
+                  group: str | None) -> Dtypes:
+    """The report's Dtypes from the CLI's options; a bad one is a SpecError naming it.
+    The group size is read here, not by typer, so a bad one is one line, not a usage."""
+    size = None
+    if group is not None:
+        try:
+            size = int(group)
+        except ValueError:
+            raise SpecError(f"must be an int >= 1, got {group!r}",
+                            file="--quant-group-size") from None
+    return Dtypes.of(dtype, weight, activation, kv, size)
+
+
 def train_options(train: bool, device: str, optimizer: str, precision: str | None,
                   checkpoint: list[str] | None, loss: str, convention: str = "netcalc"):
     """The TrainOptions the CLI's training flags ask for, or None without --train."""
@@ -171,7 +196,11 @@ def shapes(
     input: Optional[list[str]] = typer.Option(None, "--input", "-i",
                                               help="per-sample input shape, e.g. 3x224x224"),
     batch: int = typer.Option(1, "--batch", "-b", min=1, max=2**63 - 1, help="batch size (dim 0)"),
-    dtype: str = typer.Option("float32", help="float32 | float16 | bfloat16 | int8"),
+    dtype: str = typer.Option("float32", help=DTYPE_HELP),
+    weight_dtype: Optional[str] = WEIGHT_DTYPE,
+    activation_dtype: Optional[str] = ACTIVATION_DTYPE,
+    kv_dtype: Optional[str] = KV_DTYPE,
+    quant_group_size: Optional[str] = GROUP_SIZE,
     format: str = typer.Option("table", "--format", "-f", help=FORMAT_HELP),
     depth: Optional[int] = typer.Option(None, min=1, help="collapse block instances below this depth"),
     kv_cache: bool = typer.Option(False, "--kv-cache",
@@ -196,15 +225,15 @@ def shapes(
 
     if format not in FORMATS:
         fail(f"--format: unknown format {format!r} ({', '.join(FORMATS)})")
-    if dtype not in analysis.DTYPE_BYTES:  # an option's fault, not the spec's
-        fail(f"--dtype: unknown dtype {dtype!r} ({', '.join(analysis.DTYPE_BYTES)})")
     _check_convention(convention)
     max_bytes = _file_size(max_file_size)
     try:
+        dtypes = dtypes_option(dtype, weight_dtype, activation_dtype, kv_dtype,
+                               quant_group_size)  # an option's fault, not the spec's
         options = train_options(train, device, optimizer, precision, checkpoint, loss,
                                 convention)
         s = spec_mod.load(spec_file, max_bytes)
-        report = analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)), dtype,
+        report = analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)), dtypes,
                                         options)
     except SpecError as err:
         fail(err)
@@ -230,7 +259,11 @@ def fit(
                                help="device memory, e.g. 24GB (24e9 bytes) or 24GiB (24*2^30)"),
     input: Optional[list[str]] = typer.Option(None, "--input", "-i",
                                               help="per-sample input shape, e.g. 3x224x224"),
-    dtype: str = typer.Option("float32", help="float32 | float16 | bfloat16 | int8"),
+    dtype: str = typer.Option("float32", help=DTYPE_HELP),
+    weight_dtype: Optional[str] = WEIGHT_DTYPE,
+    activation_dtype: Optional[str] = ACTIVATION_DTYPE,
+    kv_dtype: Optional[str] = KV_DTYPE,
+    quant_group_size: Optional[str] = GROUP_SIZE,
     format: str = typer.Option("table", "--format", "-f", help="table | json"),
     train: bool = typer.Option(False, "--train", help="fit a training step (else inference)"),
     device: str = typer.Option("cuda", "--device", "-d", help=DEVICE_HELP),
@@ -254,9 +287,11 @@ def fit(
         fail(f"--format: unknown format {format!r} (table, json)")
     try:
         budget = _parse_memory(memory)
+        dtypes = dtypes_option(dtype, weight_dtype, activation_dtype, kv_dtype,
+                               quant_group_size)
         options = train_options(train, device, optimizer, precision, checkpoint, loss)
         s = spec_mod.load(spec_file)
-        result = fit_batch(s, budget, dtype=dtype, input_shapes=_input_shapes(s, input),
+        result = fit_batch(s, budget, dtype=dtypes, input_shapes=_input_shapes(s, input),
                            train=options)
     except SpecError as err:
         fail(err)

@@ -557,7 +557,7 @@ def apply(report: "Report", name: str, ctx: Context = DEFAULT_CONTEXT) -> "Repor
         extra = dict(r.extra)
         extra["convention"] = rule.id
         nonzero = r.nonzero_macs
-        if node is not None and node.sparsity is not None:
+        if r.nonzero_macs is not None and node is not None:  # a pruned layer
             nonzero = macs - round(macs * node.sparsity)
         rows.append(replace(r, macs=macs, flops=2 * macs, nonzero_macs=nonzero, extra=extra))
     totals = replace(report.totals, macs=sum(r.macs for r in rows),

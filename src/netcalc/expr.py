@@ -3,7 +3,8 @@
 An expression is parsed with :mod:`ast` and walked over a whitelist: integer and
 float literals, argument names, ``+ - * / // %``, unary minus, parentheses,
 ``min(...)`` and ``max(...)``. Nothing else is accepted, so nothing in a spec is
-ever executed. ``/`` is exact division: it yields an int when the result is whole.
+ever executed. ``/`` is exact division: the result must be whole (``${7/2}`` is an
+error, ``${7//2}`` is 3), so a block argument never turns into a fractional size.
 """
 
 from __future__ import annotations
@@ -37,10 +38,16 @@ class ExprError(ValueError):
     """An expression that is not allowed or cannot be evaluated."""
 
 
-def _norm(x: Any) -> Any:
-    if isinstance(x, Fraction):
-        return int(x) if x.denominator == 1 else float(x)
-    return x
+def _divide(a: Any, b: Any, text: str) -> int:
+    """``a / b`` computed exactly (Fractions, no float rounding); only a whole result is
+    allowed, because README promises integer arithmetic."""
+    if b == 0:
+        raise ExprError("division by zero")
+    q = Fraction(a) / Fraction(b)
+    if q.denominator != 1:
+        raise ExprError(f"{text} is {float(q):g}, not an integer: `/` is exact division "
+                        "(use // to round down)")
+    return int(q)
 
 
 def _hint(name: str, env: Mapping[str, Any]) -> str:
@@ -82,10 +89,7 @@ def evaluate(text: str, env: Mapping[str, Any]) -> Any:
         if isinstance(node, ast.BinOp):
             a, b = walk(node.left), walk(node.right)
             if isinstance(node.op, ast.Div):
-                if b == 0:
-                    raise ExprError("division by zero")
-                q = Fraction(a) / Fraction(b) if isinstance(a, int) and isinstance(b, int) else a / b
-                return _norm(q)
+                return _divide(a, b, ast.unparse(node))
             op = _BINOPS.get(type(node.op))
             if op is None:
                 raise ExprError(f"operator {type(node.op).__name__} is not allowed")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable
 
 from .analysis import Report, analyze_graph
-from .dtypes import DTYPE_BYTES, INT_BYTES
+from .dtypes import INT_BYTES, Dtypes, nbytes
 from .graph import build
 from .layers.base import TensorInfo
 from .perf import paused_gc
@@ -44,9 +44,11 @@ def memory_curve(report: Report) -> list[int]:
     if report.train is not None:
         return [live for live, _ in report.timelines["training"]]
     t = report.totals
-    buffer_bytes = sum(r.buffers for r in report.layers) * DTYPE_BYTES[report.dtype]
     int_buffers = sum(n.layer.int_buffers() for n in report.graph.nodes) if report.graph else 0
-    base = t.weight_bytes + buffer_bytes + int_buffers * (INT_BYTES - DTYPE_BYTES[report.dtype])
+    float_buffers = sum(r.buffers for r in report.layers) - int_buffers
+    # buffers (running statistics, tables) are kept at the compute (activation) dtype
+    buffer_bytes = nbytes(float_buffers, report.dtypes.activation) + int_buffers * INT_BYTES
+    base = t.weight_bytes + buffer_bytes
     return [base + live for live, _ in report.timelines["inference"]]
 
 
@@ -56,7 +58,7 @@ def memory_of(report: Report) -> int:
 
 
 @paused_gc()
-def fit_batch(spec: "Spec", memory: int, *, dtype: str = "float32",
+def fit_batch(spec: "Spec", memory: int, *, dtype: "str | Dtypes" = "float32",
               input_shapes: dict[str, tuple[int, ...]] | None = None,
               train: "TrainOptions | None" = None) -> FitResult:
     graph = build(spec, 1, input_shapes)  # layers do not depend on the batch: build once

@@ -55,6 +55,8 @@ class Node:
     tie: str | None = None
     trainable: bool = True
     sparsity: float | None = None
+    #: the sparsity came from an enclosing block instance: it skips unweighted layers
+    sparsity_inherited: bool = False
 
     @property
     def type(self) -> str:
@@ -77,9 +79,13 @@ def _subst(value: Any, env: dict[str, Any], mark: Mark) -> Any:
     try:
         if isinstance(value, LMap):
             out = LMap()
-            out.mark, out.key_marks, out.value_marks = value.mark, value.key_marks, value.value_marks
+            out.mark, out.key_marks, out.value_marks = value.mark, {}, {}
             for k, v in value.items():
-                out[k] = _subst(v, env, value.value_mark(k))
+                key = _subst_key(k, env, value.key_mark(k))
+                if key in out:
+                    raise SpecError(f"key {k!r} repeats {key!r}", value.key_mark(k))
+                out[key] = _subst(v, env, value.value_mark(k))
+                out.key_marks[key], out.value_marks[key] = value.key_mark(k), value.value_mark(k)
             return out
         if isinstance(value, LList):
             items = LList(_subst(v, env, value.item_mark(i)) for i, v in enumerate(value))
@@ -88,6 +94,15 @@ def _subst(value: Any, env: dict[str, Any], mark: Mark) -> Any:
         return substitute(value, env)
     except ExprError as exc:
         raise SpecError(str(exc), mark) from None
+
+
+def _subst_key(key: Any, env: dict[str, Any], mark: Mark) -> Any:
+    """A mapping key may be a block argument too (``- {$act: ~}``, like ``- $act``):
+    it must come out a string, as every key of a spec is."""
+    new = substitute(key, env)
+    if not isinstance(new, str):
+        raise SpecError(f"key {key!r} is {new!r}: a key must be a string", mark)
+    return new
 
 
 class _Builder:
@@ -112,6 +127,7 @@ class _Builder:
             self.paths[name] = Ref(name)
         self.block_stack: list[str] = []
         self.parsed: dict[tuple[int, int], Entry] = {}  # see entry()
+        self.sparsity: float | None = None  # of the innermost block instance that sets one
 
     # -------------------------------------------------------------- references
     def resolve(self, ref: str, mark: Mark, scope: dict[str, Ref], prefix: str) -> Ref:
@@ -256,7 +272,9 @@ class _Builder:
             if tref is None or tref.node not in self.by_name:
                 raise SpecError(f"tie: unknown layer {tname!r}", tmark)
             tie = tref.node
-        node = Node(full, layer, sources, entry.mark, tie, entry.trainable, entry.sparsity)
+        inherited = entry.sparsity is None and self.sparsity is not None
+        node = Node(full, layer, sources, entry.mark, tie, entry.trainable,
+                    self.sparsity if inherited else entry.sparsity, inherited)
         self.nodes.append(node)
         self.by_name[full] = node
         return Ref(full)
@@ -269,10 +287,14 @@ class _Builder:
         self.containers[full] = block.name
         scope = dict(zip(block.inputs, sources))
         self.block_stack.append(block.name)
+        outer = self.sparsity
+        if entry.sparsity is not None:  # every weighted layer inside, unless it sets its own
+            self.sparsity = entry.sparsity
         try:
             out = self.scope(block.layers, full + ".", env, scope, sources, block.numbered)
         finally:
             self.block_stack.pop()
+            self.sparsity = outer
         return out
 
 

@@ -176,6 +176,10 @@ def _settings() -> dict:
     settings = {
         "batch": {"type": "integer", "minimum": 1, "description": KEY_DOCS["batch"]},
         "dtype": {"enum": list(DTYPES), "description": KEY_DOCS["dtype"]},
+        **{k: {"enum": list(DTYPES), "description": KEY_DOCS[k]}
+           for k in ("weight_dtype", "activation_dtype", "kv_dtype")},
+        "quant_group_size": {"type": "integer", "minimum": 1,
+                             "description": KEY_DOCS["quant_group_size"]},
         "convention": {"enum": list(NAMES), "description": KEY_DOCS["convention"]},
         "device": {"enum": list(DEVICES), "description": KEY_DOCS["device"]},
         "optimizer": {"enum": list(OPTIMIZERS), "description": KEY_DOCS["optimizer"]},

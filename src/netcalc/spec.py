@@ -117,6 +117,7 @@ def parse_entry(raw: Any, mark: Mark, known_types: set[str]) -> Entry:
     if not isinstance(raw, LMap):
         raise SpecError(f"a layer entry is a type name or a mapping, got {raw!r}", mark)
     types = [k for k in raw if k not in RESERVED]
+    _check_misspelt_reserved(raw, types, known_types)
     if not types:
         raise SpecError("layer entry has no layer type (keys: "
                         f"{', '.join(map(str, raw)) or 'none'})", raw.mark)
@@ -153,6 +154,15 @@ def parse_entry(raw: Any, mark: Mark, known_types: set[str]) -> Entry:
                             raw.value_mark("sparsity"))
         entry.sparsity = float(s)
     return entry
+
+
+def _check_misspelt_reserved(raw: LMap, types: list[Any], known: set[str]) -> None:
+    """``reapeat: 2`` beside a type would read as a second type: name the reserved key."""
+    for key in types:
+        if isinstance(key, str) and key not in known:
+            hint = did_you_mean(key, RESERVED)
+            if hint:
+                raise SpecError(f"unknown key {key!r} in a layer entry{hint}", raw.key_mark(key))
 
 
 def _check_type(name: Any, mark: Mark, known: set[str]) -> None:

@@ -20,6 +20,7 @@ def fit_dict(r: FitResult) -> dict:
         "memory_bytes": r.memory,
         "mode": "training" if r.train else "inference",
         "dtype": report.dtype,
+        **report.dtypes.json(),
         "batch": r.batch,
         "needed_bytes": r.needed,
         "next_batch_bytes": r.needed_next,
@@ -53,5 +54,5 @@ def render_fit(r: FitResult, fmt: str) -> str:
         t = report.totals
         lines.append(f"  weights {human_bytes(t.weight_bytes)} + buffers + inference peak of "
                      f"live activations {human_bytes(t.peak_activation_bytes)} "
-                     f"at {report.dtype}")
+                     f"at {report.dtypes.label()}")
     return "\n".join(lines) + "\n"

@@ -35,7 +35,7 @@ def render_table(report: Report, depth: int | None) -> str:
     right = [c.numeric for c in cols]
     inputs = ", ".join(shape_text(v) if k == "input" else f"{k} {shape_text(v)}"
                        for k, v in report.inputs.items())
-    out = [f"{text(report.name)}  ·  input {inputs}  ·  {report.dtype}",
+    out = [f"{text(report.name)}  ·  input {inputs}  ·  {report.dtypes.label()}",
            _line("┏", "━", "┳", "┓", widths),
            _row(titles, widths, [c.numeric for c in cols], "┃"),
            _line("┡", "━", "╇", "┩", widths)]
@@ -53,7 +53,7 @@ def summary_lines(report: Report) -> list[str]:
         f"Params: {t.params:,} ({human(t.params)}); trainable {t.trainable_params:,}; "
         f"buffers {t.buffers:,}",
         f"MACs: {t.macs:,} ({human(t.macs, 'MAC')}); FLOPs: {t.flops:,} ({human(t.flops, 'FLOP')})",
-        f"Memory at {report.dtype}: weights {human_bytes(t.weight_bytes)}, activations "
+        f"Memory at {report.dtypes.label()}: weights {human_bytes(t.weight_bytes)}, activations "
         f"{human_bytes(t.activation_bytes)} (all layer outputs), inference peak "
         f"{human_bytes(t.peak_activation_bytes)}, input {human_bytes(t.input_bytes)}",
     ]

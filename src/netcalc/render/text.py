@@ -33,7 +33,8 @@ def render_csv(report: Report, depth: int | None) -> str:
 
 def render_markdown(report: Report, depth: int | None) -> str:
     inputs = ", ".join(f"{k} {shape_text(v)}" for k, v in report.inputs.items())
-    lines = [f"### {markdown(report.name)}", "", f"Input: {inputs} · dtype {report.dtype}", ""]
+    lines = [f"### {markdown(report.name)}", "",
+             f"Input: {inputs} · dtype {report.dtypes.label()}", ""]
     cols = columns(report)
     lines.append("| " + " | ".join(c.title for c in cols) + " |")
     lines.append("|" + "|".join("---:" if c.numeric else "---" for c in cols) + "|")

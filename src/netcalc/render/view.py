@@ -129,6 +129,7 @@ def report_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
         "file": report.file,
         "batch": report.batch,
         "dtype": report.dtype,
+        **report.dtypes.json(),
         "inputs": {k: list(v) for k, v in report.inputs.items()},
         "layers": [layer_dict(r) for r in collapse(report, depth)],
         "outputs": {k: list(v) for k, v in report.outputs.items()},

@@ -22,7 +22,7 @@ leaves a remainder):
   tied, and counts causal attention at half the full L x L products).
 * ``causal_macs``: total MACs with each causal attention counted at its causal-only
   figure (``Layer.causal_macs``; present when the model has causal attention).
-* Memory: ``weight_bytes`` at the report's dtype, ``activation_bytes`` (all layer
+* Memory: ``weight_bytes`` at the report's weight dtype, ``activation_bytes`` (all layer
   outputs) and ``peak_activation_bytes`` for the given batch and length, and for
   decoder models (causal attention) the KV cache: ``kv_cache_bytes_per_token``
   (one token of one sequence) and ``kv_cache_bytes`` (batch * n_ctx tokens).
@@ -41,7 +41,7 @@ from fractions import Fraction
 from math import prod
 from typing import TYPE_CHECKING, Any
 
-from ..dtypes import DTYPE_BYTES
+from ..dtypes import nbytes
 from ..layers.base import INT, Layer
 from ..rf import fraction_json
 from . import register_section
@@ -58,12 +58,16 @@ def _layers(report: "Report") -> list[Layer]:
     return [node.layer for node in report.graph.nodes] if report.graph is not None else []
 
 
+def kv_cache_elements(report: "Report") -> int:
+    """KV-cache elements one token of one sequence adds; 0 without causal attention."""
+    return sum(lay.kv_cache_elements() for lay in _layers(report))
+
+
 def kv_cache_bytes_per_token(report: "Report", dtype: str | None = None) -> int | None:
-    """KV-cache bytes one token of one sequence adds; None without causal attention."""
-    elements = sum(lay.kv_cache_elements() for lay in _layers(report))
-    if not elements:
-        return None
-    return elements * DTYPE_BYTES[dtype or report.dtype]
+    """KV-cache bytes one token of one sequence adds, at the report's kv dtype; None
+    without causal attention."""
+    elements = kv_cache_elements(report)
+    return nbytes(elements, dtype or report.dtypes.kv) if elements else None
 
 
 def sequence_section(report: "Report") -> dict[str, Any] | None:
@@ -109,6 +113,7 @@ def sequence_section(report: "Report") -> dict[str, Any] | None:
         "activation_bytes": totals.activation_bytes,
         "peak_activation_bytes": totals.peak_activation_bytes,
         "dtype": report.dtype,
+        **report.dtypes.json(),
     }
     widths = {d for _, d in terms}
     if len(widths) == 1:
@@ -119,7 +124,9 @@ def sequence_section(report: "Report") -> dict[str, Any] | None:
     kv = kv_cache_bytes_per_token(report)
     if kv is not None:
         section["kv_cache_bytes_per_token"] = kv
-        section["kv_cache_bytes"] = kv * tokens
+        # the whole cache is one tensor: a sub-byte dtype rounds once, not per token
+        section["kv_cache_bytes"] = nbytes(kv_cache_elements(report) * tokens,
+                                           report.dtypes.kv)
     return section
 
 
