@@ -75,6 +75,17 @@ FAMILIES = {
              "- {name: a, ScaledDotProductAttention: {is_causal: true}, from: [q, q, q]}\n"
              "- {name: v, Linear: 4}\n"
              "- {ScaledDotProductAttention: ~, from: [q, q, v]}"),
+    # T5's attention: an additive bias that needs a gradient (CPU's math path), scale 1.0;
+    # a computed mask broadcast over heads and queries; a constant 2-d mask (CPU's flash
+    # kernel, which keeps it for the backward)
+    "sdpa_bias": ("[2, 6, 8]", "- {name: q, Identity: ~}\n"
+                  "- {name: bias, Parameter: {shape: [1, 2, 6, 6]}}\n"
+                  "- {name: t5, ScaledDotProductAttention: {scale: 1.0}, from: [q, q, q, bias]}\n"
+                  "- {name: k, Linear: 8}\n- {name: m, Linear: 5, from: q}\n"
+                  "- {name: mask, Sum: {dim: -1, keepdim: true}, from: m}\n"
+                  "- {name: o2, ScaledDotProductAttention: ~, from: [t5, k, k, mask]}\n"
+                  "- {name: c, Constant: [6, 6]}\n"
+                  "- {ScaledDotProductAttention: ~, from: [o2, k, k, c]}"),
     "transformer": ("[6, 8]", "- {name: enc, TransformerEncoderLayer: {nhead: 2, "
                     "dim_feedforward: 16}}\n- {TransformerDecoderLayer: {nhead: 2, "
                     "dim_feedforward: 16, norm_first: true}, from: [enc, input]}"),

@@ -136,6 +136,10 @@ CASES = [
      [(2, 3, 6, 5)], 0, 6 * 6 * 9 * (8 + 5), 6 * 6 * 9 * 6),
     ("ScaledDotProductAttention", {"is_causal": True}, [(2, 3, 6, 8)] * 3,
      [(2, 3, 6, 8)], 0, 6 * 6 * 6 * 16, 6 * 6 * 6 * 7),
+    # an additive bias (T5's relative positions) broadcast over the batch: + 1 per score
+    ("ScaledDotProductAttention", {"scale": 1.0},
+     [(2, 3, 6, 8), (2, 3, 9, 8), (2, 3, 9, 5), (1, 3, 6, 9)], [(2, 3, 6, 5)], 0,
+     6 * 6 * 9 * (8 + 5), 6 * 6 * 9 * 7),
     ("ScaledDotProductAttention", {"enable_gqa": True},
      [(2, 4, 6, 8), (2, 2, 6, 8), (2, 2, 6, 8)], [(2, 4, 6, 8)], 0, 8 * 6 * 6 * 16, 8 * 36 * 6),
     # transformer layers: the sum of their parts
@@ -309,6 +313,12 @@ layers:
 
 
 def test_attention_input_errors():
+    with fails("the bias [2, 6, 9] does not broadcast to the scores [2, 3, 6, 9]"):
+        run(make("ScaledDotProductAttention"), (2, 3, 6, 8), (2, 3, 9, 8), (2, 3, 9, 8),
+            (2, 6, 9))
+    with fails("is_causal with a bias input"):
+        run(make("ScaledDotProductAttention", {"is_causal": True}), *[(2, 3, 6, 8)] * 3,
+            (6, 6))
     with fails("q and k feature sizes differ"):
         run(make("ScaledDotProductAttention"), (1, 2, 5, 8), (1, 2, 5, 4), (1, 2, 5, 4))
     with fails("(with fewer k/v heads, set enable_gqa: true)"):

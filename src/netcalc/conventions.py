@@ -302,7 +302,7 @@ def _fc_sdpa(layer: "Layer", ctx: Context) -> int:
 
 
 def _fc_sdpa_backward(layer: "Layer", grads: "Grads", ctx: Context) -> int:
-    if ctx.device == "cpu" and layer.fused_on_cpu(training=True):
+    if ctx.device == "cpu" and layer.fused_on_cpu(training=True, grads=grads):
         return 0
     return 2 * layer.backward_macs(grads)
 

@@ -55,9 +55,10 @@ def causal_kept(length_q: int, length_k: int) -> int:
     return m * (m + 1) // 2 + (length_q - m) * length_k
 
 
-def attention_core_flops(scores: int, causal: bool = False) -> int:
-    """Element-wise FLOPs of scale (+ mask) + softmax over ``scores`` elements."""
-    return scores * (1 + (1 if causal else 0) + Softmax.FLOPS)
+def attention_core_flops(scores: int, masked: bool = False) -> int:
+    """Element-wise FLOPs of scale (+ a causal mask or a bias add) + softmax over
+    ``scores`` elements."""
+    return scores * (1 + (1 if masked else 0) + Softmax.FLOPS)
 
 
 # ---------------------------------------------------------------------- MHA
@@ -212,22 +213,28 @@ class MultiheadAttention(Layer):
 
 
 # ---------------------------------------------------------------------- SDPA
+def broadcasts_to(mask: Shape, target: Shape) -> bool:
+    """torch's broadcasting of ``mask`` to ``target`` without growing ``target``."""
+    return len(mask) <= len(target) and all(
+        m in (1, t) for m, t in zip(reversed(mask), reversed(target)))
+
+
 @register
 class ScaledDotProductAttention(Parameterless):
-    """softmax(q k^T * scale) v over (..., L, E) inputs q, k, v; optional causal mask."""
+    """softmax(q k^T * scale + bias) v over (..., L, E) q, k, v and an optional bias."""
 
     PRIMARY = None
-    ARITY = (3, 3)
+    ARITY = (3, 4)
     AUTOCAST = LOWER
     MACS_FORMULA = "B*L*S*E + B*L*S*Ev (full L x S even when causal)"
 
     is_causal = Arg(Bool(), False, doc="causal mask (top-left aligned, as torch)")
     dropout_p = Arg(Probability, 0.0, doc="dropout on attention weights (training only)")
-    scale = Arg(Float(0.0), None, doc="score scale; default 1/sqrt(E)")
+    scale = Arg(Float(0.0), None, doc="score scale; default 1/sqrt(E) (T5: 1.0)")
     enable_gqa = Arg(Bool(), False,
                      doc="grouped-query attention: k/v may have fewer heads (dim -3)")
 
-    def shape(self, q: Shape, k: Shape, v: Shape) -> Shape:
+    def shape(self, q: Shape, k: Shape, v: Shape, mask: Shape | None = None) -> Shape:
         for name, s in (("q", q), ("k", k), ("v", v)):
             if len(s) < 3:
                 raise self.fail(f"ScaledDotProductAttention needs inputs (N, ..., L, E); "
@@ -250,10 +257,22 @@ class ScaledDotProductAttention(Parameterless):
                 hint = (" (with fewer k/v heads, set enable_gqa: true)"
                         if len(q) >= 4 and lead_q[:-1] == lead_k[:-1] else "")
                 raise self.fail(f"q and k leading dims differ: q {list(q)}, k {list(k)}{hint}")
+        if mask is not None:
+            scores = (*lead_q, q[-2], k[-2])
+            if not broadcasts_to(mask, scores):
+                raise self.fail(f"the bias {list(mask)} does not broadcast to the scores "
+                                f"{list(scores)} (..., L, S)")
+            if self.is_causal:  # torch refuses both
+                raise self.fail("is_causal with a bias input: torch takes one or the other "
+                                "(add the causal mask to the bias)", "is_causal")
         return (*q[:-1], v[-1])
 
+    @property
+    def has_mask(self) -> bool:
+        return len(self.inputs) == 4
+
     def _dims(self) -> tuple[int, int, int, int, int]:
-        q, k, v = (t.shape for t in self.inputs)
+        q, k, v = (t.shape for t in self.inputs[:3])
         return prod(q[:-2]), q[-2], k[-2], q[-1], v[-1]
 
     def macs(self) -> int:
@@ -267,8 +286,9 @@ class ScaledDotProductAttention(Parameterless):
         return b * causal_kept(length, s) * (e + ev)
 
     def elementwise_flops(self) -> int:
+        """Per score: the scale, the causal mask or the bias add, and softmax."""
         b, length, s, _, _ = self._dims()
-        return attention_core_flops(b * length * s, self.is_causal)
+        return attention_core_flops(b * length * s, self.is_causal or self.has_mask)
 
     def extras(self) -> dict[str, Any]:
         return {"causal_macs": self.causal_macs()} if self.is_causal else {}
@@ -277,24 +297,26 @@ class ScaledDotProductAttention(Parameterless):
         """``dV = P^T dO`` (v), ``dP = dO V^T`` (q or k), ``dQ = dS K`` (q), ``dK = dS^T Q``
         (k): each as large as its forward product."""
         b, length, s, e, ev = self._dims()
-        gq, gk, gv = grads.inputs
+        gq, gk, gv = grads.inputs[:3]  # the bias's gradient is dS itself: no product
         return b * length * s * (ev * gv + ev * (gq or gk) + e * gq + e * gk)
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
         """The fused kernels (CPU flash attention for 4-d q, k, v of equal head dims;
-        flash or memory-efficient attention on CUDA) keep q, k, v, the output and the
-        float32 log-sum-exp of each score row (padded to 32 rows on CUDA). CPU's math path
-        (other ranks, a value head dim unlike the query's, or dropout in training;
-        measured) keeps q and k each scaled by sqrt(scale) (new tensors), the softmax
-        weights, with dropout its float mask and the dropped weights, and v."""
+        flash or memory-efficient attention on CUDA) keep q, k, v, the output, the float32
+        log-sum-exp of each score row (padded to 32 rows on CUDA) and the bias. CPU's math
+        path (other ranks, a value head dim unlike the query's, dropout in training, or a
+        bias that needs a gradient; measured) keeps q and k each scaled by sqrt(scale)
+        (new tensors), the softmax weights, with dropout its float mask and the dropped
+        weights, and v (the bias's add keeps nothing)."""
         b, length, s, e, ev = self._dims()
-        if device == "cpu" and not self.fused_on_cpu():
+        if device == "cpu" and not self.fused_on_cpu(grads=grads):
             scores = [saved_extra(b * length * s)] * (3 if self.dropout_p else 1)
             return [saved_extra(b * length * e), saved_extra(b * s * e), *scores,
                     saved_input(2)]
         rows = length if device == "cpu" else -(-length // 32) * 32
+        mask = [saved_input(3)] if self.has_mask else []
         return [saved_input(0), saved_input(1), saved_input(2), saved_output(),
-                saved_extra(b * rows, ACC)]
+                saved_extra(b * rows, ACC), *mask]
 
     def output_order(self, device: str) -> tuple[int, ...] | None:
         """The fused kernels write the output (B, H, L, Ev) as (B, L, H, Ev) in memory
@@ -302,18 +324,21 @@ class ScaledDotProductAttention(Parameterless):
         fused = device == "cuda" or self.fused_on_cpu()
         return (0, 2, 1, 3) if fused and len(self.y) == 4 else None
 
-    def fused_on_cpu(self, training: bool = True) -> bool:
-        """torch's CPU flash kernel takes 4-d q, k, v of equal head dims, and no dropout
-        (measured: with dropout in training the math path runs)."""
-        q, k, v = (t.shape for t in self.inputs)
-        return len(q) == 4 and q[-1] == k[-1] == v[-1] and not (training and self.dropout_p)
+    def fused_on_cpu(self, training: bool = True, grads: Grads | None = None) -> bool:
+        """torch's CPU flash kernel takes 4-d q, k, v of equal head dims, no dropout
+        (measured: with dropout in training the math path runs) and no bias that needs a
+        gradient (``grads``; forward counts run under no_grad, where none does)."""
+        q, k, v = (t.shape for t in self.inputs[:3])
+        bias_grad = self.has_mask and grads is not None and grads.inputs[3]
+        return (len(q) == 4 and q[-1] == k[-1] == v[-1] and not (training and self.dropout_p)
+                and not bias_grad)
 
     def receptive_field(self, fields):
         return sequence_field(fields)
 
     def attention_terms(self) -> list[tuple[int, int]]:
         """d_attn = heads x head dim: the dims of q between batch and length, times E."""
-        q, k, _ = (t.shape for t in self.inputs)
+        q, k = (t.shape for t in self.inputs[:2])
         return [(k[-2], prod(q[1:-2]) * q[-1])]
 
     def kv_cache_elements(self) -> int:
@@ -321,7 +346,7 @@ class ScaledDotProductAttention(Parameterless):
         length), so grouped-query attention is counted right."""
         if not self.is_causal:
             return 0
-        _, k, v = (t.shape for t in self.inputs)
+        k, v = (t.shape for t in self.inputs[1:3])
         return prod(k[1:-2]) * k[-1] + prod(v[1:-2]) * v[-1]
 
     def torch_module(self) -> Any:

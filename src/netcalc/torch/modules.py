@@ -110,19 +110,19 @@ class AttentionOutput(nn.Module):
 
 
 class ScaledDotProductAttention(nn.Module):
-    """torch.nn.functional.scaled_dot_product_attention(q, k, v) as a module."""
+    """torch.nn.functional.scaled_dot_product_attention(q, k, v[, attn_mask]) as a module."""
 
     def __init__(self, is_causal=False, dropout_p=0.0, scale=None, enable_gqa=False):
         super().__init__()
         self.is_causal, self.dropout_p, self.scale = is_causal, dropout_p, scale
         self.enable_gqa = enable_gqa
 
-    def forward(self, q, k, v):
+    def forward(self, q, k, v, attn_mask=None):
         import torch.nn.functional as F
 
         kw = {"enable_gqa": True} if self.enable_gqa else {}
         return F.scaled_dot_product_attention(
-            q, k, v, is_causal=self.is_causal, scale=self.scale,
+            q, k, v, attn_mask=attn_mask, is_causal=self.is_causal, scale=self.scale,
             dropout_p=self.dropout_p if self.training else 0.0, **kw)
 
 
