@@ -86,6 +86,15 @@ FAMILIES = {
                   "- {name: o2, ScaledDotProductAttention: ~, from: [t5, k, k, mask]}\n"
                   "- {name: c, Constant: [6, 6]}\n"
                   "- {ScaledDotProductAttention: ~, from: [o2, k, k, c]}"),
+    # attn_mask, the last input: a constant (the CPU flash kernel keeps it), a learned one
+    # (math path in training), one torch pads for the appended keys
+    "mha_mask": ("[6, 8]", "- {name: c, Constant: [6, 6]}\n"
+                 "- {name: a, MultiheadAttention: {num_heads: 2, attn_mask: true}, "
+                 "from: [input, c]}\n- {name: m, Parameter: [6, 6]}\n"
+                 "- {name: x, Linear: 8, from: a}\n"
+                 "- {name: b, MultiheadAttention: {num_heads: 2, attn_mask: true}, "
+                 "from: [a, x, m]}\n- {MultiheadAttention: {num_heads: 2, attn_mask: true, "
+                 "add_zero_attn: true, add_bias_kv: true}, from: [b, c]}"),
     "transformer": ("[6, 8]", "- {name: enc, TransformerEncoderLayer: {nhead: 2, "
                     "dim_feedforward: 16}}\n- {TransformerDecoderLayer: {nhead: 2, "
                     "dim_feedforward: 16, norm_first: true}, from: [enc, input]}"),

@@ -131,6 +131,11 @@ CASES = [
     # two inputs: query, memory (key = value = memory)
     ("MultiheadAttention", {"num_heads": 2, "bias": False}, [(2, 6, 16), (2, 9, 16)],
      [(2, 6, 16)], mha_params(16, bias=False), mha_macs(2, 6, 9, 16), 2 * 2 * 6 * 9 * 6),
+    # attn_mask (N*H, L, S), the last input: + 1 FLOP per score for its add
+    ("MultiheadAttention", {"num_heads": 4, "attn_mask": True}, [(2, 6, 16), (2, 9, 16),
+                                                                 (8, 6, 9)],
+     [(2, 6, 16)], mha_params(16), mha_macs(2, 6, 9, 16),
+     2 * (2 * 6 * 16 + 2 * 9 * 16) + 2 * 4 * 6 * 9 * 7),
     # SDPA: B*L*S*(E + Ev); per score: scale 1 (+ causal mask 1) + softmax 5
     ("ScaledDotProductAttention", {}, [(2, 3, 6, 8), (2, 3, 9, 8), (2, 3, 9, 5)],
      [(2, 3, 6, 5)], 0, 6 * 6 * 9 * (8 + 5), 6 * 6 * 9 * 6),
@@ -313,6 +318,12 @@ layers:
 
 
 def test_attention_input_errors():
+    with fails("the attn_mask is [2, 6, 6]; torch takes (L, S) = [6, 6] or (N*num_heads, L, "
+               "S) = [4, 6, 6]"):
+        run(make("MultiheadAttention", {"num_heads": 2, "attn_mask": True}), (2, 6, 8),
+            (2, 6, 6))
+    with fails("attn_mask: true takes the mask as the last input"):
+        run(make("MultiheadAttention", {"num_heads": 2, "attn_mask": True}), (2, 6, 8))
     with fails("the bias [2, 6, 9] does not broadcast to the scores [2, 3, 6, 9]"):
         run(make("ScaledDotProductAttention"), (2, 3, 6, 8), (2, 3, 9, 8), (2, 3, 9, 8),
             (2, 6, 9))

@@ -326,7 +326,7 @@ def _fc_backward_if(forward: Count) -> BackwardCount:
 
 
 def _fc_mha_backward(layer: "Layer", grads: "Grads", ctx: Context) -> int:
-    if ctx.device == "cpu":  # the attention products run the CPU flash kernel
+    if ctx.device == "cpu" and layer.fused_on_cpu(grads):  # the CPU flash kernel
         return 2 * layer.projection_backward_macs(grads)
     return 2 * layer.backward_macs(grads)
 

@@ -67,7 +67,7 @@ class MultiheadAttention(Layer):
     """Multi-head attention (N, L, E) -> (N, L, E); cross-attention with from: [q, k, v]."""
 
     PRIMARY = "num_heads"
-    ARITY = (1, 3)
+    ARITY = (1, 4)
     AUTOCAST = LOWER
     PARAMS_FORMULA = ("E*E + E*kdim + E*vdim + (3E if bias) + E*E + (E if bias) "
                       "+ (2E if add_bias_kv)")
@@ -81,6 +81,8 @@ class MultiheadAttention(Layer):
     add_zero_attn = Arg(Bool(), False, doc="a zero key/value appended to the sequences")
     kdim = Arg(PosInt, None, doc="key features; default: inferred from the key input")
     vdim = Arg(PosInt, None, doc="value features; default: inferred from the value input")
+    attn_mask = Arg(Bool(), False, doc="the last input is an additive float mask (L, S) or "
+                    "(N*num_heads, L, S), torch's attn_mask")
 
     def validate(self) -> None:
         if self.embed_dim is not None:
@@ -92,6 +94,11 @@ class MultiheadAttention(Layer):
                             f"(each head gets embed_dim/num_heads features)", "num_heads")
 
     def shape(self, *inputs: Shape) -> Shape:
+        if self.attn_mask:
+            if len(inputs) < 2:
+                raise self.fail("attn_mask: true takes the mask as the last input, after the "
+                                "query (from: [query, mask])", "from")
+            inputs, mask = inputs[:-1], inputs[-1]
         for name, s in zip(("query", "key", "value"), inputs):
             check_sequence(self, s, "E", name)
         q = inputs[0]
@@ -106,12 +113,21 @@ class MultiheadAttention(Layer):
         if k[1] != v[1]:
             raise self.fail(f"key and value sequence lengths differ: key {list(k)} has "
                             f"{k[1]}, value {list(v)} has {v[1]}")
+        if self.attn_mask and mask not in ((q[1], k[1]), (q[0] * self.num_heads, q[1], k[1])):
+            raise self.fail(f"the attn_mask is {list(mask)}; torch takes (L, S) = "
+                            f"{[q[1], k[1]]} or (N*num_heads, L, S) = "
+                            f"{[q[0] * self.num_heads, q[1], k[1]]}", "attn_mask")
         return q
+
+    @property
+    def _qkv(self) -> list[TensorInfo]:
+        """The query, key and value inputs as given (without the mask)."""
+        return self.inputs[:-1] if self.attn_mask else self.inputs
 
     @property
     def _lengths(self) -> tuple[int, int, int, int]:
         q = self.inputs[0].shape
-        k = self.inputs[1].shape if len(self.inputs) > 1 else q
+        k = self._qkv[1].shape if len(self._qkv) > 1 else q
         s_attn = k[1] + int(self.add_bias_kv) + int(self.add_zero_attn)
         return q[0], q[1], k[1], s_attn
 
@@ -135,7 +151,7 @@ class MultiheadAttention(Layer):
     def elementwise_flops(self) -> int:
         n, length, s, s_attn = self._lengths
         e = self.embed_dim
-        flops = attention_core_flops(n * self.num_heads * length * s_attn)
+        flops = attention_core_flops(n * self.num_heads * length * s_attn, self.attn_mask)
         if self.bias:
             flops += n * (2 * length * e + 2 * s * e)  # q, k, v and out_proj biases
         return flops
@@ -152,7 +168,7 @@ class MultiheadAttention(Layer):
 
     def _projection_inputs(self) -> tuple[int, int, int]:
         """Which input feeds the q, k and v projections."""
-        return {1: (0, 0, 0), 2: (0, 1, 1), 3: (0, 1, 2)}[len(self.inputs)]
+        return {1: (0, 0, 0), 2: (0, 1, 1), 3: (0, 1, 2)}[len(self._qkv)]
 
     def projection_backward_macs(self, grads: Grads) -> int:
         """The projections' share of the backward: out_proj's input gradient, each
@@ -186,6 +202,8 @@ class MultiheadAttention(Layer):
         flash kernel (MultiheadAttention always takes it on CPU); on CUDA the
         memory-efficient or flash kernel keeps the same, the log-sum-exp padded to 32 rows
         (from the kernels, not measured here)."""
+        if device == "cpu" and not self.fused_on_cpu(grads):
+            return self.math_saved(grads.weight)
         n, length, s, s_attn = self._lengths
         e, heads = self.embed_dim, self.num_heads
         distinct = sorted(set(self._projection_inputs()))
@@ -200,7 +218,31 @@ class MultiheadAttention(Layer):
         if appended:
             kept += [saved_extra(n * s_attn * e)] * 2
         rows = length if device == "cpu" else -(-length // 32) * 32
-        return kept + [saved_extra(n * length * e), saved_extra(n * heads * rows, ACC)]
+        mask = [saved_input(len(self.inputs) - 1)] if self.attn_mask else []
+        if mask and appended:  # torch pads the mask by the appended keys: a new tensor
+            mask = [saved_extra(self.inputs[-1].numel // s * s_attn)]
+        return kept + [saved_extra(n * length * e), saved_extra(n * heads * rows, ACC), *mask]
+
+    def fused_on_cpu(self, grads: Grads) -> bool:
+        """torch's CPU flash kernel runs the attention products, unless the attn_mask
+        needs a gradient (measured: the math path)."""
+        return not (self.attn_mask and grads.inputs[-1])
+
+    def math_saved(self, weight: bool, dropout: bool = False) -> list[Saved]:
+        """CPU's math path (``_scaled_dot_product_attention_math``; measured, with dropout
+        in training or an attn_mask that needs a gradient): the input copies and the
+        projections as the flash path keeps them (v a view of the packed projection), q
+        and k scaled by sqrt(scale), the softmax weights (with dropout also its float mask
+        and the dropped weights), and the heads merged (a copy, out_proj's input)."""
+        n, length, s, _ = self._lengths
+        e, scores = self.embed_dim, n * self.num_heads * length * s
+        cross = len(set(self._projection_inputs())) > 1
+        kept = [saved_extra(n * length * e)] + ([saved_extra(n * s * e)] if cross else []) \
+            if weight else []
+        kept.append(saved_extra(2 * n * s * e if cross else 3 * n * length * e))
+        kept += [saved_extra(n * length * e), saved_extra(n * s * e)]
+        kept += [saved_extra(scores)] * (3 if dropout else 1)
+        return kept + ([saved_extra(n * length * e)] if weight else [])
 
     def attention_terms(self) -> list[tuple[int, int]]:
         _, _, s, _ = self._lengths
@@ -209,7 +251,11 @@ class MultiheadAttention(Layer):
     def torch_module(self) -> Any:
         from ..torch.modules import AttentionOutput
 
-        return AttentionOutput(self.torch_namesake(batch_first=True))
+        import torch.nn as nn
+
+        args = self.arg_values()
+        masked = args.pop("attn_mask")  # a forward input in torch, not an argument
+        return AttentionOutput(nn.MultiheadAttention(**args, batch_first=True), masked)
 
 
 # ---------------------------------------------------------------------- SDPA
@@ -427,7 +473,7 @@ class _TransformerLayer(Layer):
         and two float32 statistics per row; each dropout its mask (float on CPU, bool on
         CUDA); the feed-forward what its Linears (their inputs, for the weight gradients)
         and its activation keep. In training with dropout, torch's CPU attention takes the
-        math path (:meth:`_attention_dropout_saved`); without dropout, or on CUDA (whose
+        math path (:meth:`MultiheadAttention.math_saved`); without dropout, or on CUDA (whose
         kernels drop out internally), attention keeps what MultiheadAttention does."""
         n, length, e = self.x
         w, drop = grads.weight, self.dropout > 0
@@ -439,7 +485,7 @@ class _TransformerLayer(Layer):
             first_pre = self.norm_first and b == 0
             kept += [saved_input() if first_pre else saved_extra(row)] + norm
             if drop and device == "cpu":
-                kept += self._attention_dropout_saved(attn, w)
+                kept += attn.math_saved(w, dropout=True)
             else:
                 kept += attn.saved(self.part_grads(attn, grads), device)
             kept += [saved_extra(row, mask)] if drop else []
@@ -452,23 +498,6 @@ class _TransformerLayer(Layer):
         elif self.activation == "gelu" and w:
             kept.append(saved_extra(hidden))  # linear2's input, GELU's result
         return kept
-
-    def _attention_dropout_saved(self, attn: "MultiheadAttention", weight: bool
-                                 ) -> list[Saved]:
-        """CPU attention with dropout (``_scaled_dot_product_attention_math``; measured):
-        the input copies and the projections as MultiheadAttention keeps them (v a view of
-        the packed projection), q and k scaled by sqrt(scale), the softmax weights, the
-        dropout mask and the dropped weights (both float), and the heads merged (a copy,
-        out_proj's input)."""
-        n, length, s, _ = attn._lengths
-        e, scores = self.d_model, n * self.nhead * length * s
-        cross = len(set(attn._projection_inputs())) > 1
-        kept = [saved_extra(n * length * e)] + ([saved_extra(n * s * e)] if cross else []) \
-            if weight else []
-        kept.append(saved_extra(2 * n * s * e if cross else 3 * n * length * e))
-        kept += [saved_extra(n * length * e), saved_extra(n * s * e)]
-        kept += [saved_extra(scores)] * 3
-        return kept + ([saved_extra(n * length * e)] if weight else [])
 
     def elementwise_flops(self) -> int:
         residual_adds = self.n_residuals * prod(self.y)

@@ -96,17 +96,21 @@ class FlatRecurrent(nn.Module):
 class AttentionOutput(nn.Module):
     """nn.MultiheadAttention returning only the attention output (need_weights=False).
 
-    One input: self-attention; two: (query, key=value); three: (query, key, value).
+    One input: self-attention; two: (query, key=value); three: (query, key, value);
+    with ``masked`` one more, last: the additive ``attn_mask``.
     """
 
-    def __init__(self, mha: nn.Module):
+    def __init__(self, mha: nn.Module, masked: bool = False):
         super().__init__()
-        self.attn = mha
+        self.attn, self.masked = mha, masked
 
-    def forward(self, query, key=None, value=None):
-        key = query if key is None else key
-        value = key if value is None else value
-        return self.attn(query, key, value, need_weights=False)[0]
+    def forward(self, *xs):
+        mask = xs[-1] if self.masked else None
+        qkv = xs[:-1] if self.masked else xs
+        query = qkv[0]
+        key = qkv[1] if len(qkv) > 1 else query
+        value = qkv[2] if len(qkv) > 2 else key
+        return self.attn(query, key, value, need_weights=False, attn_mask=mask)[0]
 
 
 class ScaledDotProductAttention(nn.Module):
