@@ -523,3 +523,72 @@ def test_llama2_7b_builds_on_meta():
 
     model = build_module(SPECS / "llama2_7b.yaml", device="meta")
     assert sum(p.numel() for p in model.parameters()) == 6_738_415_616
+
+
+# Grouped-query attention is written from primitives, as Llama-style checkpoints hold it
+# (q_proj/k_proj/v_proj/o_proj; nn.MultiheadAttention has no kv heads): narrower k and v
+# projections and ScaledDotProductAttention with enable_gqa. Llama-3-8B (Meta's config:
+# 32 layers, d 4096, 32 heads of 128, 8 kv heads, ffn 14336, vocab 128256, untied head).
+LLAMA3_8B = """
+name: Llama-3-8B
+inputs: {tokens: {shape: [64], dtype: int64}}
+blocks:
+  Decoder:
+    args: {d: 4096, heads: 32, kv_heads: 8, ffn: 14336}
+    layers:
+      - {name: input_layernorm, RMSNorm: {eps: 1.0e-5}}
+      - {name: q_proj, Linear: {out_features: $d, bias: false}}
+      - {name: q_heads, Unflatten: {dim: 2, unflattened_size: [$heads, -1]}}
+      - {name: q_t, Permute: [0, 2, 1, 3]}
+      - {name: k_proj, Linear: {out_features: '${kv_heads * 128}', bias: false},
+         from: input_layernorm}
+      - {name: k_heads, Unflatten: {dim: 2, unflattened_size: [$kv_heads, -1]}}
+      - {name: k_t, Permute: [0, 2, 1, 3]}
+      - {name: v_proj, Linear: {out_features: '${kv_heads * 128}', bias: false},
+         from: input_layernorm}
+      - {name: v_heads, Unflatten: {dim: 2, unflattened_size: [$kv_heads, -1]}}
+      - {name: v_t, Permute: [0, 2, 1, 3]}
+      - {name: attn, ScaledDotProductAttention: {is_causal: true, enable_gqa: true},
+         from: [q_t, k_t, v_t]}
+      - {name: attn_t, Permute: [0, 2, 1, 3]}
+      - {name: merge_heads, Reshape: [-1, $d]}
+      - {name: o_proj, Linear: {out_features: $d, bias: false}}
+      - {name: add_1, Add: ~, from: [o_proj, input]}
+      - {name: post_attention_layernorm, RMSNorm: {eps: 1.0e-5}}
+      - {name: gate_proj, Linear: {out_features: $ffn, bias: false}}
+      - {name: act, SiLU: ~}
+      - {name: up_proj, Linear: {out_features: $ffn, bias: false},
+         from: post_attention_layernorm}
+      - {name: swiglu, Mul: ~, from: [act, up_proj]}
+      - {name: down_proj, Linear: {out_features: $d, bias: false}}
+      - {name: add_2, Add: ~, from: [down_proj, add_1]}
+layers:
+  - {name: embed_tokens, Embedding: {num_embeddings: 128256, embedding_dim: 4096}}
+  - {name: blocks, Decoder: ~, repeat: 32}
+  - {name: norm, RMSNorm: {eps: 1.0e-5}}
+  - {name: lm_head, Linear: {out_features: 128256, bias: false}}
+"""
+
+
+def test_gqa_llama3_8b_from_primitives():
+    r = analyze_text(LLAMA3_8B, dtype="bfloat16")
+    assert r.totals.params == 8_030_261_248  # Meta's published count
+    d, kv, ffn, vocab, length = 4096, 8 * 128, 14336, 128256, 64
+    linears = 2 * d * d + 2 * d * kv + 3 * d * ffn  # q, o; k, v; gate, up, down
+    attention = 32 * length * length * (128 + 128)  # all 32 query heads, full L x L
+    assert r.totals.macs == 32 * (length * linears + attention) + length * d * vocab
+    s = sequence_section(r)
+    # 32 layers * (k + v) * 8 kv heads * 128 * 2 bytes: a quarter of 32 full heads
+    assert s["kv_cache_bytes_per_token"] == 32 * 2 * 8 * 128 * 2 == 131_072
+    assert s["kv_cache_bytes"] == 131_072 * length
+    assert s["d_model"] == d  # Kaplan's d_attn: query heads x head dim
+
+
+@pytest.mark.torch
+def test_gqa_llama3_8b_builds_on_meta():
+    pytest.importorskip("torch")
+    from netcalc.torch.build import build_module
+
+    model = build_module(netcalc.parse(LLAMA3_8B, "t.yaml"), device="meta")
+    assert sum(p.numel() for p in model.parameters()) == 8_030_261_248
+    assert tuple(model.get_submodule("blocks.0.k_proj").weight.shape) == (1024, 4096)
