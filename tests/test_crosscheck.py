@@ -95,6 +95,13 @@ FAMILIES = {
                  "- {name: b, MultiheadAttention: {num_heads: 2, attn_mask: true}, "
                  "from: [a, x, m]}\n- {MultiheadAttention: {num_heads: 2, attn_mask: true, "
                  "add_zero_attn: true, add_bias_kv: true}, from: [b, c]}"),
+    # sliding windows, built as a causal band mask: the CPU flash kernel (4-d, equal head
+    # dims) and the math path (Ev != E)
+    "sdpa_window": ("[2, 6, 8]", "- {name: q, Linear: 8}\n"
+                    "- {name: a, ScaledDotProductAttention: {is_causal: true, window: 3}, "
+                    "from: [q, q, q]}\n- {name: v, Linear: 4}\n"
+                    "- {ScaledDotProductAttention: {is_causal: true, window: 2}, "
+                    "from: [a, a, v]}"),
     "transformer": ("[6, 8]", "- {name: enc, TransformerEncoderLayer: {nhead: 2, "
                     "dim_feedforward: 16}}\n- {TransformerDecoderLayer: {nhead: 2, "
                     "dim_feedforward: 16, norm_first: true}, from: [enc, input]}"),

@@ -19,7 +19,7 @@ import netcalc
 from conftest import SPECS, analyze_text
 from netcalc.errors import Mark, SpecError
 from netcalc.layers import REGISTRY
-from netcalc.layers.attention import causal_kept
+from netcalc.layers.attention import causal_kept, window_kept
 from netcalc.layers.base import INT, Ctx, Layer, TensorInfo
 from netcalc.sequence import kv_cache_bytes_per_token, sequence_section
 
@@ -145,6 +145,9 @@ CASES = [
     ("ScaledDotProductAttention", {"scale": 1.0},
      [(2, 3, 6, 8), (2, 3, 9, 8), (2, 3, 9, 5), (1, 3, 6, 9)], [(2, 3, 6, 5)], 0,
      6 * 6 * 9 * (8 + 5), 6 * 6 * 9 * 7),
+    # a sliding window: the full L x L still (window_macs beside), + 1 per score for its mask
+    ("ScaledDotProductAttention", {"is_causal": True, "window": 3}, [(2, 3, 6, 8)] * 3,
+     [(2, 3, 6, 8)], 0, 6 * 6 * 6 * 16, 6 * 6 * 6 * 7),
     ("ScaledDotProductAttention", {"enable_gqa": True},
      [(2, 4, 6, 8), (2, 2, 6, 8), (2, 2, 6, 8)], [(2, 4, 6, 8)], 0, 8 * 6 * 6 * 16, 8 * 36 * 6),
     # transformer layers: the sum of their parts
@@ -327,7 +330,9 @@ def test_attention_input_errors():
     with fails("the bias [2, 6, 9] does not broadcast to the scores [2, 3, 6, 9]"):
         run(make("ScaledDotProductAttention"), (2, 3, 6, 8), (2, 3, 9, 8), (2, 3, 9, 8),
             (2, 6, 9))
-    with fails("is_causal with a bias input"):
+    with fails("window is a causal sliding window: set is_causal: true too"):
+        make("ScaledDotProductAttention", {"window": 4})
+    with fails("is_causal (or window) with a bias input"):
         run(make("ScaledDotProductAttention", {"is_causal": True}), *[(2, 3, 6, 8)] * 3,
             (6, 6))
     with fails("q and k feature sizes differ"):
@@ -592,3 +597,43 @@ def test_gqa_llama3_8b_builds_on_meta():
     model = build_module(netcalc.parse(LLAMA3_8B, "t.yaml"), device="meta")
     assert sum(p.numel() for p in model.parameters()) == 8_030_261_248
     assert tuple(model.get_submodule("blocks.0.k_proj").weight.shape) == (1024, 4096)
+
+
+@pytest.mark.parametrize("length, keys, window", [(6, 6, 3), (10, 6, 4), (5, 9, 2), (4, 4, 9),
+                                                  (7, 7, 1)])
+def test_window_kept_counts_the_band(length, keys, window):
+    """Query i sees keys i-window < j <= i (and j < S): counted one by one."""
+    band = sum(1 for i in range(length) for j in range(keys) if i - window < j <= i)
+    assert window_kept(length, keys, window) == band
+
+
+def test_sliding_window_macs_and_kv_cache():
+    text = """
+inputs: {tokens: {shape: [16], dtype: int64}}
+layers:
+  - {name: emb, Embedding: {num_embeddings: 100, embedding_dim: 32}}
+  - {name: q, Linear: 32}
+  - {name: qh, Unflatten: {dim: 2, unflattened_size: [4, 8]}}
+  - {name: qt, Permute: [0, 2, 1, 3]}
+  - {name: k, Linear: 16, from: emb}
+  - {name: kh, Unflatten: {dim: 2, unflattened_size: [2, 8]}}
+  - {name: kt, Permute: [0, 2, 1, 3]}
+  - {name: local, ScaledDotProductAttention: {is_causal: true, enable_gqa: true, window: 4},
+     from: [qt, kt, kt]}
+  - {name: full, ScaledDotProductAttention: {is_causal: true, enable_gqa: true},
+     from: [qt, kt, kt]}
+"""
+    r = analyze_text(text, batch=2)
+    local, full = (x for x in r.layers if x.name in ("local", "full"))
+    b = 2 * 4  # batch x query heads
+    assert local.macs == full.macs == b * 16 * 16 * 16  # the full L x L, as torch counts
+    # rows 0..3 keep 1..4 keys, rows 4..15 keep 4: 10 + 48
+    assert local.extra == {"causal_macs": b * 136 * 16, "window_macs": b * 58 * 16}
+    s = sequence_section(r)
+    assert s["window_macs"] == r.totals.macs - b * (256 - 58) * 16
+    assert s["causal_macs"] == r.totals.macs - 2 * b * (256 - 136) * 16
+    # per token: both layers' k and v (2 kv heads of 8), unchanged by the window
+    per_layer = 2 * 2 * 8 * 4
+    assert s["kv_cache_bytes_per_token"] == 2 * per_layer
+    # for the sequence: the window layer holds 4 of the 16 tokens, per sample
+    assert s["kv_cache_bytes"] == 2 * per_layer * (16 + 4)

@@ -55,6 +55,13 @@ def causal_kept(length_q: int, length_k: int) -> int:
     return m * (m + 1) // 2 + (length_q - m) * length_k
 
 
+def window_kept(length_q: int, length_k: int, window: int) -> int:
+    """Scores kept by a causal sliding window of ``window`` keys (query i sees keys
+    i-window < j <= i, Mistral's): the causal count less, for each row i >= window, the
+    min(i-window+1, S) keys it no longer sees, which is a causal count again."""
+    return causal_kept(length_q, length_k) - causal_kept(max(length_q - window, 0), length_k)
+
+
 def attention_core_flops(scores: int, masked: bool = False) -> int:
     """Element-wise FLOPs of scale (+ a causal mask or a bias add) + softmax over
     ``scores`` elements."""
@@ -279,6 +286,13 @@ class ScaledDotProductAttention(Parameterless):
     scale = Arg(Float(0.0), None, doc="score scale; default 1/sqrt(E) (T5: 1.0)")
     enable_gqa = Arg(Bool(), False,
                      doc="grouped-query attention: k/v may have fewer heads (dim -3)")
+    window = Arg(PosInt, None, doc="causal sliding window: query i sees keys i-window < j "
+                 "<= i (Mistral); needs is_causal")
+
+    def validate(self) -> None:
+        if self.window is not None and not self.is_causal:
+            raise self.fail("window is a causal sliding window: set is_causal: true too",
+                            "window")
 
     def shape(self, q: Shape, k: Shape, v: Shape, mask: Shape | None = None) -> Shape:
         for name, s in (("q", q), ("k", k), ("v", v)):
@@ -309,8 +323,8 @@ class ScaledDotProductAttention(Parameterless):
                 raise self.fail(f"the bias {list(mask)} does not broadcast to the scores "
                                 f"{list(scores)} (..., L, S)")
             if self.is_causal:  # torch refuses both
-                raise self.fail("is_causal with a bias input: torch takes one or the other "
-                                "(add the causal mask to the bias)", "is_causal")
+                raise self.fail("is_causal (or window) with a bias input: torch takes one or "
+                                "the other (add the causal mask to the bias)", "is_causal")
         return (*q[:-1], v[-1])
 
     @property
@@ -336,8 +350,16 @@ class ScaledDotProductAttention(Parameterless):
         b, length, s, _, _ = self._dims()
         return attention_core_flops(b * length * s, self.is_causal or self.has_mask)
 
+    def window_macs(self) -> int | None:
+        """MACs counting only the products a sliding window keeps; None without one."""
+        if self.window is None:
+            return None
+        b, length, s, e, ev = self._dims()
+        return b * window_kept(length, s, self.window) * (e + ev)
+
     def extras(self) -> dict[str, Any]:
-        return {"causal_macs": self.causal_macs()} if self.is_causal else {}
+        extra = {"causal_macs": self.causal_macs()} if self.is_causal else {}
+        return extra | ({"window_macs": self.window_macs()} if self.window else {})
 
     def backward_macs(self, grads: Grads) -> int:
         """``dV = P^T dO`` (v), ``dP = dO V^T`` (q or k), ``dQ = dS K`` (q), ``dK = dS^T Q``
@@ -361,6 +383,8 @@ class ScaledDotProductAttention(Parameterless):
                     saved_input(2)]
         rows = length if device == "cpu" else -(-length // 32) * 32
         mask = [saved_input(3)] if self.has_mask else []
+        if self.window:  # the builder's band mask, made float for the kernel
+            mask = [saved_extra(length * s)]
         return [saved_input(0), saved_input(1), saved_input(2), saved_output(),
                 saved_extra(b * rows, ACC), *mask]
 
@@ -386,6 +410,9 @@ class ScaledDotProductAttention(Parameterless):
         """d_attn = heads x head dim: the dims of q between batch and length, times E."""
         q, k = (t.shape for t in self.inputs[:2])
         return [(k[-2], prod(q[1:-2]) * q[-1])]
+
+    def kv_cache_window(self) -> int | None:
+        return self.window
 
     def kv_cache_elements(self) -> int:
         """Causal only: k and v features of all kv heads (the dims between batch and

@@ -116,17 +116,23 @@ class AttentionOutput(nn.Module):
 class ScaledDotProductAttention(nn.Module):
     """torch.nn.functional.scaled_dot_product_attention(q, k, v[, attn_mask]) as a module."""
 
-    def __init__(self, is_causal=False, dropout_p=0.0, scale=None, enable_gqa=False):
+    def __init__(self, is_causal=False, dropout_p=0.0, scale=None, enable_gqa=False,
+                 window=None):
         super().__init__()
         self.is_causal, self.dropout_p, self.scale = is_causal, dropout_p, scale
-        self.enable_gqa = enable_gqa
+        self.enable_gqa, self.window = enable_gqa, window
 
     def forward(self, q, k, v, attn_mask=None):
         import torch.nn.functional as F
 
         kw = {"enable_gqa": True} if self.enable_gqa else {}
+        is_causal = self.is_causal
+        if self.window:  # torch has no window: a causal band mask, key i-window < j <= i
+            i = torch.arange(q.shape[-2], device=q.device)[:, None]
+            j = torch.arange(k.shape[-2], device=q.device)[None, :]
+            attn_mask, is_causal = (j <= i) & (j > i - self.window), False
         return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, is_causal=self.is_causal, scale=self.scale,
+            q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=self.scale,
             dropout_p=self.dropout_p if self.training else 0.0, **kw)
 
 
