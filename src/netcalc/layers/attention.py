@@ -7,6 +7,7 @@ Batch first, always (the torch builder sets ``batch_first=True``).
 memory]``: key = value = memory). ``embed_dim`` is inferred from the query, ``kdim``
 and ``vdim`` from the key and value; the output is the attention output ``(N, L, E)``
 only (torch's ``need_weights=False``). ``E`` must be divisible by ``num_heads``.
+With ``attn_mask: true`` the last input is torch's additive ``attn_mask``.
 
     params = E*E + E*kdim + E*vdim (Q, K, V projections) + (3E if bias)
              + E*E + (E if bias) (out_proj) + (2E if add_bias_kv)
@@ -23,7 +24,14 @@ with ``B`` the product of the leading dims of q (batch, heads). With ``is_causal
 the MACs still count the full L x S products, as torch.utils.flop_counter does (a
 dense kernel computes them all and masks); the causal-only figure
 (the products of the kept lower triangle, torch's top-left aligned mask: about half)
-is reported beside it as ``extra["causal_macs"]``.
+is reported beside it as ``extra["causal_macs"]``. A fourth input is an additive bias
+or mask broadcast to the scores (T5's relative positions; torch's ``attn_mask``);
+``window: N`` is a causal sliding window (Mistral), built in torch as a band mask, its
+kept products beside the full count as ``extra["window_macs"]``.
+
+Grouped-query attention is written from primitives (separate k/v projections with
+fewer heads, then SDPA with ``enable_gqa``), as Llama-style checkpoints hold it;
+``nn.MultiheadAttention`` has no kv heads, so neither has netcalc's.
 
 ``TransformerEncoderLayer`` / ``TransformerDecoderLayer`` (torch.nn's, arguments and
 defaults included) are counted as the sum of their parts, each one netcalc's own
@@ -33,7 +41,7 @@ d_model)``, two (three) LayerNorms and two (three) residual adds. Dropout is
 inference-free. ``norm_first`` changes the order, not the counts.
 
 Element-wise FLOPs of attention (per score element ``B*H*L*S'``): 1 for the scale,
-1 for the causal mask add (when causal), and Softmax's 5 (netcalc's Softmax layer);
+1 for the causal mask, window or bias add (when there is one), and Softmax's 5 (netcalc's Softmax layer);
 plus the projection bias adds (one per output element).
 """
 
@@ -279,7 +287,7 @@ class ScaledDotProductAttention(Parameterless):
     PRIMARY = None
     ARITY = (3, 4)
     AUTOCAST = LOWER
-    MACS_FORMULA = "B*L*S*E + B*L*S*Ev (full L x S even when causal)"
+    MACS_FORMULA = "B*L*S*E + B*L*S*Ev (full L x S even when causal or windowed)"
 
     is_causal = Arg(Bool(), False, doc="causal mask (top-left aligned, as torch)")
     dropout_p = Arg(Probability, 0.0, doc="dropout on attention weights (training only)")
@@ -375,7 +383,10 @@ class ScaledDotProductAttention(Parameterless):
         path (other ranks, a value head dim unlike the query's, dropout in training, or a
         bias that needs a gradient; measured) keeps q and k each scaled by sqrt(scale)
         (new tensors), the softmax weights, with dropout its float mask and the dropped
-        weights, and v (the bias's add keeps nothing)."""
+        weights, and v (the bias's add keeps nothing). A window is the builder's boolean
+        band, which torch turns into a float mask the fused kernel keeps. On CUDA the bias
+        and the band are assumed kept as on CPU (from the kernels; not measured here: the
+        memory-efficient kernel may pad them to an aligned width)."""
         b, length, s, e, ev = self._dims()
         if device == "cpu" and not self.fused_on_cpu(grads=grads):
             scores = [saved_extra(b * length * s)] * (3 if self.dropout_p else 1)
