@@ -75,6 +75,33 @@ FAMILIES = {
              "- {name: a, ScaledDotProductAttention: {is_causal: true}, from: [q, q, q]}\n"
              "- {name: v, Linear: 4}\n"
              "- {ScaledDotProductAttention: ~, from: [q, q, v]}"),
+    # T5's attention: an additive bias that needs a gradient (CPU's math path), scale 1.0;
+    # a computed mask broadcast over heads and queries; a constant 2-d mask (CPU's flash
+    # kernel, which keeps it for the backward)
+    "sdpa_bias": ("[2, 6, 8]", "- {name: q, Identity: ~}\n"
+                  "- {name: bias, Parameter: {shape: [1, 2, 6, 6]}}\n"
+                  "- {name: t5, ScaledDotProductAttention: {scale: 1.0}, from: [q, q, q, bias]}\n"
+                  "- {name: k, Linear: 8}\n- {name: m, Linear: 5, from: q}\n"
+                  "- {name: mask, Sum: {dim: -1, keepdim: true}, from: m}\n"
+                  "- {name: o2, ScaledDotProductAttention: ~, from: [t5, k, k, mask]}\n"
+                  "- {name: c, Constant: [6, 6]}\n"
+                  "- {ScaledDotProductAttention: ~, from: [o2, k, k, c]}"),
+    # attn_mask, the last input: a constant (the CPU flash kernel keeps it), a learned one
+    # (math path in training), one torch pads for the appended keys
+    "mha_mask": ("[6, 8]", "- {name: c, Constant: [6, 6]}\n"
+                 "- {name: a, MultiheadAttention: {num_heads: 2, attn_mask: true}, "
+                 "from: [input, c]}\n- {name: m, Parameter: [6, 6]}\n"
+                 "- {name: x, Linear: 8, from: a}\n"
+                 "- {name: b, MultiheadAttention: {num_heads: 2, attn_mask: true}, "
+                 "from: [a, x, m]}\n- {MultiheadAttention: {num_heads: 2, attn_mask: true, "
+                 "add_zero_attn: true, add_bias_kv: true}, from: [b, c]}"),
+    # sliding windows, built as a causal band mask: the CPU flash kernel (4-d, equal head
+    # dims) and the math path (Ev != E)
+    "sdpa_window": ("[2, 6, 8]", "- {name: q, Linear: 8}\n"
+                    "- {name: a, ScaledDotProductAttention: {is_causal: true, window: 3}, "
+                    "from: [q, q, q]}\n- {name: v, Linear: 4}\n"
+                    "- {ScaledDotProductAttention: {is_causal: true, window: 2}, "
+                    "from: [a, a, v]}"),
     "transformer": ("[6, 8]", "- {name: enc, TransformerEncoderLayer: {nhead: 2, "
                     "dim_feedforward: 16}}\n- {TransformerDecoderLayer: {nhead: 2, "
                     "dim_feedforward: 16, norm_first: true}, from: [enc, input]}"),

@@ -19,7 +19,7 @@ import netcalc
 from conftest import SPECS, analyze_text
 from netcalc.errors import Mark, SpecError
 from netcalc.layers import REGISTRY
-from netcalc.layers.attention import causal_kept
+from netcalc.layers.attention import causal_kept, window_kept
 from netcalc.layers.base import INT, Ctx, Layer, TensorInfo
 from netcalc.sequence import kv_cache_bytes_per_token, sequence_section
 
@@ -131,10 +131,22 @@ CASES = [
     # two inputs: query, memory (key = value = memory)
     ("MultiheadAttention", {"num_heads": 2, "bias": False}, [(2, 6, 16), (2, 9, 16)],
      [(2, 6, 16)], mha_params(16, bias=False), mha_macs(2, 6, 9, 16), 2 * 2 * 6 * 9 * 6),
+    # attn_mask (N*H, L, S), the last input: + 1 FLOP per score for its add
+    ("MultiheadAttention", {"num_heads": 4, "attn_mask": True}, [(2, 6, 16), (2, 9, 16),
+                                                                 (8, 6, 9)],
+     [(2, 6, 16)], mha_params(16), mha_macs(2, 6, 9, 16),
+     2 * (2 * 6 * 16 + 2 * 9 * 16) + 2 * 4 * 6 * 9 * 7),
     # SDPA: B*L*S*(E + Ev); per score: scale 1 (+ causal mask 1) + softmax 5
     ("ScaledDotProductAttention", {}, [(2, 3, 6, 8), (2, 3, 9, 8), (2, 3, 9, 5)],
      [(2, 3, 6, 5)], 0, 6 * 6 * 9 * (8 + 5), 6 * 6 * 9 * 6),
     ("ScaledDotProductAttention", {"is_causal": True}, [(2, 3, 6, 8)] * 3,
+     [(2, 3, 6, 8)], 0, 6 * 6 * 6 * 16, 6 * 6 * 6 * 7),
+    # an additive bias (T5's relative positions) broadcast over the batch: + 1 per score
+    ("ScaledDotProductAttention", {"scale": 1.0},
+     [(2, 3, 6, 8), (2, 3, 9, 8), (2, 3, 9, 5), (1, 3, 6, 9)], [(2, 3, 6, 5)], 0,
+     6 * 6 * 9 * (8 + 5), 6 * 6 * 9 * 7),
+    # a sliding window: the full L x L still (window_macs beside), + 1 per score for its mask
+    ("ScaledDotProductAttention", {"is_causal": True, "window": 3}, [(2, 3, 6, 8)] * 3,
      [(2, 3, 6, 8)], 0, 6 * 6 * 6 * 16, 6 * 6 * 6 * 7),
     ("ScaledDotProductAttention", {"enable_gqa": True},
      [(2, 4, 6, 8), (2, 2, 6, 8), (2, 2, 6, 8)], [(2, 4, 6, 8)], 0, 8 * 6 * 6 * 16, 8 * 36 * 6),
@@ -309,6 +321,20 @@ layers:
 
 
 def test_attention_input_errors():
+    with fails("the attn_mask is [2, 6, 6]; torch takes (L, S) = [6, 6] or (N*num_heads, L, "
+               "S) = [4, 6, 6]"):
+        run(make("MultiheadAttention", {"num_heads": 2, "attn_mask": True}), (2, 6, 8),
+            (2, 6, 6))
+    with fails("attn_mask: true takes the mask as the last input"):
+        run(make("MultiheadAttention", {"num_heads": 2, "attn_mask": True}), (2, 6, 8))
+    with fails("the bias [2, 6, 9] does not broadcast to the scores [2, 3, 6, 9]"):
+        run(make("ScaledDotProductAttention"), (2, 3, 6, 8), (2, 3, 9, 8), (2, 3, 9, 8),
+            (2, 6, 9))
+    with fails("window is a causal sliding window: set is_causal: true too"):
+        make("ScaledDotProductAttention", {"window": 4})
+    with fails("is_causal (or window) with a bias input"):
+        run(make("ScaledDotProductAttention", {"is_causal": True}), *[(2, 3, 6, 8)] * 3,
+            (6, 6))
     with fails("q and k feature sizes differ"):
         run(make("ScaledDotProductAttention"), (1, 2, 5, 8), (1, 2, 5, 4), (1, 2, 5, 4))
     with fails("(with fewer k/v heads, set enable_gqa: true)"):
@@ -502,3 +528,112 @@ def test_llama2_7b_builds_on_meta():
 
     model = build_module(SPECS / "llama2_7b.yaml", device="meta")
     assert sum(p.numel() for p in model.parameters()) == 6_738_415_616
+
+
+# Grouped-query attention is written from primitives, as Llama-style checkpoints hold it
+# (q_proj/k_proj/v_proj/o_proj; nn.MultiheadAttention has no kv heads): narrower k and v
+# projections and ScaledDotProductAttention with enable_gqa. Llama-3-8B (Meta's config:
+# 32 layers, d 4096, 32 heads of 128, 8 kv heads, ffn 14336, vocab 128256, untied head).
+LLAMA3_8B = """
+name: Llama-3-8B
+inputs: {tokens: {shape: [64], dtype: int64}}
+blocks:
+  Decoder:
+    args: {d: 4096, heads: 32, kv_heads: 8, ffn: 14336}
+    layers:
+      - {name: input_layernorm, RMSNorm: {eps: 1.0e-5}}
+      - {name: q_proj, Linear: {out_features: $d, bias: false}}
+      - {name: q_heads, Unflatten: {dim: 2, unflattened_size: [$heads, -1]}}
+      - {name: q_t, Permute: [0, 2, 1, 3]}
+      - {name: k_proj, Linear: {out_features: '${kv_heads * 128}', bias: false},
+         from: input_layernorm}
+      - {name: k_heads, Unflatten: {dim: 2, unflattened_size: [$kv_heads, -1]}}
+      - {name: k_t, Permute: [0, 2, 1, 3]}
+      - {name: v_proj, Linear: {out_features: '${kv_heads * 128}', bias: false},
+         from: input_layernorm}
+      - {name: v_heads, Unflatten: {dim: 2, unflattened_size: [$kv_heads, -1]}}
+      - {name: v_t, Permute: [0, 2, 1, 3]}
+      - {name: attn, ScaledDotProductAttention: {is_causal: true, enable_gqa: true},
+         from: [q_t, k_t, v_t]}
+      - {name: attn_t, Permute: [0, 2, 1, 3]}
+      - {name: merge_heads, Reshape: [-1, $d]}
+      - {name: o_proj, Linear: {out_features: $d, bias: false}}
+      - {name: add_1, Add: ~, from: [o_proj, input]}
+      - {name: post_attention_layernorm, RMSNorm: {eps: 1.0e-5}}
+      - {name: gate_proj, Linear: {out_features: $ffn, bias: false}}
+      - {name: act, SiLU: ~}
+      - {name: up_proj, Linear: {out_features: $ffn, bias: false},
+         from: post_attention_layernorm}
+      - {name: swiglu, Mul: ~, from: [act, up_proj]}
+      - {name: down_proj, Linear: {out_features: $d, bias: false}}
+      - {name: add_2, Add: ~, from: [down_proj, add_1]}
+layers:
+  - {name: embed_tokens, Embedding: {num_embeddings: 128256, embedding_dim: 4096}}
+  - {name: blocks, Decoder: ~, repeat: 32}
+  - {name: norm, RMSNorm: {eps: 1.0e-5}}
+  - {name: lm_head, Linear: {out_features: 128256, bias: false}}
+"""
+
+
+def test_gqa_llama3_8b_from_primitives():
+    r = analyze_text(LLAMA3_8B, dtype="bfloat16")
+    assert r.totals.params == 8_030_261_248  # Meta's published count
+    d, kv, ffn, vocab, length = 4096, 8 * 128, 14336, 128256, 64
+    linears = 2 * d * d + 2 * d * kv + 3 * d * ffn  # q, o; k, v; gate, up, down
+    attention = 32 * length * length * (128 + 128)  # all 32 query heads, full L x L
+    assert r.totals.macs == 32 * (length * linears + attention) + length * d * vocab
+    s = sequence_section(r)
+    # 32 layers * (k + v) * 8 kv heads * 128 * 2 bytes: a quarter of 32 full heads
+    assert s["kv_cache_bytes_per_token"] == 32 * 2 * 8 * 128 * 2 == 131_072
+    assert s["kv_cache_bytes"] == 131_072 * length
+    assert s["d_model"] == d  # Kaplan's d_attn: query heads x head dim
+
+
+@pytest.mark.torch
+def test_gqa_llama3_8b_builds_on_meta():
+    pytest.importorskip("torch")
+    from netcalc.torch.build import build_module
+
+    model = build_module(netcalc.parse(LLAMA3_8B, "t.yaml"), device="meta")
+    assert sum(p.numel() for p in model.parameters()) == 8_030_261_248
+    assert tuple(model.get_submodule("blocks.0.k_proj").weight.shape) == (1024, 4096)
+
+
+@pytest.mark.parametrize("length, keys, window", [(6, 6, 3), (10, 6, 4), (5, 9, 2), (4, 4, 9),
+                                                  (7, 7, 1)])
+def test_window_kept_counts_the_band(length, keys, window):
+    """Query i sees keys i-window < j <= i (and j < S): counted one by one."""
+    band = sum(1 for i in range(length) for j in range(keys) if i - window < j <= i)
+    assert window_kept(length, keys, window) == band
+
+
+def test_sliding_window_macs_and_kv_cache():
+    text = """
+inputs: {tokens: {shape: [16], dtype: int64}}
+layers:
+  - {name: emb, Embedding: {num_embeddings: 100, embedding_dim: 32}}
+  - {name: q, Linear: 32}
+  - {name: qh, Unflatten: {dim: 2, unflattened_size: [4, 8]}}
+  - {name: qt, Permute: [0, 2, 1, 3]}
+  - {name: k, Linear: 16, from: emb}
+  - {name: kh, Unflatten: {dim: 2, unflattened_size: [2, 8]}}
+  - {name: kt, Permute: [0, 2, 1, 3]}
+  - {name: local, ScaledDotProductAttention: {is_causal: true, enable_gqa: true, window: 4},
+     from: [qt, kt, kt]}
+  - {name: full, ScaledDotProductAttention: {is_causal: true, enable_gqa: true},
+     from: [qt, kt, kt]}
+"""
+    r = analyze_text(text, batch=2)
+    local, full = (x for x in r.layers if x.name in ("local", "full"))
+    b = 2 * 4  # batch x query heads
+    assert local.macs == full.macs == b * 16 * 16 * 16  # the full L x L, as torch counts
+    # rows 0..3 keep 1..4 keys, rows 4..15 keep 4: 10 + 48
+    assert local.extra == {"causal_macs": b * 136 * 16, "window_macs": b * 58 * 16}
+    s = sequence_section(r)
+    assert s["window_macs"] == r.totals.macs - b * (256 - 58) * 16
+    assert s["causal_macs"] == r.totals.macs - 2 * b * (256 - 136) * 16
+    # per token: both layers' k and v (2 kv heads of 8), unchanged by the window
+    per_layer = 2 * 2 * 8 * 4
+    assert s["kv_cache_bytes_per_token"] == 2 * per_layer
+    # for the sequence: the window layer holds 4 of the 16 tokens, per sample
+    assert s["kv_cache_bytes"] == 2 * per_layer * (16 + 4)

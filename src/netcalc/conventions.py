@@ -302,7 +302,7 @@ def _fc_sdpa(layer: "Layer", ctx: Context) -> int:
 
 
 def _fc_sdpa_backward(layer: "Layer", grads: "Grads", ctx: Context) -> int:
-    if ctx.device == "cpu" and layer.fused_on_cpu(training=True):
+    if ctx.device == "cpu" and layer.fused_on_cpu(training=True, grads=grads):
         return 0
     return 2 * layer.backward_macs(grads)
 
@@ -326,7 +326,7 @@ def _fc_backward_if(forward: Count) -> BackwardCount:
 
 
 def _fc_mha_backward(layer: "Layer", grads: "Grads", ctx: Context) -> int:
-    if ctx.device == "cpu":  # the attention products run the CPU flash kernel
+    if ctx.device == "cpu" and layer.fused_on_cpu(grads):  # the CPU flash kernel
         return 2 * layer.projection_backward_macs(grads)
     return 2 * layer.backward_macs(grads)
 
@@ -482,10 +482,11 @@ _add_backward("LSTM", "lstm", "as the forward: 0 when oneDNN (CPU) or cuDNN (CUD
 _add_backward("RNN GRU", "rnn", "as the forward: CPU 2 * netcalc, CUDA (cuDNN) 0",
               _fc_backward_if(_fc_rnn))
 _add_backward("ScaledDotProductAttention", "sdpa", "as the forward, but dropout in training "
-              "takes the math path on CPU: the CPU flash kernel's backward is not in the "
+              "or a bias input that needs a gradient takes the math path on CPU: the CPU flash kernel's backward is not in the "
               "registry (0); the math path 2 * netcalc", _fc_sdpa_backward)
 _add_backward("MultiheadAttention", "attention", "CPU: 2 * the projections' backward (the "
-              "attention products run the CPU flash kernel); CUDA: 2 * netcalc",
+              "attention products run the CPU flash kernel), 2 * netcalc when an attn_mask "
+              "needs a gradient (math path); CUDA: 2 * netcalc",
               _fc_mha_backward)
 _add_backward(TRANSFORMERS, "parts", "sum of its parts under FlopCounterMode's backward rules",
               _fc_parts_backward)

@@ -7,6 +7,7 @@ Batch first, always (the torch builder sets ``batch_first=True``).
 memory]``: key = value = memory). ``embed_dim`` is inferred from the query, ``kdim``
 and ``vdim`` from the key and value; the output is the attention output ``(N, L, E)``
 only (torch's ``need_weights=False``). ``E`` must be divisible by ``num_heads``.
+With ``attn_mask: true`` the last input is torch's additive ``attn_mask``.
 
     params = E*E + E*kdim + E*vdim (Q, K, V projections) + (3E if bias)
              + E*E + (E if bias) (out_proj) + (2E if add_bias_kv)
@@ -23,7 +24,14 @@ with ``B`` the product of the leading dims of q (batch, heads). With ``is_causal
 the MACs still count the full L x S products, as torch.utils.flop_counter does (a
 dense kernel computes them all and masks); the causal-only figure
 (the products of the kept lower triangle, torch's top-left aligned mask: about half)
-is reported beside it as ``extra["causal_macs"]``.
+is reported beside it as ``extra["causal_macs"]``. A fourth input is an additive bias
+or mask broadcast to the scores (T5's relative positions; torch's ``attn_mask``);
+``window: N`` is a causal sliding window (Mistral), built in torch as a band mask, its
+kept products beside the full count as ``extra["window_macs"]``.
+
+Grouped-query attention is written from primitives (separate k/v projections with
+fewer heads, then SDPA with ``enable_gqa``), as Llama-style checkpoints hold it;
+``nn.MultiheadAttention`` has no kv heads, so neither has netcalc's.
 
 ``TransformerEncoderLayer`` / ``TransformerDecoderLayer`` (torch.nn's, arguments and
 defaults included) are counted as the sum of their parts, each one netcalc's own
@@ -33,7 +41,7 @@ d_model)``, two (three) LayerNorms and two (three) residual adds. Dropout is
 inference-free. ``norm_first`` changes the order, not the counts.
 
 Element-wise FLOPs of attention (per score element ``B*H*L*S'``): 1 for the scale,
-1 for the causal mask add (when causal), and Softmax's 5 (netcalc's Softmax layer);
+1 for the causal mask, window or bias add (when there is one), and Softmax's 5 (netcalc's Softmax layer);
 plus the projection bias adds (one per output element).
 """
 
@@ -55,9 +63,17 @@ def causal_kept(length_q: int, length_k: int) -> int:
     return m * (m + 1) // 2 + (length_q - m) * length_k
 
 
-def attention_core_flops(scores: int, causal: bool = False) -> int:
-    """Element-wise FLOPs of scale (+ mask) + softmax over ``scores`` elements."""
-    return scores * (1 + (1 if causal else 0) + Softmax.FLOPS)
+def window_kept(length_q: int, length_k: int, window: int) -> int:
+    """Scores kept by a causal sliding window of ``window`` keys (query i sees keys
+    i-window < j <= i, Mistral's): the causal count less, for each row i >= window, the
+    min(i-window+1, S) keys it no longer sees, which is a causal count again."""
+    return causal_kept(length_q, length_k) - causal_kept(max(length_q - window, 0), length_k)
+
+
+def attention_core_flops(scores: int, masked: bool = False) -> int:
+    """Element-wise FLOPs of scale (+ a causal mask or a bias add) + softmax over
+    ``scores`` elements."""
+    return scores * (1 + (1 if masked else 0) + Softmax.FLOPS)
 
 
 # ---------------------------------------------------------------------- MHA
@@ -66,7 +82,7 @@ class MultiheadAttention(Layer):
     """Multi-head attention (N, L, E) -> (N, L, E); cross-attention with from: [q, k, v]."""
 
     PRIMARY = "num_heads"
-    ARITY = (1, 3)
+    ARITY = (1, 4)
     AUTOCAST = LOWER
     PARAMS_FORMULA = ("E*E + E*kdim + E*vdim + (3E if bias) + E*E + (E if bias) "
                       "+ (2E if add_bias_kv)")
@@ -80,6 +96,8 @@ class MultiheadAttention(Layer):
     add_zero_attn = Arg(Bool(), False, doc="a zero key/value appended to the sequences")
     kdim = Arg(PosInt, None, doc="key features; default: inferred from the key input")
     vdim = Arg(PosInt, None, doc="value features; default: inferred from the value input")
+    attn_mask = Arg(Bool(), False, doc="the last input is an additive float mask (L, S) or "
+                    "(N*num_heads, L, S), torch's attn_mask")
 
     def validate(self) -> None:
         if self.embed_dim is not None:
@@ -91,6 +109,11 @@ class MultiheadAttention(Layer):
                             f"(each head gets embed_dim/num_heads features)", "num_heads")
 
     def shape(self, *inputs: Shape) -> Shape:
+        if self.attn_mask:
+            if len(inputs) < 2:
+                raise self.fail("attn_mask: true takes the mask as the last input, after the "
+                                "query (from: [query, mask])", "from")
+            inputs, mask = inputs[:-1], inputs[-1]
         for name, s in zip(("query", "key", "value"), inputs):
             check_sequence(self, s, "E", name)
         q = inputs[0]
@@ -105,12 +128,21 @@ class MultiheadAttention(Layer):
         if k[1] != v[1]:
             raise self.fail(f"key and value sequence lengths differ: key {list(k)} has "
                             f"{k[1]}, value {list(v)} has {v[1]}")
+        if self.attn_mask and mask not in ((q[1], k[1]), (q[0] * self.num_heads, q[1], k[1])):
+            raise self.fail(f"the attn_mask is {list(mask)}; torch takes (L, S) = "
+                            f"{[q[1], k[1]]} or (N*num_heads, L, S) = "
+                            f"{[q[0] * self.num_heads, q[1], k[1]]}", "attn_mask")
         return q
+
+    @property
+    def _qkv(self) -> list[TensorInfo]:
+        """The query, key and value inputs as given (without the mask)."""
+        return self.inputs[:-1] if self.attn_mask else self.inputs
 
     @property
     def _lengths(self) -> tuple[int, int, int, int]:
         q = self.inputs[0].shape
-        k = self.inputs[1].shape if len(self.inputs) > 1 else q
+        k = self._qkv[1].shape if len(self._qkv) > 1 else q
         s_attn = k[1] + int(self.add_bias_kv) + int(self.add_zero_attn)
         return q[0], q[1], k[1], s_attn
 
@@ -134,7 +166,7 @@ class MultiheadAttention(Layer):
     def elementwise_flops(self) -> int:
         n, length, s, s_attn = self._lengths
         e = self.embed_dim
-        flops = attention_core_flops(n * self.num_heads * length * s_attn)
+        flops = attention_core_flops(n * self.num_heads * length * s_attn, self.attn_mask)
         if self.bias:
             flops += n * (2 * length * e + 2 * s * e)  # q, k, v and out_proj biases
         return flops
@@ -151,7 +183,7 @@ class MultiheadAttention(Layer):
 
     def _projection_inputs(self) -> tuple[int, int, int]:
         """Which input feeds the q, k and v projections."""
-        return {1: (0, 0, 0), 2: (0, 1, 1), 3: (0, 1, 2)}[len(self.inputs)]
+        return {1: (0, 0, 0), 2: (0, 1, 1), 3: (0, 1, 2)}[len(self._qkv)]
 
     def projection_backward_macs(self, grads: Grads) -> int:
         """The projections' share of the backward: out_proj's input gradient, each
@@ -185,6 +217,8 @@ class MultiheadAttention(Layer):
         flash kernel (MultiheadAttention always takes it on CPU); on CUDA the
         memory-efficient or flash kernel keeps the same, the log-sum-exp padded to 32 rows
         (from the kernels, not measured here)."""
+        if device == "cpu" and not self.fused_on_cpu(grads):
+            return self.math_saved(grads.weight)
         n, length, s, s_attn = self._lengths
         e, heads = self.embed_dim, self.num_heads
         distinct = sorted(set(self._projection_inputs()))
@@ -199,7 +233,31 @@ class MultiheadAttention(Layer):
         if appended:
             kept += [saved_extra(n * s_attn * e)] * 2
         rows = length if device == "cpu" else -(-length // 32) * 32
-        return kept + [saved_extra(n * length * e), saved_extra(n * heads * rows, ACC)]
+        mask = [saved_input(len(self.inputs) - 1)] if self.attn_mask else []
+        if mask and appended:  # torch pads the mask by the appended keys: a new tensor
+            mask = [saved_extra(self.inputs[-1].numel // s * s_attn)]
+        return kept + [saved_extra(n * length * e), saved_extra(n * heads * rows, ACC), *mask]
+
+    def fused_on_cpu(self, grads: Grads) -> bool:
+        """torch's CPU flash kernel runs the attention products, unless the attn_mask
+        needs a gradient (measured: the math path)."""
+        return not (self.attn_mask and grads.inputs[-1])
+
+    def math_saved(self, weight: bool, dropout: bool = False) -> list[Saved]:
+        """CPU's math path (``_scaled_dot_product_attention_math``; measured, with dropout
+        in training or an attn_mask that needs a gradient): the input copies and the
+        projections as the flash path keeps them (v a view of the packed projection), q
+        and k scaled by sqrt(scale), the softmax weights (with dropout also its float mask
+        and the dropped weights), and the heads merged (a copy, out_proj's input)."""
+        n, length, s, _ = self._lengths
+        e, scores = self.embed_dim, n * self.num_heads * length * s
+        cross = len(set(self._projection_inputs())) > 1
+        kept = [saved_extra(n * length * e)] + ([saved_extra(n * s * e)] if cross else []) \
+            if weight else []
+        kept.append(saved_extra(2 * n * s * e if cross else 3 * n * length * e))
+        kept += [saved_extra(n * length * e), saved_extra(n * s * e)]
+        kept += [saved_extra(scores)] * (3 if dropout else 1)
+        return kept + ([saved_extra(n * length * e)] if weight else [])
 
     def attention_terms(self) -> list[tuple[int, int]]:
         _, _, s, _ = self._lengths
@@ -208,26 +266,43 @@ class MultiheadAttention(Layer):
     def torch_module(self) -> Any:
         from ..torch.modules import AttentionOutput
 
-        return AttentionOutput(self.torch_namesake(batch_first=True))
+        import torch.nn as nn
+
+        args = self.arg_values()
+        masked = args.pop("attn_mask")  # a forward input in torch, not an argument
+        return AttentionOutput(nn.MultiheadAttention(**args, batch_first=True), masked)
 
 
 # ---------------------------------------------------------------------- SDPA
+def broadcasts_to(mask: Shape, target: Shape) -> bool:
+    """torch's broadcasting of ``mask`` to ``target`` without growing ``target``."""
+    return len(mask) <= len(target) and all(
+        m in (1, t) for m, t in zip(reversed(mask), reversed(target)))
+
+
 @register
 class ScaledDotProductAttention(Parameterless):
-    """softmax(q k^T * scale) v over (..., L, E) inputs q, k, v; optional causal mask."""
+    """softmax(q k^T * scale + bias) v over (..., L, E) q, k, v and an optional bias."""
 
     PRIMARY = None
-    ARITY = (3, 3)
+    ARITY = (3, 4)
     AUTOCAST = LOWER
-    MACS_FORMULA = "B*L*S*E + B*L*S*Ev (full L x S even when causal)"
+    MACS_FORMULA = "B*L*S*E + B*L*S*Ev (full L x S even when causal or windowed)"
 
     is_causal = Arg(Bool(), False, doc="causal mask (top-left aligned, as torch)")
     dropout_p = Arg(Probability, 0.0, doc="dropout on attention weights (training only)")
-    scale = Arg(Float(0.0), None, doc="score scale; default 1/sqrt(E)")
+    scale = Arg(Float(0.0), None, doc="score scale; default 1/sqrt(E) (T5: 1.0)")
     enable_gqa = Arg(Bool(), False,
                      doc="grouped-query attention: k/v may have fewer heads (dim -3)")
+    window = Arg(PosInt, None, doc="causal sliding window: query i sees keys i-window < j "
+                 "<= i (Mistral); needs is_causal")
 
-    def shape(self, q: Shape, k: Shape, v: Shape) -> Shape:
+    def validate(self) -> None:
+        if self.window is not None and not self.is_causal:
+            raise self.fail("window is a causal sliding window: set is_causal: true too",
+                            "window")
+
+    def shape(self, q: Shape, k: Shape, v: Shape, mask: Shape | None = None) -> Shape:
         for name, s in (("q", q), ("k", k), ("v", v)):
             if len(s) < 3:
                 raise self.fail(f"ScaledDotProductAttention needs inputs (N, ..., L, E); "
@@ -250,10 +325,22 @@ class ScaledDotProductAttention(Parameterless):
                 hint = (" (with fewer k/v heads, set enable_gqa: true)"
                         if len(q) >= 4 and lead_q[:-1] == lead_k[:-1] else "")
                 raise self.fail(f"q and k leading dims differ: q {list(q)}, k {list(k)}{hint}")
+        if mask is not None:
+            scores = (*lead_q, q[-2], k[-2])
+            if not broadcasts_to(mask, scores):
+                raise self.fail(f"the bias {list(mask)} does not broadcast to the scores "
+                                f"{list(scores)} (..., L, S)")
+            if self.is_causal:  # torch refuses both
+                raise self.fail("is_causal (or window) with a bias input: torch takes one or "
+                                "the other (add the causal mask to the bias)", "is_causal")
         return (*q[:-1], v[-1])
 
+    @property
+    def has_mask(self) -> bool:
+        return len(self.inputs) == 4
+
     def _dims(self) -> tuple[int, int, int, int, int]:
-        q, k, v = (t.shape for t in self.inputs)
+        q, k, v = (t.shape for t in self.inputs[:3])
         return prod(q[:-2]), q[-2], k[-2], q[-1], v[-1]
 
     def macs(self) -> int:
@@ -267,34 +354,50 @@ class ScaledDotProductAttention(Parameterless):
         return b * causal_kept(length, s) * (e + ev)
 
     def elementwise_flops(self) -> int:
+        """Per score: the scale, the causal mask or the bias add, and softmax."""
         b, length, s, _, _ = self._dims()
-        return attention_core_flops(b * length * s, self.is_causal)
+        return attention_core_flops(b * length * s, self.is_causal or self.has_mask)
+
+    def window_macs(self) -> int | None:
+        """MACs counting only the products a sliding window keeps; None without one."""
+        if self.window is None:
+            return None
+        b, length, s, e, ev = self._dims()
+        return b * window_kept(length, s, self.window) * (e + ev)
 
     def extras(self) -> dict[str, Any]:
-        return {"causal_macs": self.causal_macs()} if self.is_causal else {}
+        extra = {"causal_macs": self.causal_macs()} if self.is_causal else {}
+        return extra | ({"window_macs": self.window_macs()} if self.window else {})
 
     def backward_macs(self, grads: Grads) -> int:
         """``dV = P^T dO`` (v), ``dP = dO V^T`` (q or k), ``dQ = dS K`` (q), ``dK = dS^T Q``
         (k): each as large as its forward product."""
         b, length, s, e, ev = self._dims()
-        gq, gk, gv = grads.inputs
+        gq, gk, gv = grads.inputs[:3]  # the bias's gradient is dS itself: no product
         return b * length * s * (ev * gv + ev * (gq or gk) + e * gq + e * gk)
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
         """The fused kernels (CPU flash attention for 4-d q, k, v of equal head dims;
-        flash or memory-efficient attention on CUDA) keep q, k, v, the output and the
-        float32 log-sum-exp of each score row (padded to 32 rows on CUDA). CPU's math path
-        (other ranks, a value head dim unlike the query's, or dropout in training;
-        measured) keeps q and k each scaled by sqrt(scale) (new tensors), the softmax
-        weights, with dropout its float mask and the dropped weights, and v."""
+        flash or memory-efficient attention on CUDA) keep q, k, v, the output, the float32
+        log-sum-exp of each score row (padded to 32 rows on CUDA) and the bias. CPU's math
+        path (other ranks, a value head dim unlike the query's, dropout in training, or a
+        bias that needs a gradient; measured) keeps q and k each scaled by sqrt(scale)
+        (new tensors), the softmax weights, with dropout its float mask and the dropped
+        weights, and v (the bias's add keeps nothing). A window is the builder's boolean
+        band, which torch turns into a float mask the fused kernel keeps. On CUDA the bias
+        and the band are assumed kept as on CPU (from the kernels; not measured here: the
+        memory-efficient kernel may pad them to an aligned width)."""
         b, length, s, e, ev = self._dims()
-        if device == "cpu" and not self.fused_on_cpu():
+        if device == "cpu" and not self.fused_on_cpu(grads=grads):
             scores = [saved_extra(b * length * s)] * (3 if self.dropout_p else 1)
             return [saved_extra(b * length * e), saved_extra(b * s * e), *scores,
                     saved_input(2)]
         rows = length if device == "cpu" else -(-length // 32) * 32
+        mask = [saved_input(3)] if self.has_mask else []
+        if self.window:  # the builder's band mask, made float for the kernel
+            mask = [saved_extra(length * s)]
         return [saved_input(0), saved_input(1), saved_input(2), saved_output(),
-                saved_extra(b * rows, ACC)]
+                saved_extra(b * rows, ACC), *mask]
 
     def output_order(self, device: str) -> tuple[int, ...] | None:
         """The fused kernels write the output (B, H, L, Ev) as (B, L, H, Ev) in memory
@@ -302,26 +405,32 @@ class ScaledDotProductAttention(Parameterless):
         fused = device == "cuda" or self.fused_on_cpu()
         return (0, 2, 1, 3) if fused and len(self.y) == 4 else None
 
-    def fused_on_cpu(self, training: bool = True) -> bool:
-        """torch's CPU flash kernel takes 4-d q, k, v of equal head dims, and no dropout
-        (measured: with dropout in training the math path runs)."""
-        q, k, v = (t.shape for t in self.inputs)
-        return len(q) == 4 and q[-1] == k[-1] == v[-1] and not (training and self.dropout_p)
+    def fused_on_cpu(self, training: bool = True, grads: Grads | None = None) -> bool:
+        """torch's CPU flash kernel takes 4-d q, k, v of equal head dims, no dropout
+        (measured: with dropout in training the math path runs) and no bias that needs a
+        gradient (``grads``; forward counts run under no_grad, where none does)."""
+        q, k, v = (t.shape for t in self.inputs[:3])
+        bias_grad = self.has_mask and grads is not None and grads.inputs[3]
+        return (len(q) == 4 and q[-1] == k[-1] == v[-1] and not (training and self.dropout_p)
+                and not bias_grad)
 
     def receptive_field(self, fields):
         return sequence_field(fields)
 
     def attention_terms(self) -> list[tuple[int, int]]:
         """d_attn = heads x head dim: the dims of q between batch and length, times E."""
-        q, k, _ = (t.shape for t in self.inputs)
+        q, k = (t.shape for t in self.inputs[:2])
         return [(k[-2], prod(q[1:-2]) * q[-1])]
+
+    def kv_cache_window(self) -> int | None:
+        return self.window
 
     def kv_cache_elements(self) -> int:
         """Causal only: k and v features of all kv heads (the dims between batch and
         length), so grouped-query attention is counted right."""
         if not self.is_causal:
             return 0
-        _, k, v = (t.shape for t in self.inputs)
+        k, v = (t.shape for t in self.inputs[1:3])
         return prod(k[1:-2]) * k[-1] + prod(v[1:-2]) * v[-1]
 
     def torch_module(self) -> Any:
@@ -402,7 +511,7 @@ class _TransformerLayer(Layer):
         and two float32 statistics per row; each dropout its mask (float on CPU, bool on
         CUDA); the feed-forward what its Linears (their inputs, for the weight gradients)
         and its activation keep. In training with dropout, torch's CPU attention takes the
-        math path (:meth:`_attention_dropout_saved`); without dropout, or on CUDA (whose
+        math path (:meth:`MultiheadAttention.math_saved`); without dropout, or on CUDA (whose
         kernels drop out internally), attention keeps what MultiheadAttention does."""
         n, length, e = self.x
         w, drop = grads.weight, self.dropout > 0
@@ -414,7 +523,7 @@ class _TransformerLayer(Layer):
             first_pre = self.norm_first and b == 0
             kept += [saved_input() if first_pre else saved_extra(row)] + norm
             if drop and device == "cpu":
-                kept += self._attention_dropout_saved(attn, w)
+                kept += attn.math_saved(w, dropout=True)
             else:
                 kept += attn.saved(self.part_grads(attn, grads), device)
             kept += [saved_extra(row, mask)] if drop else []
@@ -427,23 +536,6 @@ class _TransformerLayer(Layer):
         elif self.activation == "gelu" and w:
             kept.append(saved_extra(hidden))  # linear2's input, GELU's result
         return kept
-
-    def _attention_dropout_saved(self, attn: "MultiheadAttention", weight: bool
-                                 ) -> list[Saved]:
-        """CPU attention with dropout (``_scaled_dot_product_attention_math``; measured):
-        the input copies and the projections as MultiheadAttention keeps them (v a view of
-        the packed projection), q and k scaled by sqrt(scale), the softmax weights, the
-        dropout mask and the dropped weights (both float), and the heads merged (a copy,
-        out_proj's input)."""
-        n, length, s, _ = attn._lengths
-        e, scores = self.d_model, n * self.nhead * length * s
-        cross = len(set(attn._projection_inputs())) > 1
-        kept = [saved_extra(n * length * e)] + ([saved_extra(n * s * e)] if cross else []) \
-            if weight else []
-        kept.append(saved_extra(2 * n * s * e if cross else 3 * n * length * e))
-        kept += [saved_extra(n * length * e), saved_extra(n * s * e)]
-        kept += [saved_extra(scores)] * 3
-        return kept + ([saved_extra(n * length * e)] if weight else [])
 
     def elementwise_flops(self) -> int:
         residual_adds = self.n_residuals * prod(self.y)

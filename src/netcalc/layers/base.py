@@ -388,10 +388,18 @@ class Layer:
         """MACs counting only the products a causal mask keeps; None without a causal mask."""
         return None
 
+    def window_macs(self) -> int | None:
+        """MACs counting only the products a sliding window keeps; None without one."""
+        return None
+
     def kv_cache_elements(self) -> int:
         """Key + value elements one token of one sequence adds to a KV cache (causal
         self-attention only)."""
         return 0
+
+    def kv_cache_window(self) -> int | None:
+        """The most tokens the layer's KV cache holds (a sliding window); None: all."""
+        return None
 
     # ------------------------------------------------------------------ torch
     def torch_module(self) -> Any:

@@ -105,7 +105,12 @@ def _sequence_lines(seq: dict, batch: int) -> list[str]:
     if "causal_macs" in seq:
         lines.append(f"Causal attention: {seq['causal_macs']:,} MACs counting only the causal "
                      f"half of each L×L product (MACs above count the full L×L, as torch's counters do)")
+    if "window_macs" in seq:
+        lines.append(f"Sliding-window attention: {seq['window_macs']:,} MACs counting only the "
+                     "products each window keeps")
     if "kv_cache_bytes_per_token" in seq:
         lines.append(f"KV cache: {human_bytes(seq['kv_cache_bytes_per_token'])} per token; "
-                     f"{human_bytes(seq['kv_cache_bytes'])} for {seq['tokens']:,} tokens")
+                     f"{human_bytes(seq['kv_cache_bytes'])} for {seq['tokens']:,} tokens"
+                     + (" (a sliding window caches only its last tokens)"
+                        if "window_macs" in seq else ""))
     return lines

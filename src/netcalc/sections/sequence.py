@@ -25,7 +25,10 @@ leaves a remainder):
 * Memory: ``weight_bytes`` at the report's weight dtype, ``activation_bytes`` (all layer
   outputs) and ``peak_activation_bytes`` for the given batch and length, and for
   decoder models (causal attention) the KV cache: ``kv_cache_bytes_per_token``
-  (one token of one sequence) and ``kv_cache_bytes`` (batch * n_ctx tokens).
+  (one token of one sequence) and ``kv_cache_bytes`` (batch * n_ctx tokens; a layer
+  with a sliding window, ``Layer.kv_cache_window``, holds at most ``window`` of them).
+* ``window_macs``: total MACs with each sliding-window attention counted at the
+  products its window keeps (present when the model has one).
 
 KV cache per token = sum over causal self-attention layers of (key + value
 elements per token: ``Layer.kv_cache_elements``) * bytes of the dtype: ``2 * d_model``
@@ -121,12 +124,17 @@ def sequence_section(report: "Report") -> dict[str, Any] | None:
     saved = [lay.macs() - c for lay in layers if (c := lay.causal_macs()) is not None]
     if saved:
         section["causal_macs"] = totals.macs - sum(saved)
+    windowed = [lay.macs() - w for lay in layers if (w := lay.window_macs()) is not None]
+    if windowed:
+        section["window_macs"] = totals.macs - sum(windowed)
     kv = kv_cache_bytes_per_token(report)
     if kv is not None:
         section["kv_cache_bytes_per_token"] = kv
-        # the whole cache is one tensor: a sub-byte dtype rounds once, not per token
-        section["kv_cache_bytes"] = nbytes(kv_cache_elements(report) * tokens,
-                                           report.dtypes.kv)
+        # each layer caches its own tokens: all n_ctx, or its window's last ones; the
+        # whole cache is one tensor: a sub-byte dtype rounds once, not per token
+        elements = sum(lay.kv_cache_elements() * min(n_ctx, lay.kv_cache_window() or n_ctx)
+                       for lay in layers)
+        section["kv_cache_bytes"] = nbytes(t.shape[0] * elements, report.dtypes.kv)
     return section
 
 

@@ -96,33 +96,43 @@ class FlatRecurrent(nn.Module):
 class AttentionOutput(nn.Module):
     """nn.MultiheadAttention returning only the attention output (need_weights=False).
 
-    One input: self-attention; two: (query, key=value); three: (query, key, value).
+    One input: self-attention; two: (query, key=value); three: (query, key, value);
+    with ``masked`` one more, last: the additive ``attn_mask``.
     """
 
-    def __init__(self, mha: nn.Module):
+    def __init__(self, mha: nn.Module, masked: bool = False):
         super().__init__()
-        self.attn = mha
+        self.attn, self.masked = mha, masked
 
-    def forward(self, query, key=None, value=None):
-        key = query if key is None else key
-        value = key if value is None else value
-        return self.attn(query, key, value, need_weights=False)[0]
+    def forward(self, *xs):
+        mask = xs[-1] if self.masked else None
+        qkv = xs[:-1] if self.masked else xs
+        query = qkv[0]
+        key = qkv[1] if len(qkv) > 1 else query
+        value = qkv[2] if len(qkv) > 2 else key
+        return self.attn(query, key, value, need_weights=False, attn_mask=mask)[0]
 
 
 class ScaledDotProductAttention(nn.Module):
-    """torch.nn.functional.scaled_dot_product_attention(q, k, v) as a module."""
+    """torch.nn.functional.scaled_dot_product_attention(q, k, v[, attn_mask]) as a module."""
 
-    def __init__(self, is_causal=False, dropout_p=0.0, scale=None, enable_gqa=False):
+    def __init__(self, is_causal=False, dropout_p=0.0, scale=None, enable_gqa=False,
+                 window=None):
         super().__init__()
         self.is_causal, self.dropout_p, self.scale = is_causal, dropout_p, scale
-        self.enable_gqa = enable_gqa
+        self.enable_gqa, self.window = enable_gqa, window
 
-    def forward(self, q, k, v):
+    def forward(self, q, k, v, attn_mask=None):
         import torch.nn.functional as F
 
         kw = {"enable_gqa": True} if self.enable_gqa else {}
+        is_causal = self.is_causal
+        if self.window:  # torch has no window: a causal band mask, key i-window < j <= i
+            i = torch.arange(q.shape[-2], device=q.device)[:, None]
+            j = torch.arange(k.shape[-2], device=q.device)[None, :]
+            attn_mask, is_causal = (j <= i) & (j > i - self.window), False
         return F.scaled_dot_product_attention(
-            q, k, v, is_causal=self.is_causal, scale=self.scale,
+            q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=self.scale,
             dropout_p=self.dropout_p if self.training else 0.0, **kw)
 
 
