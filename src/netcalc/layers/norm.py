@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 
 from ..args import Arg, Bool, Float, IntList, PosInt
 from .base import (ACC, FP32, Grads, Layer, MacFree, Parameterless, Saved, Shape, register,
-                   saved_extra, saved_input, saved_output)
+                   saved_extra, saved_input)
 
 STATS_FLOPS = 5   # mean, variance and normalisation, per element
 AFFINE_FLOPS = 2  # weight multiply + bias add, per element

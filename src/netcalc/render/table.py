@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from ..analysis import Report
 from ..textsafe import text
-from ..textsafe import text
 from ..units import human, human_bytes
 from .view import collapse, columns, metric_text, shape_text
 

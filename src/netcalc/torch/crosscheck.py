@@ -40,7 +40,6 @@ counter; under autograd torch never takes them either).
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import warnings
 from dataclasses import asdict, dataclass, field

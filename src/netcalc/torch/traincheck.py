@@ -25,8 +25,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 from .. import conventions
 from ..analysis import Report, analyze_graph
 from ..graph import Graph
