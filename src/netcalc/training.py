@@ -155,11 +155,21 @@ class _Step:
         self.storages.append(_Storage(nbytes, step))
         return len(self.storages) - 1
 
-    def _numel(self, ref: Ref) -> int:
+    def numel(self, ref: Ref) -> int:
         node = self.graph.by_name.get(ref.node)
         if node is None:
             return self.graph.inputs[ref.node].numel
         return node.layer.outputs[ref.out].numel
+
+    def nbytes(self, ref: Ref) -> int:
+        """Bytes of a value at the width it has in the step."""
+        return self.numel(ref) * self.value_width[ref]
+
+    def graded(self) -> list[Ref]:
+        """The outputs the loss sends a gradient to: every output that needs one, or
+        (cross-entropy) the last of them."""
+        graded = [ref for _, ref in self.graph.outputs if self.needs[ref]]
+        return graded[-1:] if self.opts.loss == "cross-entropy" else graded
 
     # ------------------------------------------------------------------ checkpoint regions
     def _regions(self) -> list[int | None]:
@@ -284,7 +294,7 @@ class _Step:
         for j, s in enumerate(sources):
             w = self.value_width[s]
             if w != INT_BYTES and w != want:
-                seen[j] = self._new(self._numel(s) * want, i)
+                seen[j] = self._new(self.numel(s) * want, i)
                 self.storages[seen[j]].last_use = i
         return seen, want
 
@@ -300,7 +310,7 @@ class _Step:
             elif layer.HELD:  # a parameter or buffer: weights, not an activation
                 key, order = self._new(0, i), None
             elif src is not None and layer.VIEW:  # every output (Chunk, Split) views it
-                dims = layer.perm(len(t.shape)) if type(layer).__name__ == "Permute" else None
+                dims = layer.view_permutation()
                 if dims is not None:  # a permuted view: track the physical order
                     key, order = self.storage[src], _permuted(self.order[src], dims)
                 elif self.order[src] is None:
@@ -399,11 +409,8 @@ def _memory(report: "Report", step: _Step) -> dict[str, Any]:
     states = OPTIMIZERS[opts.optimizer] * trainable * w
     if opts.optimizer in ("adam", "adamw"):
         states += STEP_BYTES * step.param_tensors()
-    outputs = [ref for _, ref in report.graph.outputs]
-    graded = [r for r in outputs if step.needs[r]]
-    if opts.loss == "cross-entropy":
-        graded = graded[-1:]
-    out_grad = sum(step._numel(r) * step.value_width[r] for r in graded)
+    graded = step.graded()
+    out_grad = sum(step.nbytes(r) for r in graded)
     loss_bytes = _loss_bytes(step, graded)
     timeline = _timeline(report, step, param_bytes + buffer_bytes + states, loss_bytes)
     report.timelines["training"] = timeline
@@ -437,7 +444,7 @@ def _loss_bytes(step: _Step, graded: list[Ref]) -> int:
         ref = graded[-1]
         shape = step.graph.by_name[ref.node].layer.outputs[ref.out].shape
         return prod(shape) * 4 + prod(shape[:-1]) * INT_BYTES
-    return sum(step._numel(r) * 4 for r in graded if step.value_width[r] != 4)
+    return sum(step.numel(r) * 4 for r in graded if step.value_width[r] != 4)
 
 
 Timeline = list[tuple[int, str]]
@@ -467,10 +474,8 @@ def _timeline(report: "Report", step: _Step, baseline: int, loss_bytes: int) -> 
         live -= free_after[i]
         if step.regions[i] is not None:
             live -= cast[i]  # the autocast cache of a checkpointed layer is not kept
-    graded = [ref for _, ref in report.graph.outputs if step.needs[ref]]
-    if step.opts.loss == "cross-entropy":
-        graded = graded[-1:]
-    transient = max((step._numel(r) * 4 for r in graded), default=0)
+    graded = step.graded()
+    transient = max((step.numel(r) * 4 for r in graded), default=0)
     live += loss_bytes
     timeline.append((live + transient, "loss"))
     # the loss's backward holds float32 temporaries of the output's size beside the
@@ -478,7 +483,7 @@ def _timeline(report: "Report", step: _Step, baseline: int, loss_bytes: int) -> 
     # 50257 logits peaks at four output sizes: mean's gradient, 2 * grad, times x, the
     # gradient handed on), one for cross-entropy (its log-softmax's gradient)
     scratch = (1 if step.opts.loss == "cross-entropy" else 3) * transient
-    live += sum(step._numel(r) * step.value_width[r] for r in graded)  # output gradients
+    live += sum(step.nbytes(r) for r in graded)  # output gradients
     timeline.append((live + scratch, "loss backward"))
     live -= loss_bytes
     live = _backward(report, step, live, timeline)
@@ -498,8 +503,7 @@ def _backward(report: "Report", step: _Step, live: int, timeline: Timeline) -> i
     for key, s in enumerate(st):
         if s.keepers and not s.returned:
             release[min(s.keepers)].append(key)
-    grad_of: dict[Ref, int] = {ref: step.value_width[ref] * step._numel(ref)
-                               for _, ref in report.graph.outputs if step.needs[ref]}
+    grad_of: dict[Ref, int] = {ref: step.nbytes(ref) for ref in step.graded()}
     weight_grads = [step.trained(i) for i in range(n)]
     for i, node in enumerate(step.nodes):
         if node.tie and step.trained(i):  # the shared weight's gradient is made here first
@@ -531,7 +535,7 @@ def _backward(report: "Report", step: _Step, live: int, timeline: Timeline) -> i
                         # the input's gradient is a view of the output's: it lives on
                         grad_of[s], grad_of[outs[0]] = grad_of[outs[0]], 0
                     else:
-                        grad_of[s] = step._numel(s) * step.value_width[s]
+                        grad_of[s] = step.nbytes(s)
                         live += grad_of[s]
             if g.weight and not node.layer.HELD:
                 live += max(weight_grads[i], 0) * w

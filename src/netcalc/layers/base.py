@@ -349,6 +349,12 @@ class Layer:
         they are not activations."""
         raise NotImplementedError
 
+    def view_permutation(self) -> tuple[int, ...] | None:
+        """For a VIEW layer that reorders dims (Permute): output dim i is input dim p[i].
+        None for views that keep the order (a reshape of a non-contiguous tensor
+        copies it)."""
+        return None
+
     def output_order(self, device: str) -> tuple[int, ...] | None:
         """The physical order of output 0's dims when the kernel does not write it
         contiguously (a permutation of its logical dims), else None: tells training

@@ -153,6 +153,9 @@ class Permute(_Move):
 
     dims = Arg(IntList(), doc="a permutation of all dims, batch included")
 
+    def view_permutation(self) -> tuple[int, ...]:
+        return self.perm(len(self.x))
+
     def perm(self, rank: int) -> tuple[int, ...]:
         if len(self.dims) != rank:
             raise self.fail(f"dims {list(self.dims)} has {len(self.dims)} entries but the "
