@@ -93,16 +93,17 @@ class FlatRecurrent(nn.Module):
         return output, state
 
 
-class AttentionOutput(nn.Module):
+class AttentionOutput(nn.MultiheadAttention):
     """nn.MultiheadAttention returning only the attention output (need_weights=False).
 
     One input: self-attention; two: (query, key=value); three: (query, key, value);
-    with ``masked`` one more, last: the additive ``attn_mask``.
+    with ``masked`` one more, last: the additive ``attn_mask``. A subclass, not a
+    wrapper, so its parameters have torch's names (``self_attention.in_proj_weight``).
     """
 
-    def __init__(self, mha: nn.Module, masked: bool = False):
-        super().__init__()
-        self.attn, self.masked = mha, masked
+    def __init__(self, *args, masked: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.masked = masked
 
     def forward(self, *xs):
         mask = xs[-1] if self.masked else None
@@ -110,7 +111,7 @@ class AttentionOutput(nn.Module):
         query = qkv[0]
         key = qkv[1] if len(qkv) > 1 else query
         value = qkv[2] if len(qkv) > 2 else key
-        return self.attn(query, key, value, need_weights=False, attn_mask=mask)[0]
+        return super().forward(query, key, value, need_weights=False, attn_mask=mask)[0]
 
 
 class ScaledDotProductAttention(nn.Module):

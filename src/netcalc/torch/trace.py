@@ -94,7 +94,10 @@ def leaf_args(module: nn.Module, type_name: str) -> dict[str, Any]:
     layer = REGISTRY[type_name]
     reader = getattr(layer, "args_from_torch", None)
     if reader is not None:
-        return reader(module)
+        try:
+            return reader(module)
+        except ValueError as exc:
+            raise Unsupported(f"{type_name}: {exc}") from None
     args: dict[str, Any] = {}
     for name, arg in layer.args.items():
         if getattr(arg, "inferred", False):
@@ -505,6 +508,8 @@ class Tracer:
             params = sum(p.numel() for p in module.parameters()) + \
                 sum(b.numel() for b in module.buffers())
             inputs = [v for v in (*vals, *kvals.values()) if isinstance(v, Ref)]
+            if type_name == "MultiheadAttention" and len(set(inputs)) == 1:
+                inputs = inputs[:1]  # self-attention: one input
             path = self._unique(node.target)
             if path != node.target and params:
                 raise Unsupported(f"module {node.target} ({type_name}) is called twice")
