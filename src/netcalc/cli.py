@@ -221,35 +221,37 @@ def shapes(
     --train adds the backward pass and the memory of a training step (netcalc.training).
     """
     from . import analysis, graph, spec as spec_mod
+    from .perf import paused_gc
     from .render import FORMATS, render
 
     if format not in FORMATS:
         fail(f"--format: unknown format {format!r} ({', '.join(FORMATS)})")
     _check_convention(convention)
     max_bytes = _file_size(max_file_size)
-    try:
-        dtypes = dtypes_option(dtype, weight_dtype, activation_dtype, kv_dtype,
-                               quant_group_size)  # an option's fault, not the spec's
-        options = train_options(train, device, optimizer, precision, checkpoint, loss,
-                                convention)
-        s = spec_mod.load(spec_file, max_bytes)
-        report = analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)), dtypes,
-                                        options)
-    except SpecError as err:
-        fail(err)
-    if convention != "netcalc":  # netcalc's own counts need no conversion (nor its import)
-        from . import conventions
+    with paused_gc():  # one pause from parse to output (10^5 live objects): netcalc.perf
+        try:
+            dtypes = dtypes_option(dtype, weight_dtype, activation_dtype, kv_dtype,
+                                   quant_group_size)  # an option's fault, not the spec's
+            options = train_options(train, device, optimizer, precision, checkpoint, loss,
+                                    convention)
+            s = spec_mod.load(spec_file, max_bytes)
+            g = graph.build(s, batch, _input_shapes(s, input))
+            report = analysis.analyze_graph(g, dtypes, options)
+        except SpecError as err:
+            fail(err)
+        if convention != "netcalc":  # netcalc's counts need no conversion (nor its import)
+            from . import conventions
 
-        report = conventions.apply(report, convention)
-    seq = report.sections.get("sequence")
-    if seq is not None and not kv_cache:
-        for key in ("kv_cache_bytes_per_token", "kv_cache_bytes"):
-            seq.pop(key, None)
-    if kv_cache and (seq is None or "kv_cache_bytes_per_token" not in seq):
-        why = ("it has no token input (an int64 input)" if seq is None
-               else "it has no causal self-attention")
-        typer.echo(f"--kv-cache: no KV cache for this model: {why}", err=True)
-    sys.stdout.write(render(report, format, depth))
+            report = conventions.apply(report, convention)
+        seq = report.sections.get("sequence")
+        if seq is not None and not kv_cache:
+            for key in ("kv_cache_bytes_per_token", "kv_cache_bytes"):
+                seq.pop(key, None)
+        if kv_cache and (seq is None or "kv_cache_bytes_per_token" not in seq):
+            why = ("it has no token input (an int64 input)" if seq is None
+                   else "it has no causal self-attention")
+            typer.echo(f"--kv-cache: no KV cache for this model: {why}", err=True)
+        sys.stdout.write(render(report, format, depth))
 
 
 @app.command()
@@ -465,7 +467,7 @@ def profile(
     except ProfileError as err:
         fail(err)
     for skipped in result.skipped:
-        typer.echo(f"{skipped['device']} skipped: {skipped['reason']}", err=True)
+        typer.echo(f"{skipped['device']} skipped: {text(skipped['reason'])}", err=True)
     data = result.to_dict()
     if format == "json":
         sys.stdout.write(render_profile_json(data))
@@ -480,7 +482,7 @@ def profile(
             typer.echo(f"cross-check failed: {len(cc.get('mismatches') or [])} mismatch(es) "
                        "between the built module and the analysis (see the report)", err=True)
         else:
-            typer.echo(f"cross-check could not run: {cc.get('error')}", err=True)
+            typer.echo(f"cross-check could not run: {text(cc.get('error'))}", err=True)
         raise typer.Exit(1)
 
 

@@ -87,15 +87,19 @@ def _frac(x) -> str:
     return str(x.numerator) if x.denominator == 1 else f"{x.numerator}/{x.denominator}"
 
 
+_ROW_NAMES = tuple(m.name for m in ROW_METRICS)
+
+
 def layer_dict(r: LayerResult) -> dict[str, Any]:
     """A row as JSON: every metric the row has (None: the report does not carry it)."""
     d: dict[str, Any] = {"name": r.name, "type": r.type, "from": r.sources,
                          "shape": list(r.shape), "receptive_field": rf_json(r.rf),
                          "line": r.line}
-    for m in ROW_METRICS:
-        value = getattr(r, m.name)
+    values = r.__dict__
+    for name in _ROW_NAMES:
+        value = values[name]
         if value is not None:
-            d[m.name] = value
+            d[name] = value
     if len(r.output_shapes) > 1:
         d["output_shapes"] = [list(s) for s in r.output_shapes]
     if r.tied_to:
