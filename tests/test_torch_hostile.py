@@ -280,3 +280,18 @@ def test_verify_table_escapes_the_spec_name(runner, tmp_path):
     assert "a\\n::error file=README.md::x\\x1b[31m\\u202e[bold]b[/bold]" in r.output
     for bad in ("\n::error", "\x1b", "\u202e"):
         assert bad not in r.output
+
+
+# ---------------------------------------------------------------- bounded cost
+@pytest.mark.parametrize("name", ["TransformerEncoderLayer", "TransformerDecoderLayer",
+                                  "MultiheadAttention", "Linear"])
+def test_a_layer_counts_toward_the_limit_as_the_modules_torch_builds(name):
+    """Layer.MODULES, what a layer weighs against graph.MAX_NODES, is torch's own count of
+    the modules it builds for that layer (itself included)."""
+    from netcalc.layers import REGISTRY
+
+    module = {"TransformerEncoderLayer": lambda: torch.nn.TransformerEncoderLayer(8, 2, 16),
+              "TransformerDecoderLayer": lambda: torch.nn.TransformerDecoderLayer(8, 2, 16),
+              "MultiheadAttention": lambda: torch.nn.MultiheadAttention(8, 2),
+              "Linear": lambda: torch.nn.Linear(8, 4)}[name]()
+    assert REGISTRY[name].MODULES == len(list(module.modules()))

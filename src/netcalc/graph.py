@@ -110,6 +110,7 @@ class _Builder:
                  max_nodes: int):
         self.spec = spec
         self.max_nodes = max_nodes
+        self.weighted = ""  # how a layer type weighing more than 1 counts, for the message
         self.types = set(REGISTRY) | set(spec.blocks)
         self.nodes: list[Node] = []
         self.by_name: dict[str, Node] = {}
@@ -226,7 +227,9 @@ class _Builder:
         return entry
 
     def count(self, entries: LList, env: dict[str, Any] | None, seen: dict) -> int:
-        """Layers an entry list expands to, computed before anything is built.
+        """Layers an entry list expands to, computed before anything is built; a layer
+        type counts as the modules torch builds for it (``Layer.MODULES``: a
+        TransformerDecoderLayer is 14, its cost is that of its parts).
 
         Memoised per (block, arguments), so nested repeats cost one visit per
         distinct block instance; stops as soon as the count passes ``max_nodes``.
@@ -236,7 +239,9 @@ class _Builder:
             entry = self.entry(entries, i, env)
             mark = entries.item_mark(i)
             block = self.spec.blocks.get(entry.type)
-            each = 1
+            each = REGISTRY[entry.type].MODULES if entry.type in REGISTRY else 1
+            if each > 1:
+                self.weighted = f" (a {entry.type} counts as {each}: the modules torch builds)"
             if block is not None:
                 if block.name in self.block_stack:
                     raise SpecError(f"block {block.name!r} uses itself "
@@ -256,7 +261,8 @@ class _Builder:
                 each = seen[key]
             total += each * (entry.repeat or 1)
             if total > self.max_nodes:
-                raise SpecError(f"the spec expands to more than {self.max_nodes:,} layers", mark)
+                raise SpecError(f"the spec expands to more than {self.max_nodes:,} layers"
+                                f"{self.weighted}", mark)
         return total
 
     def instance(self, entry: Entry, full: str, sources: list[Ref]) -> Ref:

@@ -177,6 +177,10 @@ class Layer:
     #: the output is the layer's own parameter or buffer (Parameter, Buffer): counted as
     #: weights or buffers, never as an activation
     HELD: ClassVar[bool] = False
+    #: modules torch builds for one such layer, itself included (``len(list(m.modules()))``):
+    #: what it counts toward the limit of layers after expansion (graph.MAX_NODES), since
+    #: analysing it costs about as much as analysing its parts
+    MODULES: ClassVar[int] = 1
 
     args: ClassVar[dict[str, Arg]] = {}
 
