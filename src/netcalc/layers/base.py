@@ -187,12 +187,13 @@ class Layer:
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
         collected: dict[str, Arg] = {}
-        for base in reversed(cls.__mro__):
-            for key, value in vars(base).items():
-                if isinstance(value, Arg):
-                    value.attr = key
-                    value.name = value.name or key
-                    collected[value.name] = value
+        for base in reversed(cls.__mro__[1:]):  # the bases' own, already collected
+            collected.update(base.__dict__.get("args", {}))
+        for key, value in cls.__dict__.items():
+            if isinstance(value, Arg):
+                value.attr = key
+                value.name = value.name or key
+                collected[value.name] = value
         cls.args = collected
 
     # ------------------------------------------------------------------ arguments
