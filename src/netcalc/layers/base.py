@@ -167,6 +167,10 @@ class Layer:
     #: the output is the layer's own parameter or buffer (Parameter, Buffer): counted as
     #: weights or buffers, never as an activation
     HELD: ClassVar[bool] = False
+    #: arguments that name a block of the spec's ``blocks:`` (MixtureOfExperts' ``expert``):
+    #: the graph builder expands the block into a graph of its own and hands it to
+    #: :meth:`bind_block`
+    BLOCK_ARGS: ClassVar[tuple[str, ...]] = ()
 
     args: ClassVar[dict[str, Arg]] = {}
 
@@ -321,6 +325,16 @@ class Layer:
         if not self.params():
             return 0
         return 1 + (getattr(self, "bias", False) is True)
+
+    def active_params(self) -> int | None:
+        """Parameters one token uses, where that is fewer than :meth:`params` (a mixture
+        of experts: the router and ``top_k`` experts); None: all of them."""
+        return None
+
+    def bind_block(self, arg: str, graph: Any) -> None:
+        """Receive the graph (:class:`netcalc.graph.Graph`) of the block that argument
+        ``arg`` (one of ``BLOCK_ARGS``) names."""
+        raise NotImplementedError
 
     def int_buffers(self) -> int:
         """Buffer elements that are int64 whatever the dtype (``num_batches_tracked``)."""
