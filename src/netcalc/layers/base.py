@@ -326,6 +326,12 @@ class Layer:
             return 0
         return 1 + (getattr(self, "bias", False) is True)
 
+    def largest_param_tensor(self) -> int | None:
+        """Elements of the largest parameter tensor, for a layer without one main weight
+        (:meth:`weight_shape` None) that holds several tensors; None: all its parameters
+        count as one."""
+        return None
+
     def active_params(self) -> int | None:
         """Parameters one token uses, where that is fewer than :meth:`params` (a mixture
         of experts: the router and ``top_k`` experts); None: all of them."""

@@ -34,7 +34,8 @@ CPU): the router's input (the layer's own, for the weight gradient), the softmax
 (float32, float64 for float64), the chosen expert indices, the chosen weights and
 their sum (float32), the routed copy of the tokens (top_k*T*d), the token and slot
 indices of the routed copies (int64), what the expert's layers keep on top_k*T tokens,
-the experts' concatenated outputs and the weight per routed copy. Backward MACs: the
+the experts' concatenated outputs, the weight per routed copy and their product (which
+``index_add_`` keeps). Backward MACs: the
 router's Linear and the expert's layers, each by its own rule.
 """
 
@@ -138,6 +139,11 @@ class MixtureOfExperts(Layer):
         return self.router.param_tensors() + self.num_experts * sum(
             p.param_tensors() for p in self.parts[1:])
 
+    def largest_param_tensor(self) -> int:
+        """The router's weight or the largest tensor of one expert."""
+        return max(prod(w) if (w := p.weight_shape()) else p.largest_param_tensor() or p.params()
+                   for p in self.parts)
+
     def macs(self) -> int:
         return self.router.macs() + self.expert_report.totals.macs
 
@@ -184,7 +190,9 @@ class MixtureOfExperts(Layer):
                  saved_extra(k * t, "int64"),  # the token of each routed copy
                  saved_extra(k * t, "int64")]  # the (token, slot) order of the weights
         kept += self._expert_saved(grads, device)
-        return kept + [saved_extra(k * t * d), saved_extra(k * t)]  # outputs, weights
+        # the experts' outputs and the weight per routed copy (the product's operands),
+        # and the product, which index_add keeps (derivatives.yaml: expand_as(source))
+        return kept + [saved_extra(k * t * d), saved_extra(k * t), saved_extra(k * t * d)]
 
     def _expert_saved(self, grads: Grads, device: str) -> list[Saved]:
         """What the expert's layers keep, one entry per storage: the routed tokens
