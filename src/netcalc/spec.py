@@ -8,6 +8,7 @@ The format (documented in README.md, "Spec format")::
     blocks: {Name: {args: {...}, inputs: [input], layers: [...]}}
     layers: [...]                        # entries, see parse_entry
     outputs: [layer, ...]                # default: the last layer
+    tokens: decoder_input_ids            # the token-id input of a sequence model
     expect: {...}                        # checked by `netcalc check`
     budget: {...}
 
@@ -30,7 +31,7 @@ from .layers.base import FLOAT, INT
 from .torch_names import RESERVED as TORCH_RESERVED
 from .yamlsafe import LList, LMap
 
-TOP_KEYS = ("name", "description", "input", "inputs", "blocks", "layers", "outputs",
+TOP_KEYS = ("name", "description", "input", "inputs", "tokens", "blocks", "layers", "outputs",
             "expect", "budget")
 RESERVED = ("name", "from", "repeat", "tie", "trainable", "sparsity")
 BLOCK_KEYS = ("args", "inputs", "layers", "numbered")
@@ -74,6 +75,8 @@ class Spec:
     expect: LMap | None
     budget: LMap | None
     raw: LMap
+    #: the input named by ``tokens:`` (an integer input), or None when not given
+    tokens: str | None = None
 
 
 @dataclass
@@ -305,9 +308,23 @@ def parse(text: str, file: str = "<spec>") -> Spec:
             if key in raw and not isinstance(raw[key], LMap):
                 raise SpecError(f"{key} must be a mapping", raw.value_mark(key))
         return Spec(file, str(name), inputs, blocks, layers, outputs,
-                    raw.get("expect"), raw.get("budget"), raw)
+                    raw.get("expect"), raw.get("budget"), raw, _tokens(raw, inputs))
     except SpecError as err:
         raise err.located(file) from None
+
+
+def _tokens(raw: LMap, inputs: dict[str, InputSpec]) -> str | None:
+    """``tokens: NAME``: the input holding the token ids (an int64 input)."""
+    if "tokens" not in raw:
+        return None
+    name, mark = raw["tokens"], raw.value_mark("tokens")
+    if not isinstance(name, str) or name not in inputs:
+        raise SpecError(f"tokens: {name!r} is not an input (inputs: {', '.join(inputs)})"
+                        f"{did_you_mean(str(name), inputs)}", mark)
+    if inputs[name].dtype != INT:
+        raise SpecError(f"tokens: input {name!r} is float, not int64: token ids are an "
+                        "integer input (dtype: int64)", mark)
+    return name
 
 
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
