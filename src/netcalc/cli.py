@@ -246,9 +246,10 @@ def shapes(
         for key in ("kv_cache_bytes_per_token", "kv_cache_bytes"):
             seq.pop(key, None)
     if kv_cache and (seq is None or "kv_cache_bytes_per_token" not in seq):
-        why = ("it has no token input (an int64 input)" if seq is None
-               else "it has no causal self-attention")
-        typer.echo(f"--kv-cache: no KV cache for this model: {why}", err=True)
+        from .sections.sequence import kv_cache_absence
+
+        why = kv_cache_absence(report) or "it has no causal self-attention"
+        typer.echo(f"--kv-cache: no KV cache for this model: {text(why)}", err=True)
     sys.stdout.write(render(report, format, depth))
 
 
