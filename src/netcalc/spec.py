@@ -27,6 +27,7 @@ from typing import Any
 from . import yamlsafe
 from .errors import Mark, SpecError, did_you_mean
 from .layers.base import FLOAT, INT
+from .torch_names import IN_CONTAINER
 from .torch_names import RESERVED as TORCH_RESERVED
 from .yamlsafe import LList, LMap
 
@@ -100,17 +101,19 @@ def check_name(name: Any, mark: Mark, what: str = "name") -> str:
     return name
 
 
-def check_module_name(name: Any, mark: Mark, what: str = "name") -> str:
-    """An identifier that torch can use as a submodule or input name."""
+def check_module_name(name: Any, mark: Mark, what: str = "name", nested: bool = False) -> str:
+    """An identifier that torch can use as a submodule or input name (``nested``: a
+    layer inside a block instance, whose parent module is a container, not the root)."""
     check_name(name, mark, what)
-    if name in TORCH_RESERVED:
+    if name in (IN_CONTAINER if nested else TORCH_RESERVED):
         raise SpecError(f"{what} {name!r} is an attribute of torch.nn.Module: torch cannot "
                         "build a module with this name", mark)
     return name
 
 
-def parse_entry(raw: Any, mark: Mark, known_types: set[str]) -> Entry:
-    """Parse a bare type name or a mapping with one type key plus reserved keys."""
+def parse_entry(raw: Any, mark: Mark, known_types: set[str], nested: bool = False) -> Entry:
+    """Parse a bare type name or a mapping with one type key plus reserved keys
+    (``nested``: an entry of a block's layers)."""
     if isinstance(raw, str):
         _check_type(raw, mark, known_types)
         return Entry(raw, None, mark, mark)
@@ -128,7 +131,7 @@ def parse_entry(raw: Any, mark: Mark, known_types: set[str]) -> Entry:
     _check_type(type_name, raw.key_mark(type_name), known_types)
     entry = Entry(type_name, raw[type_name], raw.mark, raw.key_mark(type_name))
     if "name" in raw:
-        entry.name = check_module_name(raw["name"], raw.value_mark("name"))
+        entry.name = check_module_name(raw["name"], raw.value_mark("name"), nested=nested)
     if "from" in raw:
         entry.sources = _refs(raw["from"], raw.value_mark("from"))
     if "repeat" in raw:

@@ -45,3 +45,8 @@ NETCALC_MODULE = frozenset("""
 
 #: plus ``self``: inputs are passed to ``forward(self, **inputs)`` by name
 RESERVED = TORCH_MODULE | NETCALC_MODULE | {"self"}
+
+#: names a layer inside a block instance may not take: its parent is a container (an
+#: nn.Module with a ``label``), so the root's own names (``layer``, ``self``) are free
+#: there, as transformers' BERT needs (``encoder.layer.0.attention.self.query``)
+IN_CONTAINER = TORCH_MODULE | {"label"}
