@@ -252,6 +252,72 @@ def shapes(
     sys.stdout.write(render(report, format, depth))
 
 
+def _analyze(spec_file: Path, input: "list[str] | None", batch: int, max_file_size: str,
+             train=None):
+    """Load and analyse a spec for a picture command (a SpecError is one line, exit 2)."""
+    from . import analysis, graph, spec as spec_mod
+
+    try:
+        s = spec_mod.load(spec_file, _file_size(max_file_size))
+        return analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)),
+                                      "float32", train)
+    except SpecError as err:
+        fail(err)
+
+
+def _write(path: Path, data: "bytes | str") -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, str):
+            path.write_text(data, encoding="utf-8")
+        else:
+            path.write_bytes(data)
+    except OSError as exc:
+        fail(f"--output {text(path)}: cannot write: {exc.strerror or exc}")
+
+
+DEPTH_HELP = "collapse block instances below this depth"
+
+
+@app.command()
+def draw(
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="YAML spec file"),
+    output: Path = typer.Option(..., "--output", "-o",
+                                help="net.svg | net.png (laid out by Graphviz's dot) | net.dot"),
+    depth: Optional[int] = typer.Option(None, min=1, help=DEPTH_HELP),
+    rankdir: str = typer.Option("TB", "--rankdir", help="TB (top to bottom) | LR (left to right)"),
+    params: bool = typer.Option(False, "--params", help="show each node's params"),
+    macs: bool = typer.Option(False, "--macs", help="show each node's MACs"),
+    input: Optional[list[str]] = typer.Option(None, "--input", "-i",
+                                              help="per-sample input shape, e.g. 3x224x224"),
+    batch: int = typer.Option(1, "--batch", "-b", min=1, max=2**63 - 1, help="batch size (dim 0)"),
+    max_file_size: str = typer.Option(MAX_FILE_SIZE, "--max-file-size", help=MAX_FILE_SIZE_HELP),
+) -> None:
+    """Draw the layer graph: nodes with name, type and output shape, blocks as clusters.
+
+    Graphs of more than 250 nodes fold their repeat groups after the first instance,
+    then lower the depth until they fit (the picture's caption says so). SVG and PNG
+    need Graphviz's `dot` on PATH; .dot needs nothing.
+    """
+    from .render.dot import FORMATS, RANKDIRS, DotError, run_dot, to_dot
+
+    fmt = output.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        fail(f"--output: unknown picture format {text(output.suffix or output.name)!r} "
+             "(.svg, .png, .dot)")
+    if rankdir not in RANKDIRS:
+        fail(f"--rankdir: unknown value {text(rankdir)!r} (TB, LR)")
+    report = _analyze(spec_file, input, batch, max_file_size)
+    dot_text = to_dot(report, depth, rankdir, params, macs)
+    if fmt == "dot":
+        _write(output, dot_text)
+        return
+    try:
+        _write(output, run_dot(dot_text, fmt))
+    except DotError as err:
+        fail(str(err))
+
+
 @app.command()
 def fit(
     spec_file: Path = typer.Argument(..., metavar="SPEC", help="YAML spec file"),
