@@ -319,6 +319,59 @@ def draw(
 
 
 @app.command()
+def report(
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="YAML spec file"),
+    output: Path = typer.Option(..., "--output", "-o", help="the HTML file to write"),
+    profile: Optional[Path] = typer.Option(None, "--profile",
+                                           help="a `netcalc profile --format json` file of "
+                                                "this spec: adds the measured roofline"),
+    profile_config: int = typer.Option(0, "--profile-config", min=0, metavar="N",
+                                       help="which run of the profile: the index in its "
+                                            "configs (default 0, the first)"),
+    depth: Optional[int] = typer.Option(None, min=1, help=DEPTH_HELP),
+    input: Optional[list[str]] = typer.Option(None, "--input", "-i",
+                                              help="per-sample input shape, e.g. 3x224x224"),
+    batch: int = typer.Option(1, "--batch", "-b", min=1, max=2**63 - 1, help="batch size (dim 0)"),
+    train: bool = typer.Option(False, "--train", help=TRAIN_HELP),
+    device: str = typer.Option("cuda", "--device", "-d", help=DEVICE_HELP),
+    optimizer: str = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP),
+    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
+    checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
+    loss: str = typer.Option("square", "--loss", help=LOSS_HELP),
+    max_file_size: str = typer.Option(MAX_FILE_SIZE, "--max-file-size", help=MAX_FILE_SIZE_HELP),
+) -> None:
+    """One self-contained HTML report that works offline (no torch needed).
+
+    Totals, the graph (laid out by Graphviz's dot; left out with a note without it),
+    the per-layer table (sortable, filterable, folded at --depth), per-layer cost bars,
+    receptive-field growth, memory over the layer order and, with --profile, the
+    measured per-layer roofline.
+    """
+    from .render.dot import DotError, run_dot, to_dot
+    from .render.html import clean_svg, load_profile, render_html, roofline_data
+
+    try:
+        options = train_options(train, device, optimizer, precision, checkpoint, loss)
+    except SpecError as err:
+        fail(err)
+    rep = _analyze(spec_file, input, batch, max_file_size, options)
+    roof = None
+    if profile is not None:
+        try:
+            roof = roofline_data(load_profile(profile), rep, profile_config)
+        except SpecError as err:
+            fail(err)
+        except (ValueError, KeyError, TypeError) as exc:
+            fail(f"--profile {text(profile)}: {exc}")
+    svg = note = None
+    try:
+        svg = clean_svg(run_dot(to_dot(rep, depth), "svg"))
+    except DotError as err:
+        note = f"Graph left out: {err}"
+    _write(output, render_html(rep, depth, svg, note, roof))
+
+
+@app.command()
 def fit(
     spec_file: Path = typer.Argument(..., metavar="SPEC", help="YAML spec file"),
     memory: str = typer.Option(..., "--memory", "-m",
