@@ -213,6 +213,9 @@ def shapes(
     checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
     loss: str = typer.Option("square", "--loss", help=LOSS_HELP),
     max_file_size: str = typer.Option(MAX_FILE_SIZE, "--max-file-size", help=MAX_FILE_SIZE_HELP),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE",
+                                        help="also plot the cost per layer, e.g. costs.png "
+                                             "(needs matplotlib: the plots extra)"),
 ) -> None:
     """Per-layer output shapes, receptive fields, params, MACs and memory (no torch needed).
 
@@ -226,6 +229,7 @@ def shapes(
     if format not in FORMATS:
         fail(f"--format: unknown format {format!r} ({', '.join(FORMATS)})")
     _check_convention(convention)
+    _plots_available(plot)
     max_bytes = _file_size(max_file_size)
     try:
         dtypes = dtypes_option(dtype, weight_dtype, activation_dtype, kv_dtype,
@@ -250,6 +254,29 @@ def shapes(
                else "it has no causal self-attention")
         typer.echo(f"--kv-cache: no KV cache for this model: {why}", err=True)
     sys.stdout.write(render(report, format, depth))
+    if plot is not None:
+        _plot(lambda plots: plots.costs_plot(report, depth, plot))
+
+
+def _plot(draw) -> None:
+    """Run ``draw(netcalc.render.plots)``; no matplotlib or an unwritable file: exit 2."""
+    from .render import plots
+
+    try:
+        draw(plots)
+    except plots.PlotError as err:
+        fail(str(err))
+
+
+def _plots_available(plot: "Path | None") -> None:
+    """With --plot, fail at once (before any work) when matplotlib is not installed."""
+    if plot is not None:
+        from .render.plots import PlotError, pyplot
+
+        try:
+            pyplot()
+        except PlotError as err:
+            fail(str(err))
 
 
 def _analyze(spec_file: Path, input: "list[str] | None", batch: int, max_file_size: str,
@@ -548,6 +575,9 @@ def profile(
     input: Optional[list[str]] = typer.Option(None, "--input", "-i",
                                               help="per-sample input shape, e.g. 3x224x224"),
     format: str = typer.Option("table", "--format", "-f", help="table | json"),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE",
+                                        help="also plot the per-layer roofline, e.g. "
+                                             "roofline.png (needs matplotlib: the plots extra)"),
 ) -> None:
     """Time the network on CPU and/or CUDA: latency, throughput, per-layer, roofline (needs torch).
 
@@ -560,6 +590,7 @@ def profile(
         fail(f"--format: unknown format {format!r} (table, json)")
     if repeat is not None and min_time is not None:
         fail("use one of --repeat N or --min-time S, not both")
+    _plots_available(plot)
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -586,6 +617,8 @@ def profile(
     for skipped in result.skipped:
         typer.echo(f"{skipped['device']} skipped: {skipped['reason']}", err=True)
     data = result.to_dict()
+    if plot is not None:
+        _plot(lambda plots: plots.roofline_plot(data, plot))
     if format == "json":
         sys.stdout.write(render_profile_json(data))
     else:

@@ -142,11 +142,17 @@ def render_html(report: Report, depth: int | None = None, graph_svg: str | None 
 
 def roofline_data(profile: dict[str, Any], report: Report, index: int) -> dict[str, Any]:
     """The roofline of run ``index`` (a ``configs`` entry of a profile JSON) of the spec
-    that ``report`` analyses: each timed layer with MACs as (name, FLOP/B, FLOP/s)
-    under the device's calibrated peak and bandwidth. A ValueError says what is wrong."""
+    that ``report`` analyses (see :func:`roofline_run`). A ValueError says what is wrong."""
     if profile.get("name") != report.name:
         raise ValueError(f"it profiles {text(profile.get('name'))!r}, not this spec's "
                          f"{text(report.name)!r}")
+    return roofline_run(profile, index)
+
+
+def roofline_run(profile: dict[str, Any], index: int) -> dict[str, Any]:
+    """Run ``index`` of a profile JSON as a roofline: each timed layer with MACs as
+    (name, FLOP/B, achieved FLOP/s), under the device's calibrated peak FLOP/s and copy
+    bandwidth. A ValueError says what is missing."""
     configs = profile.get("configs") or []
     if not 0 <= index < len(configs):
         raise ValueError(f"--profile-config {index}: it has {len(configs)} configuration(s) "
@@ -163,12 +169,13 @@ def roofline_data(profile: dict[str, Any], report: Report, index: int) -> dict[s
               and r.get("flops_per_s")]
     peak, bw = float(hw["peak_flops"]), float(hw["peak_bandwidth"])
     skipped = len(layers) - len(points)
+    label = f"{text(cfg['device'])}, batch {text(cfg['batch'])}"
     return {
-        "title": f"{text(cfg['device'])}, batch {text(cfg['batch'])}: achieved FLOP/s per layer",
+        "label": label,
+        "title": f"{label}: achieved FLOP/s per layer",
         "caption": f"{len(points)} layers with MACs timed on {text(hw.get('name', cfg['device']))}"
-                   f" ({text(cfg['device'])}, batch {text(cfg['batch'])}, "
-                   f"{text(profile.get('dtype'))}); {skipped} without MACs not shown. Roofs: "
-                   f"the calibrated peak and copy bandwidth (netcalc profile).",
+                   f" ({label}, {text(profile.get('dtype'))}); {skipped} without MACs not "
+                   "shown. Roofs: the calibrated peak and copy bandwidth (netcalc profile).",
         "peak_flops": peak, "peak_bandwidth": bw, "ridge": peak / bw, "points": points,
     }
 
