@@ -213,6 +213,9 @@ def shapes(
     checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
     loss: str = typer.Option("square", "--loss", help=LOSS_HELP),
     max_file_size: str = typer.Option(MAX_FILE_SIZE, "--max-file-size", help=MAX_FILE_SIZE_HELP),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE",
+                                        help="also plot the cost per layer, e.g. costs.png "
+                                             "(needs matplotlib: the plots extra)"),
 ) -> None:
     """Per-layer output shapes, receptive fields, params, MACs and memory (no torch needed).
 
@@ -226,6 +229,7 @@ def shapes(
     if format not in FORMATS:
         fail(f"--format: unknown format {format!r} ({', '.join(FORMATS)})")
     _check_convention(convention)
+    _plots_available(plot)
     max_bytes = _file_size(max_file_size)
     try:
         dtypes = dtypes_option(dtype, weight_dtype, activation_dtype, kv_dtype,
@@ -251,6 +255,148 @@ def shapes(
         why = kv_cache_absence(report) or "it has no causal self-attention"
         typer.echo(f"--kv-cache: no KV cache for this model: {text(why)}", err=True)
     sys.stdout.write(render(report, format, depth))
+    if plot is not None:
+        _plot(lambda plots: plots.costs_plot(report, depth, plot))
+
+
+def _plot(draw) -> None:
+    """Run ``draw(netcalc.render.plots)``; no matplotlib or an unwritable file: exit 2."""
+    from .render import plots
+
+    try:
+        draw(plots)
+    except plots.PlotError as err:
+        fail(str(err))
+
+
+def _plots_available(plot: "Path | None") -> None:
+    """With --plot, fail at once (before any work) when matplotlib is not installed."""
+    if plot is not None:
+        from .render.plots import PlotError, pyplot
+
+        try:
+            pyplot()
+        except PlotError as err:
+            fail(str(err))
+
+
+def _analyze(spec_file: Path, input: "list[str] | None", batch: int, max_file_size: str,
+             train=None):
+    """Load and analyse a spec for a picture command (a SpecError is one line, exit 2)."""
+    from . import analysis, graph, spec as spec_mod
+
+    try:
+        s = spec_mod.load(spec_file, _file_size(max_file_size))
+        return analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)),
+                                      "float32", train)
+    except SpecError as err:
+        fail(err)
+
+
+def _write(path: Path, data: "bytes | str") -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, str):
+            path.write_text(data, encoding="utf-8")
+        else:
+            path.write_bytes(data)
+    except OSError as exc:
+        fail(f"--output {text(path)}: cannot write: {exc.strerror or exc}")
+
+
+DEPTH_HELP = "collapse block instances below this depth"
+
+
+@app.command()
+def draw(
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="YAML spec file"),
+    output: Path = typer.Option(..., "--output", "-o",
+                                help="net.svg | net.png (laid out by Graphviz's dot) | net.dot"),
+    depth: Optional[int] = typer.Option(None, min=1, help=DEPTH_HELP),
+    rankdir: str = typer.Option("TB", "--rankdir", help="TB (top to bottom) | LR (left to right)"),
+    params: bool = typer.Option(False, "--params", help="show each node's params"),
+    macs: bool = typer.Option(False, "--macs", help="show each node's MACs"),
+    input: Optional[list[str]] = typer.Option(None, "--input", "-i",
+                                              help="per-sample input shape, e.g. 3x224x224"),
+    batch: int = typer.Option(1, "--batch", "-b", min=1, max=2**63 - 1, help="batch size (dim 0)"),
+    max_file_size: str = typer.Option(MAX_FILE_SIZE, "--max-file-size", help=MAX_FILE_SIZE_HELP),
+) -> None:
+    """Draw the layer graph: nodes with name, type and output shape, blocks as clusters.
+
+    Graphs of more than 250 nodes fold their repeat groups after the first instance,
+    then lower the depth until they fit (the picture's caption says so). SVG and PNG
+    need Graphviz's `dot` on PATH; .dot needs nothing.
+    """
+    from .render.dot import FORMATS, RANKDIRS, DotError, run_dot, to_dot
+
+    fmt = output.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        fail(f"--output: unknown picture format {text(output.suffix or output.name)!r} "
+             "(.svg, .png, .dot)")
+    if rankdir not in RANKDIRS:
+        fail(f"--rankdir: unknown value {text(rankdir)!r} (TB, LR)")
+    report = _analyze(spec_file, input, batch, max_file_size)
+    dot_text = to_dot(report, depth, rankdir, params, macs)
+    if fmt == "dot":
+        _write(output, dot_text)
+        return
+    try:
+        _write(output, run_dot(dot_text, fmt))
+    except DotError as err:
+        fail(str(err))
+
+
+@app.command()
+def report(
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="YAML spec file"),
+    output: Path = typer.Option(..., "--output", "-o", help="the HTML file to write"),
+    profile: Optional[Path] = typer.Option(None, "--profile",
+                                           help="a `netcalc profile --format json` file of "
+                                                "this spec: adds the measured roofline"),
+    profile_config: int = typer.Option(0, "--profile-config", min=0, metavar="N",
+                                       help="which run of the profile: the index in its "
+                                            "configs (default 0, the first)"),
+    depth: Optional[int] = typer.Option(None, min=1, help=DEPTH_HELP),
+    input: Optional[list[str]] = typer.Option(None, "--input", "-i",
+                                              help="per-sample input shape, e.g. 3x224x224"),
+    batch: int = typer.Option(1, "--batch", "-b", min=1, max=2**63 - 1, help="batch size (dim 0)"),
+    train: bool = typer.Option(False, "--train", help=TRAIN_HELP),
+    device: str = typer.Option("cuda", "--device", "-d", help=DEVICE_HELP),
+    optimizer: str = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP),
+    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
+    checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
+    loss: str = typer.Option("square", "--loss", help=LOSS_HELP),
+    max_file_size: str = typer.Option(MAX_FILE_SIZE, "--max-file-size", help=MAX_FILE_SIZE_HELP),
+) -> None:
+    """One self-contained HTML report that works offline (no torch needed).
+
+    Totals, the graph (laid out by Graphviz's dot; left out with a note without it),
+    the per-layer table (sortable, filterable, folded at --depth), per-layer cost bars,
+    receptive-field growth, memory over the layer order and, with --profile, the
+    measured per-layer roofline.
+    """
+    from .render.dot import DotError, run_dot, to_dot
+    from .render.html import clean_svg, load_profile, render_html, roofline_data
+
+    try:
+        options = train_options(train, device, optimizer, precision, checkpoint, loss)
+    except SpecError as err:
+        fail(err)
+    rep = _analyze(spec_file, input, batch, max_file_size, options)
+    roof = None
+    if profile is not None:
+        try:
+            roof = roofline_data(load_profile(profile), rep, profile_config)
+        except SpecError as err:
+            fail(err)
+        except (ValueError, KeyError, TypeError) as exc:
+            fail(f"--profile {text(profile)}: {exc}")
+    svg = note = None
+    try:
+        svg = clean_svg(run_dot(to_dot(rep, depth), "svg"))
+    except DotError as err:
+        note = f"Graph left out: {err}"
+    _write(output, render_html(rep, depth, svg, note, roof))
 
 
 @app.command()
@@ -430,6 +576,9 @@ def profile(
     input: Optional[list[str]] = typer.Option(None, "--input", "-i",
                                               help="per-sample input shape, e.g. 3x224x224"),
     format: str = typer.Option("table", "--format", "-f", help="table | json"),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE",
+                                        help="also plot the per-layer roofline, e.g. "
+                                             "roofline.png (needs matplotlib: the plots extra)"),
 ) -> None:
     """Time the network on CPU and/or CUDA: latency, throughput, per-layer, roofline (needs torch).
 
@@ -442,6 +591,7 @@ def profile(
         fail(f"--format: unknown format {format!r} (table, json)")
     if repeat is not None and min_time is not None:
         fail("use one of --repeat N or --min-time S, not both")
+    _plots_available(plot)
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -468,6 +618,8 @@ def profile(
     for skipped in result.skipped:
         typer.echo(f"{skipped['device']} skipped: {skipped['reason']}", err=True)
     data = result.to_dict()
+    if plot is not None:
+        _plot(lambda plots: plots.roofline_plot(data, plot))
     if format == "json":
         sys.stdout.write(render_profile_json(data))
     else:
