@@ -218,7 +218,7 @@ class _Builder:
         """
         mark = entries.item_mark(i)
         if env is not None:
-            return parse_entry(_subst(entries[i], env, mark), mark, self.types)
+            return parse_entry(_subst(entries[i], env, mark), mark, self.types, in_block=True)
         key = (id(entries), i)
         entry = self.parsed.get(key)
         if entry is None:

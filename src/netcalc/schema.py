@@ -262,6 +262,9 @@ def spec_schema() -> dict:
         "inputs": {"type": "object", "propertyNames": {"pattern": IDENT},
                    "additionalProperties": _input(), "minProperties": 1,
                    "description": "several named inputs"},
+        "tokens": {"type": "string", "pattern": IDENT,
+                   "description": "the int64 input holding the token ids of a sequence model "
+                                  "(default: the only int64 input, or the first of several)"},
         "blocks": {"type": "object", "propertyNames": {"pattern": IDENT},
                    "additionalProperties": {"anyOf": [
                        block, {"type": "array", "items": _ref("templatedEntry"), "minItems": 1}]},

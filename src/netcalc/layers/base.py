@@ -53,6 +53,23 @@ MAX_NUMEL = 2**60
 LOWER, FP32, FOLLOW = "lower", "fp32", "follow"
 
 
+class AttentionCache(NamedTuple):
+    """One attention, as a KV cache sees it (see :meth:`Layer.attention_caches`).
+
+    ``query`` and ``kv`` index the layer's inputs; ``elements`` are the key + value
+    elements one key position of one sample holds (all kv heads: ``H_kv*E + H_kv*Ev``);
+    ``length`` the key length S; ``causal`` whether a causal mask (or ``window``, a
+    sliding window of that many keys) limits each query to earlier keys.
+    """
+
+    query: int
+    kv: tuple[int, ...]
+    elements: int
+    length: int
+    causal: bool
+    window: int | None = None
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """What the analytic engine knows of a tensor: its shape (batch at dim 0) and kind."""
@@ -418,14 +435,11 @@ class Layer:
         """MACs counting only the products a sliding window keeps; None without one."""
         return None
 
-    def kv_cache_elements(self) -> int:
-        """Key + value elements one token of one sequence adds to a KV cache (causal
-        self-attention only)."""
-        return 0
-
-    def kv_cache_window(self) -> int | None:
-        """The most tokens the layer's KV cache holds (a sliding window); None: all."""
-        return None
+    def attention_caches(self) -> list["AttentionCache"]:
+        """Each attention inside the layer, as a KV cache would hold it (which of the
+        layer's inputs give its query and its keys/values; the sequence section tells
+        self- from cross-attention by whether those descend from the token input)."""
+        return []
 
     # ------------------------------------------------------------------ torch
     def torch_module(self) -> Any:

@@ -23,22 +23,43 @@ def collapse(report: Report, depth: int | None) -> list[LayerResult]:
     """
     if depth is None:
         return list(report.layers)
+    return fold(report, depth_key(report, depth))
+
+
+#: which row a layer folds into: (row name, row type), or None for a row of its own
+FoldKey = Callable[[str], "tuple[str, str] | None"]
+
+
+def depth_key(report: Report, depth: int) -> FoldKey:
+    """``--depth``'s folding: a layer deeper than ``depth`` folds into its container there."""
+    def key(name: str) -> tuple[str, str] | None:
+        parts = name.split(".")
+        if len(parts) <= depth:
+            return None
+        prefix = ".".join(parts[:depth])  # every proper prefix of a path is a container
+        return prefix, report.containers.get(prefix, "…")
+    return key
+
+
+def fold(report: Report, key: FoldKey) -> list[LayerResult]:
+    """Rows with the layers that ``key`` maps to one name folded into one row each, at
+    the place of the first; the row sums their metrics and has the last one's shape and
+    receptive field."""
     rows: list[LayerResult] = []
     index: dict[str, int] = {}
     for layer in report.layers:
-        parts = layer.name.split(".")
-        if len(parts) <= depth:
+        k = key(layer.name)
+        if k is None:
             rows.append(layer)
             continue
-        key = ".".join(parts[:depth])  # every proper prefix of a path is a container
-        if key in index:
-            row = rows[index[key]]
-            rows[index[key]] = replace(row, shape=layer.shape, output_shapes=layer.output_shapes,
-                                       rf=layer.rf, **_added(row, layer))
+        name, type_ = k
+        if name in index:
+            row = rows[index[name]]
+            rows[index[name]] = replace(row, shape=layer.shape, output_shapes=layer.output_shapes,
+                                        rf=layer.rf, **_added(row, layer))
         else:
-            index[key] = len(rows)
-            rows.append(replace(layer, name=key, type=report.containers.get(key, "…"),
-                                tied_to=None, extra={}))
+            index[name] = len(rows)
+            rows.append(replace(layer, name=name, type=type_, tied_to=None, extra={}))
     return rows
 
 

@@ -127,10 +127,19 @@ class ScaledDotProductAttention(nn.Module):
 
         kw = {"enable_gqa": True} if self.enable_gqa else {}
         is_causal = self.is_causal
-        if self.window:  # torch has no window: a causal band mask, key i-window < j <= i
+        if self.window or (is_causal and attn_mask is not None):
+            # torch has no window, nor a causal mask beside a bias: the band i-window < j
+            # <= i (or j <= i) as a mask, folded into the bias as HF's T5 folds it
             i = torch.arange(q.shape[-2], device=q.device)[:, None]
             j = torch.arange(k.shape[-2], device=q.device)[None, :]
-            attn_mask, is_causal = (j <= i) & (j > i - self.window), False
+            keep = (j <= i) & (j > i - self.window) if self.window else j <= i
+            if attn_mask is None:
+                attn_mask = keep
+            elif attn_mask.dtype == torch.bool:
+                attn_mask = attn_mask & keep
+            else:
+                attn_mask = attn_mask.masked_fill(~keep, float("-inf"))
+            is_causal = False
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=self.scale,
             dropout_p=self.dropout_p if self.training else 0.0, **kw)
