@@ -300,7 +300,8 @@ class _Builder:
         layer = REGISTRY[entry.type](args, Ctx(full, entry.type_mark, marks))
         for arg in layer.BLOCK_ARGS:
             layer.bind_block(arg, self.block_graph(getattr(layer, arg),
-                                                   marks.get(arg, entry.type_mark), arg))
+                                                   marks.get(arg, entry.type_mark),
+                                                   f"{full}: argument {arg}"))
         tie = None
         if entry.tie is not None:
             tname, tmark = entry.tie

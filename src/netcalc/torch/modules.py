@@ -422,7 +422,9 @@ class MixtureOfExperts(nn.Module):
     stable sort: token order within an expert), each expert runs once on its tokens
     (experts without tokens are not called), and the weighted results are added back
     per token: exactly ``top_k`` expert calls per token. ``tokens_per_expert`` holds
-    the counts of the last forward (for hooks and tests).
+    the counts of the last forward (for hooks and tests). On the meta device, which
+    holds no values, the ``top_k * T`` routed copies are dealt out to the experts in
+    turn: the same counts in total.
     """
 
     def __init__(self, d: int, top_k: int, experts: list[nn.Module], router_bias: bool):
@@ -444,7 +446,10 @@ class MixtureOfExperts(nn.Module):
         flat = chosen.reshape(-1)
         order = torch.sort(flat, stable=True)[1]  # routed copies grouped by expert
         token = order // k
-        counts = torch.bincount(flat, minlength=e).tolist()
+        if flat.is_meta:  # no values to route by: the copies dealt out in turn
+            counts = [len(range(i, flat.numel(), e)) for i in range(e)]
+        else:
+            counts = torch.bincount(flat, minlength=e).tolist()
         self.tokens_per_expert = counts
         routed = h[token]
         outs = [expert(part) for expert, part, n in zip(self.experts, routed.split(counts), counts)
