@@ -49,6 +49,9 @@ FAMILIES = {
               "- {InstanceNorm2d: {affine: true}}\n- LayerNorm\n"
               "- {LayerNorm: {elementwise_affine: false}}\n- RMSNorm\n"
               "- {LocalResponseNorm: {size: 3}}"),
+    "layernorm2d": ("[4, 5, 6]", "- {LayerNorm2d: {eps: 1.0e-6}}\n"
+                    "- {LayerNorm2d: {elementwise_affine: false}}\n- {Conv2d: {out_channels: 3, "
+                    "kernel_size: 3}}\n- {LayerNorm2d: {bias: false}}"),
     "activations": ("[4, 5]", "- ReLU\n- PReLU\n- GELU\n- Softmax\n- Hardswish\n- Dropout"),
     "merges": ("[4, 5]", "- {name: a, Identity: ~}\n- {name: s, Add: ~, from: [a, input]}\n"
                "- {name: m, Mul: ~, from: [s, a]}\n- {Concat: ~, from: [m, a]}"),

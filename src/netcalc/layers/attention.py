@@ -277,11 +277,9 @@ class MultiheadAttention(Layer):
     def torch_module(self) -> Any:
         from ..torch.modules import AttentionOutput
 
-        import torch.nn as nn
-
         args = self.arg_values()
         masked = args.pop("attn_mask")  # a forward input in torch, not an argument
-        return AttentionOutput(nn.MultiheadAttention(**args, batch_first=True), masked)
+        return AttentionOutput(**args, batch_first=True, masked=masked)
 
 
 # ---------------------------------------------------------------------- SDPA

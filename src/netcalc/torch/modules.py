@@ -93,16 +93,18 @@ class FlatRecurrent(nn.Module):
         return output, state
 
 
-class AttentionOutput(nn.Module):
+class AttentionOutput(nn.MultiheadAttention):
     """nn.MultiheadAttention returning only the attention output (need_weights=False).
 
     One input: self-attention; two: (query, key=value); three: (query, key, value);
-    with ``masked`` one more, last: the additive ``attn_mask``.
+    with ``masked`` one more, last: the additive ``attn_mask``. A subclass, not a
+    wrapper, so the weights sit at the layer's path as torch names them
+    (``self_attention.in_proj_weight``, as torchvision's ViT).
     """
 
-    def __init__(self, mha: nn.Module, masked: bool = False):
-        super().__init__()
-        self.attn, self.masked = mha, masked
+    def __init__(self, *args, masked: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.masked = masked
 
     def forward(self, *xs):
         mask = xs[-1] if self.masked else None
@@ -110,7 +112,7 @@ class AttentionOutput(nn.Module):
         query = qkv[0]
         key = qkv[1] if len(qkv) > 1 else query
         value = qkv[2] if len(qkv) > 2 else key
-        return self.attn(query, key, value, need_weights=False, attn_mask=mask)[0]
+        return super().forward(query, key, value, need_weights=False, attn_mask=mask)[0]
 
 
 class ScaledDotProductAttention(nn.Module):
@@ -147,6 +149,16 @@ class ScaledDotProductAttention(nn.Module):
 
 # ---------------------------------------------------------------- tensors of the model
 # (netcalc.layers.tensors builds these)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """torchvision.models.convnext.LayerNorm2d: layer_norm over the channels of
+    (N, C, H, W), channel-last in between (torchvision's forward)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
 
 
 class HeldTensor(nn.Module):
