@@ -281,6 +281,26 @@ class MultiheadAttention(Layer):
         masked = args.pop("attn_mask")  # a forward input in torch, not an argument
         return AttentionOutput(**args, batch_first=True, masked=masked)
 
+    @classmethod
+    def args_from_torch(cls, module: Any) -> dict[str, Any]:
+        """The arguments of a torch.nn.MultiheadAttention (``netcalc import``): torch
+        keeps ``bias`` and ``add_bias_kv`` as tensors, ``kdim``/``vdim`` filled in."""
+        if not module.batch_first:
+            raise ValueError("batch_first=False (netcalc's attention is batch-first)")
+        args: dict[str, Any] = {"num_heads": module.num_heads}
+        if module.dropout:
+            args["dropout"] = module.dropout
+        if module.in_proj_bias is None:
+            args["bias"] = False
+        if module.bias_k is not None:
+            args["add_bias_kv"] = True
+        if module.add_zero_attn:
+            args["add_zero_attn"] = True
+        for key in ("kdim", "vdim"):
+            if getattr(module, key) != module.embed_dim:
+                args[key] = getattr(module, key)
+        return args
+
 
 # ---------------------------------------------------------------------- SDPA
 def broadcasts_to(mask: Shape, target: Shape) -> bool:
