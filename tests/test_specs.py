@@ -404,7 +404,8 @@ def test_layer_rows_sum_to_totals(path):
 def test_batch_scaling(path):
     one, eight = netcalc.analyze(path, batch=1), netcalc.analyze(path, batch=8)
     assert eight.totals.macs == 8 * one.totals.macs
-    assert eight.totals.flops == 8 * one.totals.flops
+    for a, b in zip(one.layers, eight.layers):  # RoPE's cos/sin table is made once per forward
+        assert b.flops == 8 * a.flops or (a.type == "RotaryEmbedding" and b.flops < 8 * a.flops)
     assert eight.totals.activation_bytes == 8 * one.totals.activation_bytes
     assert eight.totals.params == one.totals.params
     assert eight.totals.buffers == one.totals.buffers

@@ -114,18 +114,22 @@ def spec_text(path: str, *, task: str | None = None, seq_len: int | None = None,
 
 def _header(cfg: HFConfig, model_type: str, task: str, mapped: Mapped, length: int,
             defaulted: bool) -> str:
+    import textwrap
+
     import netcalc
 
-    how = f"--seq-len {length}" + (" (the default: the context length, at most "
+    how = f"--seq-len {length}" + (f" (by default the context length, at most "
                                    f"{DEFAULT_SEQ_LEN})" if defaulted else "")
     lines = ["# yaml-language-server: $schema=../netcalc.schema.json",
-             comment(f"Imported by netcalc {netcalc.__version__} (netcalc import --hf-config) "
-                     f"from {cfg.path}"),
-             comment(f"  model_type {model_type}, task {task}: transformers' {mapped.head}, "
-                     f"{how}"),
-             comment("  module names are transformers' (state_dict keys equal); "
-                     "`netcalc import --hf-config ... --verify` proves params and keys"),
-             *(comment(f"  {n}") for n in mapped.notes)]
+             f"# Imported by netcalc {netcalc.__version__} from a Hugging Face config "
+             "(netcalc import --hf-config):",
+             comment(f"  {cfg.path}"),
+             f"#   model_type {model_type}, task {task}: transformers' {mapped.head}",
+             f"#   {how}",
+             "#   Module names are transformers', so are the state_dict keys: --verify builds",
+             "#   the transformers model on the meta device and compares params, keys, shapes."]
+    for note in mapped.notes:
+        lines += [comment(f"  {line}") for line in textwrap.wrap(note, 86)]
     return "\n".join(lines) + "\n"
 
 
