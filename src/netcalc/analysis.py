@@ -22,6 +22,7 @@ from .layers.base import INT, MAX_NUMEL, TensorInfo
 from .metrics import METRICS, SUMMED
 from .perf import paused_gc
 from .rf import RF
+from .rfgrowth import rf_growth
 
 if TYPE_CHECKING:
     from .training import TrainOptions
@@ -100,6 +101,10 @@ class Report:
     timelines: dict[str, list[tuple[int, str]]] = field(default_factory=dict, repr=False,
                                                         compare=False)
     dtypes: Dtypes = field(default_factory=Dtypes)
+    #: receptive-field growth along the path that sets each output's field
+    #: (netcalc.rfgrowth); outputs without a field (token models) are left out
+    rf_growth: dict[str, list[tuple[str, RF]]] = field(default_factory=dict, repr=False,
+                                                       compare=False)
 
 
 def tensor_bytes(t: TensorInfo, dtype: str) -> int:
@@ -157,6 +162,7 @@ def analyze_graph(graph: Graph, dtype: "str | Dtypes" = "float32",
         train=train,
         timelines={"inference": timeline},
         dtypes=dtypes,
+        rf_growth=rf_growth(graph, fields),
     )
     try:
         for s in sections.SECTIONS:
@@ -226,6 +232,7 @@ def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None,
         tied_to=tied_to,
         nonzero_params=nonzero_params,
         nonzero_macs=nonzero_macs,
+        active_params=layer.active_params(),
         extra=layer.extras(),
     )
 

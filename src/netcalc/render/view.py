@@ -23,22 +23,43 @@ def collapse(report: Report, depth: int | None) -> list[LayerResult]:
     """
     if depth is None:
         return list(report.layers)
+    return fold(report, depth_key(report, depth))
+
+
+#: which row a layer folds into: (row name, row type), or None for a row of its own
+FoldKey = Callable[[str], "tuple[str, str] | None"]
+
+
+def depth_key(report: Report, depth: int) -> FoldKey:
+    """``--depth``'s folding: a layer deeper than ``depth`` folds into its container there."""
+    def key(name: str) -> tuple[str, str] | None:
+        parts = name.split(".")
+        if len(parts) <= depth:
+            return None
+        prefix = ".".join(parts[:depth])  # every proper prefix of a path is a container
+        return prefix, report.containers.get(prefix, "…")
+    return key
+
+
+def fold(report: Report, key: FoldKey) -> list[LayerResult]:
+    """Rows with the layers that ``key`` maps to one name folded into one row each, at
+    the place of the first; the row sums their metrics and has the last one's shape and
+    receptive field."""
     rows: list[LayerResult] = []
     index: dict[str, int] = {}
     for layer in report.layers:
-        parts = layer.name.split(".")
-        if len(parts) <= depth:
+        k = key(layer.name)
+        if k is None:
             rows.append(layer)
             continue
-        key = ".".join(parts[:depth])  # every proper prefix of a path is a container
-        if key in index:
-            row = rows[index[key]]
-            rows[index[key]] = replace(row, shape=layer.shape, output_shapes=layer.output_shapes,
-                                       rf=layer.rf, **_added(row, layer))
+        name, type_ = k
+        if name in index:
+            row = rows[index[name]]
+            rows[index[name]] = replace(row, shape=layer.shape, output_shapes=layer.output_shapes,
+                                        rf=layer.rf, **_added(row, layer))
         else:
-            index[key] = len(rows)
-            rows.append(replace(layer, name=key, type=report.containers.get(key, "…"),
-                                tied_to=None, extra={}))
+            index[name] = len(rows)
+            rows.append(replace(layer, name=name, type=type_, tied_to=None, extra={}))
     return rows
 
 
@@ -105,20 +126,22 @@ def layer_dict(r: LayerResult) -> dict[str, Any]:
 
 
 def totals_dict(report: Report) -> dict[str, Any]:
-    """Every total the report carries; one with a fallback only when it differs from it
-    (pruning figures only for pruned models)."""
+    """Every total the report carries; one with a fallback only when it or another of
+    its group differs from its fallback (pruning figures only for pruned models,
+    ``active_params`` only with a mixture of experts)."""
     t = report.totals
     out: dict[str, Any] = {}
     for m in METRICS:
         value = getattr(t, m.key)
-        if value is None or (m.fallback is not None and _unpruned(t)):
+        if value is None or (m.fallback is not None and _as_fallback(t, m.group)):
             continue
         out[m.key] = value
     return out
 
 
-def _unpruned(t: Any) -> bool:
-    return all(getattr(t, m.key) == getattr(t, m.fallback) for m in METRICS if m.fallback)
+def _as_fallback(t: Any, group: str) -> bool:
+    return all(getattr(t, m.key) == getattr(t, m.fallback) for m in METRICS
+               if m.fallback and m.group == group)
 
 
 def report_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
