@@ -239,11 +239,50 @@ def test_nested_layers_may_take_the_roots_reserved_names():
         analyze_text("input: [4]\nlayers: [{name: layer, ReLU: ~}]\n")
 
 
-@pytest.mark.torch
-def test_container_names_cover_the_container():
-    torch = pytest.importorskip("torch")
-    from netcalc.torch.build import Container
-    from netcalc.torch_names import IN_CONTAINER, TORCH_MODULE
 
-    # what a container adds to nn.Module is in IN_CONTAINER, beside torch's own names
-    assert set(dir(Container(""))) - set(dir(torch.nn.Module())) <= IN_CONTAINER - TORCH_MODULE
+# ---------------------------------------------------------------------------- CLI
+def test_cli_writes_a_spec_that_check_passes(runner, tmp_path):
+    from netcalc.cli import app
+
+    out = tmp_path / "gpt2.yaml"
+    result = runner.invoke(app, ["import", "--hf-config", write(tmp_path, TINY["gpt2"]),
+                                 "--seq-len", "16", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(app, ["check", str(out)]).exit_code == 0
+    again = runner.invoke(app, ["import", "--hf-config", str(tmp_path / "config.json"),
+                                "-o", str(out)])
+    assert again.exit_code == 2 and "--force" in again.stderr
+
+
+@pytest.mark.torch
+def test_cli_verify(runner, tmp_path):
+    pytest.importorskip("transformers")
+    from netcalc.cli import app
+
+    result = runner.invoke(app, ["import", "--hf-config", write(tmp_path, TINY["bert"]),
+                                 "--seq-len", "8", "-o", str(tmp_path / "b.yaml"), "--verify"])
+    assert result.exit_code == 0, result.output
+    assert "OK: every number matches" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "encoder"], "--task: a llama config maps to the causal-lm task only"),
+    (["--decoder-seq-len", "8"], "--decoder-seq-len: only for seq2seq models"),
+])
+def test_cli_bad_input_one_line_exit_2(runner, tmp_path, args, message):
+    from netcalc.cli import app
+
+    result = runner.invoke(app, ["import", "--hf-config", write(tmp_path, TINY["llama"]), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_bad_config_one_line_exit_2(runner, tmp_path):
+    from netcalc.cli import app
+
+    path = tmp_path / "config.json"
+    path.write_text('{"model_type": "llama", "hidden_size": 64,\n "num_hidden_layers": true}')
+    result = runner.invoke(app, ["import", "--hf-config", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"{path}:2:2: num_hidden_layers: expected an integer, "
+                                     "got true")
