@@ -33,6 +33,8 @@ TINY = {
                     max_position_embeddings=64, sliding_window=8),
     "qwen2": dict(model_type="qwen2", **SMALL, num_key_value_heads=2, intermediate_size=128,
                   max_position_embeddings=64, tie_word_embeddings=True),
+    "mixtral": dict(model_type="mixtral", **SMALL, num_key_value_heads=2, intermediate_size=96,
+                    max_position_embeddings=64, num_local_experts=4, num_experts_per_tok=2),
     "gemma": dict(model_type="gemma", **SMALL, num_key_value_heads=1, head_dim=32,
                   intermediate_size=128, max_position_embeddings=64),
     "phi": dict(model_type="phi", **SMALL, intermediate_size=128, max_position_embeddings=64,
@@ -41,7 +43,7 @@ TINY = {
                 max_position_embeddings=32, do_layer_norm_before=False),
 }
 CLASSES = {"gpt2": "GPT2LMHeadModel", "bert": "BertModel", "llama": "LlamaForCausalLM",
-           "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
+           "mistral": "MistralForCausalLM", "mixtral": "MixtralForCausalLM", "qwen2": "Qwen2ForCausalLM",
            "gemma": "GemmaForCausalLM", "phi": "PhiForCausalLM", "opt": "OPTForCausalLM"}
 
 
@@ -75,6 +77,8 @@ def test_published_config_params_equal_transformers(tmp_path, name):
     assert report.totals.params == count, cls
     if published is not None:
         assert count == published
+    if name == "mixtral-8x7b":  # the paper's "13B active": the router and 2 of 8 experts
+        assert report.totals.active_params == 12_879_925_248
 
 
 @pytest.mark.torch
@@ -111,6 +115,7 @@ def test_tiny_macs_equal_flopcounter_on_a_real_forward(tmp_path, family):
     model_type = config.pop("model_type")
     cfg = transformers.AutoConfig.for_model(model_type, **config)
     cfg._attn_implementation = "eager"
+    cfg._experts_implementation = "eager"  # Mixtral: each expert on the tokens routed to it
     model = getattr(transformers, CLASSES[family])(cfg).eval()
     ids = torch.randint(0, 100, (1, length))
     with FlopCounterMode(display=False) as counter, torch.no_grad():

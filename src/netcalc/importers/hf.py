@@ -154,8 +154,11 @@ def _expect(report: Any) -> str:
     else:
         output = "  output: {" + ", ".join(f"{n}: {value(list(s[1:]))}"
                                           for n, s in outputs.items()) + "}"
+    totals = report.totals
+    active = (f"  active_params: {totals.active_params}\n"
+              if totals.active_params != totals.params else "")
     return ("expect:                         # measured by netcalc at import\n"
-            f"{output}\n  params: {report.totals.params}\n  macs: {report.totals.macs}\n")
+            f"{output}\n  params: {totals.params}\n{active}  macs: {totals.macs}\n")
 
 
 # ---------------------------------------------------------------------------- verify
