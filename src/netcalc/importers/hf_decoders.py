@@ -366,6 +366,7 @@ def opt(cfg: HFConfig, model_type: str, seq_len: int) -> Mapped:
 class SeqTooLong(Exception):
     """``--seq-len`` beyond a learned position table (raised as a SpecError by the caller)."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, option: str = "--seq-len"):
         super().__init__(limit)
         self.limit = limit
+        self.option = option
