@@ -38,7 +38,8 @@ TORCH_MODULE = frozenset("""
 
 #: what netcalc's root module (NetcalcModule) and its block containers add
 NETCALC_MODULE = frozenset("""
-    _bind _fill_indices _outputs _place _plan _region _run _steps _tie_and_freeze
+    _bind _compile _fill_indices _fwd _graph _held _outputs _place _plan _region _run _steps
+    _tie_and_freeze
     checkpoint input_names label layer layer_names named_layers output_names return_dict
     spec_name
 """.split())
