@@ -850,3 +850,60 @@ def _report_verify(result, output: Path | None) -> None:
                err=output is None)
     if not result.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="YAML spec file"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Python file to write (default: stdout)"),
+    force: bool = typer.Option(False, "--force", help="overwrite --output if it exists"),
+    input: Optional[list[str]] = typer.Option(None, "--input", "-i",
+                                              help="per-sample input shape, e.g. 3x224x224 "
+                                                   "(for arguments inferred from it)"),
+    verify: bool = typer.Option(False, "--verify",
+                                help="load the written code and cross-check it against the "
+                                     "spec (as netcalc verify, on the meta device)"),
+) -> None:
+    """Write the spec as readable PyTorch code (needs torch): one nn.Module class per block.
+
+    Submodules are created under the spec's names (state_dict keys are the report's
+    paths), forward is straight-line code. The file imports only torch.
+    Exit codes: 0 written; 1 --verify found a mismatch; 2 invalid input, an existing
+    --output without --force, or torch missing.
+    """
+    from . import spec as spec_mod
+
+    try:
+        from .torch.export import export_source, verify_source
+    except ImportError as exc:
+        fail(f"netcalc export needs torch: pip install torch ({exc})")
+    if output is not None and output.exists() and not force:
+        fail(f"--output: {output} exists (add --force to overwrite it)")
+    try:
+        s = spec_mod.load(spec_file)
+        source = export_source(s, input_shapes=_input_shapes(s, input))
+    except SpecError as err:
+        fail(err.located(str(spec_file)))
+    if output is None:
+        sys.stdout.write(source)
+    else:
+        try:
+            with open(output, "w" if force else "x", encoding="utf-8") as f:
+                f.write(source)
+        except FileExistsError:
+            fail(f"--output: {output} exists (add --force to overwrite it)")
+        except OSError as exc:
+            fail(f"--output: cannot write {output}: {exc.strerror or exc}")
+    if verify:
+        from .render.crosscheck import render_crosscheck
+
+        try:
+            result = verify_source(s, source, input_shapes=_input_shapes(s, input))
+        except SpecError as err:
+            fail(err.located(str(spec_file)))
+        if not result.ok:
+            sys.stderr.write(render_crosscheck(result, "table", "differences"))
+            raise typer.Exit(1)
+        typer.echo(f"verified: {len(result.rows)} checks of the exported module against the "
+                   "spec match", err=True)

@@ -72,6 +72,10 @@ class Graph:
     #: containers (block instances and repeat groups): name -> label such as "Bottleneck"
     containers: dict[str, str] = field(default_factory=dict)
     by_name: dict[str, Node] = field(default_factory=dict)
+    #: block instances: name -> the refs passed as the block's inputs, in its order
+    block_sources: dict[str, list[Ref]] = field(default_factory=dict)
+    #: block instances: name -> the block's argument values
+    block_args: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _subst(value: Any, env: dict[str, Any], mark: Mark) -> Any:
@@ -116,6 +120,8 @@ class _Builder:
         self.by_name: dict[str, Node] = {}
         self.paths: dict[str, Ref] = {}  # every nameable path -> its output
         self.containers: dict[str, str] = {}
+        self.block_sources: dict[str, list[Ref]] = {}
+        self.block_args: dict[str, dict[str, Any]] = {}
         self.inputs: dict[str, TensorInfo] = {}
         for name, inp in spec.inputs.items():
             shape = (input_shapes or {}).get(name, inp.shape)
@@ -322,6 +328,8 @@ class _Builder:
                             f"({', '.join(block.inputs)}), got {len(sources)}", entry.mark)
         env = _block_env(block, entry)
         self.containers[full] = block.name
+        self.block_sources[full] = list(sources)
+        self.block_args[full] = env
         scope = dict(zip(block.inputs, sources))
         self.block_stack.append(block.name)
         outer = self.sparsity
@@ -413,4 +421,5 @@ def build(spec: Spec, batch: int = 1, input_shapes: dict[str, tuple[int, ...]] |
             outputs = [(r, b.resolve(r, m, {}, "")) for r, m in spec.outputs]
     except SpecError as err:
         raise err.located(spec.file) from None
-    return Graph(spec, b.inputs, b.nodes, outputs, b.containers, b.by_name)
+    return Graph(spec, b.inputs, b.nodes, outputs, b.containers, b.by_name, b.block_sources,
+                 b.block_args)

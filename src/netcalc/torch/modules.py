@@ -1,7 +1,9 @@
 """Small generic nn.Modules for layers torch.nn does not have as modules.
 
 Imported only from ``Layer.torch_module`` methods, so the analytic core never
-imports torch.
+imports torch. Every constructor argument is kept as the attribute of its name:
+``netcalc export`` writes the constructor call back from them and inlines the class
+(its source, read from this file) so that the exported file stands alone.
 """
 
 from __future__ import annotations
@@ -260,6 +262,7 @@ class Slice(nn.Module):
 
     def __init__(self, dim: int, start: int, end: int | None, step: int):
         super().__init__()
+        self.dim, self.start, self.end, self.step = dim, start, end, step
         self.index = (slice(None),) * dim + (slice(start, end, step),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -406,7 +409,7 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, dim: int, base: float):
         super().__init__()
-        self.dim = dim
+        self.dim, self.base = dim, base
         inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
