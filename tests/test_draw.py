@@ -213,3 +213,11 @@ def test_plot_without_matplotlib_is_one_line(command, tmp_path):
     assert done.returncode == 2
     assert done.stderr == "--plot needs matplotlib: pip install 'netcalc-nn[plots]'\n"
     assert not (tmp_path / "x.png").exists()
+
+
+def test_max_nodes_draws_every_layer_of_a_big_graph(tmp_path, runner):
+    out = tmp_path / "net.dot"
+    spec = str(SPECS / "gpt2.yaml")
+    assert runner.invoke(app, ["draw", spec, "-o", str(out), "--max-nodes", "300"]).exit_code == 0
+    report = netcalc.analyze(SPECS / "gpt2.yaml")
+    assert out.read_text().count("\\nLinear\\n") == sum(r.type == "Linear" for r in report.layers)

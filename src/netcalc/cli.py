@@ -315,6 +315,8 @@ def draw(
     rankdir: str = typer.Option("TB", "--rankdir", help="TB (top to bottom) | LR (left to right)"),
     params: bool = typer.Option(False, "--params", help="show each node's params"),
     macs: bool = typer.Option(False, "--macs", help="show each node's MACs"),
+    max_nodes: int = typer.Option(250, "--max-nodes", min=1,
+                                  help="fold repeat groups, then depths, beyond this many nodes"),
     input: Optional[list[str]] = typer.Option(None, "--input", "-i",
                                               help="per-sample input shape, e.g. 3x224x224"),
     batch: int = typer.Option(1, "--batch", "-b", min=1, max=2**63 - 1, help="batch size (dim 0)"),
@@ -322,9 +324,9 @@ def draw(
 ) -> None:
     """Draw the layer graph: nodes with name, type and output shape, blocks as clusters.
 
-    Graphs of more than 250 nodes fold their repeat groups after the first instance,
-    then lower the depth until they fit (the picture's caption says so). SVG and PNG
-    need Graphviz's `dot` on PATH; .dot needs nothing.
+    Graphs of more than --max-nodes nodes (250) fold their repeat groups after the first
+    instance, then lower the depth until they fit (the picture's caption says so). SVG
+    and PNG need Graphviz's `dot` on PATH (run with a 60 s timeout); .dot needs nothing.
     """
     from .render.dot import FORMATS, RANKDIRS, DotError, run_dot, to_dot
 
@@ -335,7 +337,7 @@ def draw(
     if rankdir not in RANKDIRS:
         fail(f"--rankdir: unknown value {text(rankdir)!r} (TB, LR)")
     report = _analyze(spec_file, input, batch, max_file_size)
-    dot_text = to_dot(report, depth, rankdir, params, macs)
+    dot_text = to_dot(report, depth, rankdir, params, macs, max_nodes)
     if fmt == "dot":
         _write(output, dot_text)
         return

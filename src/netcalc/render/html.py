@@ -115,10 +115,6 @@ def render_html(report: Report, depth: int | None = None, graph_svg: str | None 
         f'<div class="graph">{graph_svg}</div>' if graph_svg is not None
         else f'<p class="note">{esc(graph_note or "graph left out")}</p>',
         "</section>",
-        f'<section id="layers"><h2>Layers ({esc(depth_text)})</h2><div class="tools">'
-        '<input type="search" placeholder="filter by name or type" aria-label="filter">'
-        '<span class="count"></span></div><div class="tablewrap"><table><thead></thead>'
-        "<tbody></tbody></table></div></section>",
         '<section id="costs"><h2>Where the cost goes</h2><div class="charts" id="cost-charts">'
         "</div></section>",
     ]
@@ -135,7 +131,11 @@ def render_html(report: Report, depth: int | None = None, graph_svg: str | None 
     elif profile_note:
         parts.append(f'<section id="roofline"><h2>Measured roofline</h2>'
                      f'<p class="note">{esc(profile_note)}</p></section>')
-    parts += [f'<script type="application/json" id="netcalc-data">{script_json(data)}</script>',
+    parts += [f'<section id="layers"><h2>Layers ({esc(depth_text)})</h2><div class="tools">'
+              '<input type="search" placeholder="filter by name or type" aria-label="filter">'
+              '<span class="count"></span></div><div class="tablewrap"><table><thead></thead>'
+              "<tbody></tbody></table></div></section>",
+              f'<script type="application/json" id="netcalc-data">{script_json(data)}</script>',
               f"<script>{js}</script>", "</main></body></html>"]
     return "\n".join(parts) + "\n"
 
