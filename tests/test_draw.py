@@ -221,3 +221,14 @@ def test_max_nodes_draws_every_layer_of_a_big_graph(tmp_path, runner):
     assert runner.invoke(app, ["draw", spec, "-o", str(out), "--max-nodes", "300"]).exit_code == 0
     report = netcalc.analyze(SPECS / "gpt2.yaml")
     assert out.read_text().count("\\nLinear\\n") == sum(r.type == "Linear" for r in report.layers)
+
+
+def test_a_graph_too_big_to_fold_is_refused_not_laid_out(tmp_path, runner):
+    spec = tmp_path / "chain.yaml"
+    spec.write_text("input: [8]\nlayers:\n" + "  - ReLU\n" * 300)
+    result = runner.invoke(app, ["draw", str(spec), "-o", str(tmp_path / "x.svg")])
+    assert result.exit_code == 2
+    assert result.output == "300 nodes after folding every block: more than --max-nodes 250\n"
+    page = tmp_path / "r.html"
+    assert runner.invoke(app, ["report", str(spec), "-o", str(page)]).exit_code == 0
+    assert "Graph left out: 300 nodes" in page.read_text()

@@ -337,12 +337,9 @@ def draw(
     if rankdir not in RANKDIRS:
         fail(f"--rankdir: unknown value {text(rankdir)!r} (TB, LR)")
     report = _analyze(spec_file, input, batch, max_file_size)
-    dot_text = to_dot(report, depth, rankdir, params, macs, max_nodes)
-    if fmt == "dot":
-        _write(output, dot_text)
-        return
     try:
-        _write(output, run_dot(dot_text, fmt))
+        dot_text = to_dot(report, depth, rankdir, params, macs, max_nodes)
+        _write(output, dot_text if fmt == "dot" else run_dot(dot_text, fmt))
     except DotError as err:
         fail(str(err))
 

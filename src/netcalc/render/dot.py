@@ -11,7 +11,8 @@ depth is folded automatically, so that ``dot`` stays fast and the picture readab
 first every repeat group (``repeat: N`` of a block) keeps its first instance drawn in
 full and folds the other N - 1 instances into one node (``blocks.1-31``, "Decoder
 ×31"); if that is still too many, the depth is lowered until it fits. The caption
-says what was folded.
+says what was folded. A graph still too big at depth 1 (a long chain of layers outside
+any block) is refused (:class:`DotError`) rather than handed to ``dot``.
 
 Names come from the spec: every label line goes through :func:`netcalc.textsafe.dot`;
 node and cluster identifiers are generated (``n12``, ``cluster_3``), never names.
@@ -38,7 +39,7 @@ RANKDIRS = ("TB", "LR")
 
 
 class DotError(Exception):
-    """``dot`` is missing, failed or ran past its timeout (one line)."""
+    """``dot`` is missing, failed or ran past its timeout, or the graph is too big (one line)."""
 
 
 @dataclass
@@ -90,6 +91,9 @@ def picture(report: Report, depth: int | None = None, limit: int = NODE_LIMIT) -
             rows = fold(report, key)
             if len(rows) <= limit or deepest == 1:
                 notes.append(f"folded to depth {depth}")
+        if len(rows) > limit:
+            raise DotError(f"{len(rows):,} nodes after folding every block: more than "
+                           f"--max-nodes {limit}")
     index = {r.name: i for i, r in enumerate(rows)}
     shapes = {r.name: r.output_shapes or [r.shape] for r in report.layers}
     graph = report.graph

@@ -54,6 +54,8 @@ def costs_plot(report: Report, depth: int | None, path: Path) -> None:
     from matplotlib.ticker import EngFormatter
 
     rows = collapse(report, depth)
+    if not rows:
+        raise PlotError("--plot: the network has no layers to plot")
     bars = [b for b in BARS if getattr(rows[0], b[0], None) is not None]
     fig, axes = plt.subplots(len(bars), 1, figsize=(11, 2.2 * len(bars)), sharex=True,
                              squeeze=False)
