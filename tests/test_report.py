@@ -201,3 +201,29 @@ def test_report_renders_without_torch(tmp_path):
                                                          "PYTHONPATH": str(ROOT / "src")})
     assert done.returncode == 0, done.stderr
     assert 'id="roofline-chart"' in (tmp_path / "r.html").read_text()
+
+
+def test_receptive_field_growth_follows_the_widest_path():
+    """report.rf_growth: a path of the graph from an input to each output, whose fields
+    are the rows' own, growing, and wider at each merge than any other input's."""
+    report = netcalc.analyze(SPECS / "resnet50.yaml")
+    rows = {r.name: r for r in report.layers}
+    path = report.rf_growth["fc"]
+    assert [n for n, _ in path][-1] == "fc" and path[0][0] == "conv1"
+    assert all(rf == rows[n].rf for n, rf in path)
+    graph = report.graph
+    for (prev, _), (name, _) in zip(path, path[1:]):
+        sources = [s.node for s in graph.by_name[name].sources]
+        assert prev in sources
+        others = [rows[s].rf for s in sources if s != prev and s in rows]
+        size = max(d.size for d in rows[prev].rf.dims) if not rows[prev].rf.global_ else None
+        assert all(size is None or o.global_ or max(d.size for d in o.dims) <= size
+                   for o in others)
+    sizes = [max(d.size for d in rf.dims) for _, rf in path if not rf.global_]
+    assert sizes == sorted(sizes) and sizes[-1] == 427  # derived in specs/resnet50.yaml, test_specs.py
+    assert "downsample" not in " ".join(n for n, _ in path)  # 1x1 shortcuts are narrower
+    # a token model has no spatial field: nothing to show
+    assert netcalc.analyze(SPECS / "gpt2.yaml").rf_growth == {}
+    # several outputs: a path each
+    assert set(netcalc.analyze(SPECS / "multitask_resnet18.yaml").rf_growth) == {
+        "attributes", "landmarks"}
