@@ -155,6 +155,23 @@ def test_profile_of_another_spec_or_run_is_refused(tmp_path, runner):
     prof.write_text("[1, 2")
     result = runner.invoke(app, ["report", spec, "-o", out, "--profile", str(prof)])
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "not JSON" in result.output
+    good = fake_profile(netcalc.analyze(SPECS / "lenet5.yaml"))
+    broken = [{**good, "configs": {"a": 1}}, {**good, "configs": [7]}, {**good, "hardware": []},
+              {**good, "hardware": {"cpu": {"peak_flops": "1e11", "peak_bandwidth": 1e10}}},
+              {**good, "format_version": 2}, {**good, "kind": "shapes"}, [good]]
+    for data in broken:
+        prof.write_text(json.dumps(data))
+        result = runner.invoke(app, ["report", str(SPECS / "lenet5.yaml"), "-o", out,
+                                     "--profile", str(prof)])
+        assert result.exit_code == 2 and result.output.count("\n") == 1, (data, result.output)
+    # NaN and infinite timings are left out, not written into the page
+    cfg = good["configs"][0]["per_layer"]["layers"][0]
+    cfg["flops_per_s"] = float("nan")
+    good["configs"][0]["per_layer"]["layers"][1]["intensity_flop_per_byte"] = float("inf")
+    prof.write_text(json.dumps(good))
+    result = runner.invoke(app, ["report", str(SPECS / "lenet5.yaml"), "-o", out, "--profile",
+                                 str(prof)])
+    assert result.exit_code == 0, result.output
 
 
 def test_hostile_names_are_text_in_the_page(browser, tmp_path):

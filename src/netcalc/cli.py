@@ -387,7 +387,7 @@ def report(
             roof = roofline_data(load_profile(profile), rep, profile_config)
         except SpecError as err:
             fail(err)
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             fail(f"--profile {text(profile)}: {exc}")
     svg = note = None
     try:

@@ -22,6 +22,7 @@ for markup, ``script_json`` for the data, which the script sets as ``textContent
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -149,33 +150,50 @@ def roofline_data(profile: dict[str, Any], report: Report, index: int) -> dict[s
     return roofline_run(profile, index)
 
 
+def _positive(x: Any) -> float | None:
+    """A finite positive number from a profile JSON, else None."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    v = float(x)
+    return v if math.isfinite(v) and v > 0 else None
+
+
 def roofline_run(profile: dict[str, Any], index: int) -> dict[str, Any]:
     """Run ``index`` of a profile JSON as a roofline: each timed layer with MACs as
     (name, FLOP/B, achieved FLOP/s), under the device's calibrated peak FLOP/s and copy
-    bandwidth. A ValueError says what is missing."""
-    configs = profile.get("configs") or []
-    if not 0 <= index < len(configs):
-        raise ValueError(f"--profile-config {index}: it has {len(configs)} configuration(s) "
-                         f"(0 to {len(configs) - 1})")
+    bandwidth. A ValueError says what is missing or malformed."""
+    configs = profile.get("configs")
+    if not isinstance(configs, list) or not 0 <= index < len(configs):
+        n = len(configs) if isinstance(configs, list) else 0
+        raise ValueError(f"--profile-config {index}: it has {n} configuration(s)"
+                         + (f" (0 to {n - 1})" if n else ""))
     cfg = configs[index]
-    hw = (profile.get("hardware") or {}).get(cfg.get("device"))
-    layers = (cfg.get("per_layer") or {}).get("layers")
-    if hw is None or not layers:
-        raise ValueError(f"configuration {index} ({text(cfg.get('device'))} batch "
-                         f"{text(cfg.get('batch'))}) has no calibrated roofs or no per-layer "
-                         "timings (profile with --per-layer)")
-    points = [[text(r["name"]), float(r["intensity_flop_per_byte"]), float(r["flops_per_s"])]
-              for r in layers if r.get("macs") and r.get("intensity_flop_per_byte")
-              and r.get("flops_per_s")]
-    peak, bw = float(hw["peak_flops"]), float(hw["peak_bandwidth"])
-    skipped = len(layers) - len(points)
-    label = f"{text(cfg['device'])}, batch {text(cfg['batch'])}"
+    cfg = cfg if isinstance(cfg, dict) else {}
+    hardware = profile.get("hardware")
+    hw = hardware.get(cfg.get("device")) if isinstance(hardware, dict) else None
+    per_layer = cfg.get("per_layer")
+    layers = per_layer.get("layers") if isinstance(per_layer, dict) else None
+    peak = _positive(hw.get("peak_flops")) if isinstance(hw, dict) else None
+    bw = _positive(hw.get("peak_bandwidth")) if isinstance(hw, dict) else None
+    label = f"{text(cfg.get('device'))}, batch {text(cfg.get('batch'))}"
+    if peak is None or bw is None or not isinstance(layers, list) or not layers:
+        raise ValueError(f"configuration {index} ({label}) has no calibrated roofs or no "
+                         "per-layer timings (profile with --per-layer)")
+    points = []
+    for r in layers:
+        if not isinstance(r, dict):
+            continue
+        x, y = _positive(r.get("intensity_flop_per_byte")), _positive(r.get("flops_per_s"))
+        if _positive(r.get("macs")) and x and y:
+            points.append([text(r.get("name")), x, y])
+    assert isinstance(hw, dict)
     return {
         "label": label,
         "title": f"{label}: achieved FLOP/s per layer",
-        "caption": f"{len(points)} layers with MACs timed on {text(hw.get('name', cfg['device']))}"
-                   f" ({label}, {text(profile.get('dtype'))}); {skipped} without MACs not "
-                   "shown. Roofs: the calibrated peak and copy bandwidth (netcalc profile).",
+        "caption": f"{len(points)} layers with MACs timed on {text(hw.get('name', label))}"
+                   f" ({label}, {text(profile.get('dtype'))}); {len(layers) - len(points)} "
+                   "without MACs not shown. Roofs: the calibrated peak and copy bandwidth "
+                   "(netcalc profile).",
         "peak_flops": peak, "peak_bandwidth": bw, "ridge": peak / bw, "points": points,
     }
 
