@@ -185,6 +185,11 @@ def test_shapes_plot_writes_the_cost_bars(tmp_path, runner):
                                  "--plot", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    spec = tmp_path / "hostile.yaml"  # mathtext in a name is text, not markup nor an error
+    spec.write_text(HOSTILE_SPEC.replace("name: \"", "name: \"$\\\\frac{$ "))
+    assert netcalc.load(spec).name.startswith("$\\frac{$ <script>")
+    result = runner.invoke(app, ["shapes", str(spec), "--plot", str(out)])
+    assert result.exit_code == 0, result.output
 
 
 def test_profile_plot_draws_every_run_under_its_roofs(tmp_path):

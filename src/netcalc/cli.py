@@ -280,14 +280,16 @@ def _plots_available(plot: "Path | None") -> None:
 
 
 def _analyze(spec_file: Path, input: "list[str] | None", batch: int, max_file_size: str,
-             train=None):
+             train=None, dtype: str = "float32"):
     """Load and analyse a spec for a picture command (a SpecError is one line, exit 2)."""
     from . import analysis, graph, spec as spec_mod
 
+    max_bytes = _file_size(max_file_size)
     try:
-        s = spec_mod.load(spec_file, _file_size(max_file_size))
+        dtypes = dtypes_option(dtype, None, None, None, None)
+        s = spec_mod.load(spec_file, max_bytes)
         return analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)),
-                                      "float32", train)
+                                      dtypes, train)
     except SpecError as err:
         fail(err)
 
@@ -358,6 +360,7 @@ def report(
     input: Optional[list[str]] = typer.Option(None, "--input", "-i",
                                               help="per-sample input shape, e.g. 3x224x224"),
     batch: int = typer.Option(1, "--batch", "-b", min=1, max=2**63 - 1, help="batch size (dim 0)"),
+    dtype: str = typer.Option("float32", help=DTYPE_HELP),
     train: bool = typer.Option(False, "--train", help=TRAIN_HELP),
     device: str = typer.Option("cuda", "--device", "-d", help=DEVICE_HELP),
     optimizer: str = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP),
@@ -380,7 +383,7 @@ def report(
         options = train_options(train, device, optimizer, precision, checkpoint, loss)
     except SpecError as err:
         fail(err)
-    rep = _analyze(spec_file, input, batch, max_file_size, options)
+    rep = _analyze(spec_file, input, batch, max_file_size, options, dtype)
     roof = None
     if profile is not None:
         try:
