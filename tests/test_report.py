@@ -164,6 +164,12 @@ def test_profile_of_another_spec_or_run_is_refused(tmp_path, runner):
         result = runner.invoke(app, ["report", str(SPECS / "lenet5.yaml"), "-o", out,
                                      "--profile", str(prof)])
         assert result.exit_code == 2 and result.output.count("\n") == 1, (data, result.output)
+    stranger = json.loads(json.dumps(good))
+    stranger["configs"][0]["per_layer"]["layers"][0]["name"] = "conv9"
+    prof.write_text(json.dumps(stranger))
+    result = runner.invoke(app, ["report", str(SPECS / "lenet5.yaml"), "-o", out, "--profile",
+                                 str(prof)])
+    assert result.exit_code == 2 and "its layer 'conv9' is not in this spec" in result.output
     # NaN and infinite timings are left out, not written into the page
     cfg = good["configs"][0]["per_layer"]["layers"][0]
     cfg["flops_per_s"] = float("nan")

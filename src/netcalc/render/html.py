@@ -143,11 +143,18 @@ def render_html(report: Report, depth: int | None = None, graph_svg: str | None 
 
 def roofline_data(profile: dict[str, Any], report: Report, index: int) -> dict[str, Any]:
     """The roofline of run ``index`` (a ``configs`` entry of a profile JSON) of the spec
-    that ``report`` analyses (see :func:`roofline_run`). A ValueError says what is wrong."""
+    that ``report`` analyses (see :func:`roofline_run`): the profile's name and every
+    timed layer's name must be the spec's. A ValueError says what is wrong."""
     if profile.get("name") != report.name:
         raise ValueError(f"it profiles {text(profile.get('name'))!r}, not this spec's "
                          f"{text(report.name)!r}")
-    return roofline_run(profile, index)
+    run = roofline_run(profile, index)
+    names = {text(r.name) for r in report.layers}
+    strangers = [p[0] for p in run["points"] if p[0] not in names]
+    if strangers:
+        raise ValueError(f"its layer {strangers[0]!r} is not in this spec (profiled from "
+                         "another version of it?)")
+    return run
 
 
 def _positive(x: Any) -> float | None:
