@@ -250,3 +250,14 @@ def test_receptive_field_growth_follows_the_widest_path():
     # several outputs: a path each
     assert set(netcalc.analyze(SPECS / "multitask_resnet18.yaml").rf_growth) == {
         "attributes", "landmarks"}
+
+
+def test_llama_page_stays_small(tmp_path, runner):
+    """707 layers: the graph folds its repeat groups and is inlined once; the page
+    stays under 2 MB (issue 14)."""
+    page = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", str(SPECS / "llama2_7b.yaml"), "-o", str(page)])
+    assert result.exit_code == 0, result.output
+    html = page.read_text()
+    assert len(html.encode()) <= 2_000_000 and html.count("<svg") == 1
+    assert "repeat groups folded after their first instance" in html
