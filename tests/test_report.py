@@ -261,3 +261,16 @@ def test_llama_page_stays_small(tmp_path, runner):
     html = page.read_text()
     assert len(html.encode()) <= 2_000_000 and html.count("<svg") == 1
     assert "repeat groups folded after their first instance" in html
+
+
+def test_a_network_without_layers_still_renders(browser, tmp_path, runner):
+    """`repeat: 0` can remove every layer: the output is the input itself."""
+    spec = tmp_path / "empty.yaml"
+    spec.write_text("input: [8]\nlayers:\n  - {ReLU: ~, repeat: 0}\n")
+    page = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", str(spec), "-o", str(page)])
+    assert result.exit_code == 0, result.output
+    open_page(browser, page, tmp_path / "report.png")
+    assert browser.execute_script("return document.querySelectorAll('#layers tbody tr').length") == 0
+    edges = browser.execute_script("return document.querySelectorAll('#graph svg g.edge').length")
+    assert edges == 1  # input -> output

@@ -26,6 +26,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from ..analysis import LayerResult, Report
+from ..graph import Ref
 from ..textsafe import dot as esc
 from ..units import human
 from .view import FoldKey, depth_key, fold, shape_text
@@ -109,16 +110,21 @@ def picture(report: Report, depth: int | None = None, limit: int = NODE_LIMIT) -
             seen.add(edge)
             edges.append(edge)
 
+    def source(ref: Ref) -> tuple[object, str]:
+        """Where a tensor comes from (a row, or a graph input) and its shape."""
+        if ref.node in graph.inputs:
+            return ("input", ref.node), shape_text(graph.inputs[ref.node].shape)
+        return owner(ref.node), shape_text(shapes[ref.node][ref.out])
+
     assert graph is not None, "a report from analyze_graph carries its graph"
     for node in graph.nodes:
         dst = owner(node.name)
         for s in node.sources:
-            if s.node in graph.inputs:
-                add((("input", s.node), dst, shape_text(graph.inputs[s.node].shape)))
-            else:
-                add((owner(s.node), dst, shape_text(shapes[s.node][s.out])))
-    for name, ref in graph.outputs:
-        add((owner(ref.node), ("output", name), shape_text(shapes[ref.node][ref.out])))
+            src, label = source(s)
+            add((src, dst, label))
+    for name, ref in graph.outputs:  # an output may be an input passed through
+        src, label = source(ref)
+        add((src, ("output", name), label))
     return Picture(rows, edges, depth, folded, notes)
 
 
