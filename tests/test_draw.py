@@ -237,3 +237,33 @@ def test_a_graph_too_big_to_fold_is_refused_not_laid_out(tmp_path, runner):
     page = tmp_path / "r.html"
     assert runner.invoke(app, ["report", str(spec), "-o", str(page)]).exit_code == 0
     assert "Graph left out: 300 nodes" in page.read_text()
+
+
+def test_any_hostile_spec_draws_or_fails_in_one_line(tmp_path, runner, monkeypatch):
+    """The hostile-spec generator of test_hostile.py through `draw` (DOT) and `report`
+    (without dot: the layout is tested above): exit 0 or 2, no traceback, and nothing
+    that a name could smuggle (controls, bidi overrides) in what is written."""
+    from hypothesis import HealthCheck, given, settings
+
+    from test_hostile import hostile_spec
+
+    monkeypatch.setenv("PATH", "")
+
+    @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(spec=hostile_spec())
+    def run(spec: str) -> None:
+        path = tmp_path / "h.yaml"
+        path.write_text(spec, encoding="utf-8")
+        for out in ("x.dot", "x.html"):
+            target = tmp_path / out
+            target.unlink(missing_ok=True)
+            command = "draw" if out.endswith("dot") else "report"
+            result = runner.invoke(app, [command, str(path), "-o", str(target)])
+            assert result.exception is None or isinstance(result.exception, SystemExit), (
+                spec, result.exception)
+            assert result.exit_code in (0, 2) and "Traceback" not in result.output, spec
+            if result.exit_code == 0:
+                written = target.read_text(encoding="utf-8")
+                assert "\x1b" not in written and "\u202e" not in written, spec
+
+    run()
