@@ -232,6 +232,7 @@ def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None,
         tied_to=tied_to,
         nonzero_params=nonzero_params,
         nonzero_macs=nonzero_macs,
+        active_params=layer.active_params(),
         extra=layer.extras(),
     )
 

@@ -53,6 +53,23 @@ MAX_NUMEL = 2**60
 LOWER, FP32, FOLLOW = "lower", "fp32", "follow"
 
 
+class AttentionCache(NamedTuple):
+    """One attention, as a KV cache sees it (see :meth:`Layer.attention_caches`).
+
+    ``query`` and ``kv`` index the layer's inputs; ``elements`` are the key + value
+    elements one key position of one sample holds (all kv heads: ``H_kv*E + H_kv*Ev``);
+    ``length`` the key length S; ``causal`` whether a causal mask (or ``window``, a
+    sliding window of that many keys) limits each query to earlier keys.
+    """
+
+    query: int
+    kv: tuple[int, ...]
+    elements: int
+    length: int
+    causal: bool
+    window: int | None = None
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """What the analytic engine knows of a tensor: its shape (batch at dim 0) and kind."""
@@ -167,6 +184,10 @@ class Layer:
     #: the output is the layer's own parameter or buffer (Parameter, Buffer): counted as
     #: weights or buffers, never as an activation
     HELD: ClassVar[bool] = False
+    #: arguments that name a block of the spec's ``blocks:`` (MixtureOfExperts' ``expert``):
+    #: the graph builder expands the block into a graph of its own and hands it to
+    #: :meth:`bind_block`
+    BLOCK_ARGS: ClassVar[tuple[str, ...]] = ()
 
     args: ClassVar[dict[str, Arg]] = {}
 
@@ -322,6 +343,22 @@ class Layer:
             return 0
         return 1 + (getattr(self, "bias", False) is True)
 
+    def largest_param_tensor(self) -> int | None:
+        """Elements of the largest parameter tensor, for a layer without one main weight
+        (:meth:`weight_shape` None) that holds several tensors; None: all its parameters
+        count as one."""
+        return None
+
+    def active_params(self) -> int | None:
+        """Parameters one token uses, where that is fewer than :meth:`params` (a mixture
+        of experts: the router and ``top_k`` experts); None: all of them."""
+        return None
+
+    def bind_block(self, arg: str, graph: Any) -> None:
+        """Receive the graph (:class:`netcalc.graph.Graph`) of the block that argument
+        ``arg`` (one of ``BLOCK_ARGS``) names."""
+        raise NotImplementedError
+
     def int_buffers(self) -> int:
         """Buffer elements that are int64 whatever the dtype (``num_batches_tracked``)."""
         return 0
@@ -398,14 +435,11 @@ class Layer:
         """MACs counting only the products a sliding window keeps; None without one."""
         return None
 
-    def kv_cache_elements(self) -> int:
-        """Key + value elements one token of one sequence adds to a KV cache (causal
-        self-attention only)."""
-        return 0
-
-    def kv_cache_window(self) -> int | None:
-        """The most tokens the layer's KV cache holds (a sliding window); None: all."""
-        return None
+    def attention_caches(self) -> list["AttentionCache"]:
+        """Each attention inside the layer, as a KV cache would hold it (which of the
+        layer's inputs give its query and its keys/values; the sequence section tells
+        self- from cross-attention by whether those descend from the token input)."""
+        return []
 
     # ------------------------------------------------------------------ torch
     def torch_module(self) -> Any:

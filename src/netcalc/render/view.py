@@ -126,20 +126,22 @@ def layer_dict(r: LayerResult) -> dict[str, Any]:
 
 
 def totals_dict(report: Report) -> dict[str, Any]:
-    """Every total the report carries; one with a fallback only when it differs from it
-    (pruning figures only for pruned models)."""
+    """Every total the report carries; one with a fallback only when it or another of
+    its group differs from its fallback (pruning figures only for pruned models,
+    ``active_params`` only with a mixture of experts)."""
     t = report.totals
     out: dict[str, Any] = {}
     for m in METRICS:
         value = getattr(t, m.key)
-        if value is None or (m.fallback is not None and _unpruned(t)):
+        if value is None or (m.fallback is not None and _as_fallback(t, m.group)):
             continue
         out[m.key] = value
     return out
 
 
-def _unpruned(t: Any) -> bool:
-    return all(getattr(t, m.key) == getattr(t, m.fallback) for m in METRICS if m.fallback)
+def _as_fallback(t: Any, group: str) -> bool:
+    return all(getattr(t, m.key) == getattr(t, m.fallback) for m in METRICS
+               if m.fallback and m.group == group)
 
 
 def report_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
