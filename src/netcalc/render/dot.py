@@ -101,9 +101,14 @@ def picture(report: Report, depth: int | None = None, limit: int = NODE_LIMIT) -
     edges: list[tuple[object, object, str]] = []
     seen: set[tuple[object, object, str]] = set()
 
+    owners: dict[str, int] = {}
+
     def owner(name: str) -> int:
-        k = key(name) if key is not None else None
-        return index[name if k is None else k[0]]
+        i = owners.get(name)
+        if i is None:
+            k = key(name) if key is not None else None
+            i = owners[name] = index[name if k is None else k[0]]
+        return i
 
     def add(edge: tuple[object, object, str]) -> None:
         if edge not in seen and edge[0] != edge[1]:
