@@ -193,6 +193,9 @@ def test_hostile_names_are_text_in_the_page(browser, tmp_path):
     assert cells == [text(n) for n in HOSTILE]
     title = browser.execute_script("return document.querySelector('header h1').textContent")
     assert title == text(report.name) and title.startswith("<script>alert(2)</script>")
+    script = (ROOT / "src/netcalc/render/assets/report.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in script  # the script sets text only as textContent
 
 
 def test_hostile_spec_and_file_name_through_the_cli(browser, tmp_path, runner):
