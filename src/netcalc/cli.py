@@ -284,14 +284,16 @@ def _plots_available(plot: "Path | None") -> None:
 
 
 def _analyze(spec_file: Path, input: "list[str] | None", batch: int, max_file_size: str,
-             train=None):
+             train=None, dtype: str = "float32"):
     """Load and analyse a spec for a picture command (a SpecError is one line, exit 2)."""
     from . import analysis, graph, spec as spec_mod
 
+    max_bytes = _file_size(max_file_size)
     try:
-        s = spec_mod.load(spec_file, _file_size(max_file_size))
+        dtypes = dtypes_option(dtype, None, None, None, None)
+        s = spec_mod.load(spec_file, max_bytes)
         return analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)),
-                                      "float32", train)
+                                      dtypes, train)
     except SpecError as err:
         fail(err)
 
@@ -319,6 +321,8 @@ def draw(
     rankdir: str = typer.Option("TB", "--rankdir", help="TB (top to bottom) | LR (left to right)"),
     params: bool = typer.Option(False, "--params", help="show each node's params"),
     macs: bool = typer.Option(False, "--macs", help="show each node's MACs"),
+    max_nodes: int = typer.Option(250, "--max-nodes", min=1,
+                                  help="fold repeat groups, then depths, beyond this many nodes"),
     input: Optional[list[str]] = typer.Option(None, "--input", "-i",
                                               help="per-sample input shape, e.g. 3x224x224"),
     batch: int = typer.Option(1, "--batch", "-b", min=1, max=2**63 - 1, help="batch size (dim 0)"),
@@ -326,9 +330,9 @@ def draw(
 ) -> None:
     """Draw the layer graph: nodes with name, type and output shape, blocks as clusters.
 
-    Graphs of more than 250 nodes fold their repeat groups after the first instance,
-    then lower the depth until they fit (the picture's caption says so). SVG and PNG
-    need Graphviz's `dot` on PATH; .dot needs nothing.
+    Graphs of more than --max-nodes nodes (250) fold their repeat groups after the first
+    instance, then lower the depth until they fit (the picture's caption says so). SVG
+    and PNG need Graphviz's `dot` on PATH (run with a 60 s timeout); .dot needs nothing.
     """
     from .render.dot import FORMATS, RANKDIRS, DotError, run_dot, to_dot
 
@@ -339,12 +343,9 @@ def draw(
     if rankdir not in RANKDIRS:
         fail(f"--rankdir: unknown value {text(rankdir)!r} (TB, LR)")
     report = _analyze(spec_file, input, batch, max_file_size)
-    dot_text = to_dot(report, depth, rankdir, params, macs)
-    if fmt == "dot":
-        _write(output, dot_text)
-        return
     try:
-        _write(output, run_dot(dot_text, fmt))
+        dot_text = to_dot(report, depth, rankdir, params, macs, max_nodes)
+        _write(output, dot_text if fmt == "dot" else run_dot(dot_text, fmt))
     except DotError as err:
         fail(str(err))
 
@@ -363,6 +364,7 @@ def report(
     input: Optional[list[str]] = typer.Option(None, "--input", "-i",
                                               help="per-sample input shape, e.g. 3x224x224"),
     batch: int = typer.Option(1, "--batch", "-b", min=1, max=2**63 - 1, help="batch size (dim 0)"),
+    dtype: str = typer.Option("float32", help=DTYPE_HELP),
     train: bool = typer.Option(False, "--train", help=TRAIN_HELP),
     device: str = typer.Option("cuda", "--device", "-d", help=DEVICE_HELP),
     optimizer: str = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP),
@@ -385,14 +387,14 @@ def report(
         options = train_options(train, device, optimizer, precision, checkpoint, loss)
     except SpecError as err:
         fail(err)
-    rep = _analyze(spec_file, input, batch, max_file_size, options)
+    rep = _analyze(spec_file, input, batch, max_file_size, options, dtype)
     roof = None
     if profile is not None:
         try:
             roof = roofline_data(load_profile(profile), rep, profile_config)
         except SpecError as err:
             fail(err)
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             fail(f"--profile {text(profile)}: {exc}")
     svg = note = None
     try:
