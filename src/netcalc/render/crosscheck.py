@@ -31,6 +31,8 @@ def render_crosscheck(result: Any, fmt: str = "table", show: str = "all") -> str
 
 
 def _cell(v: Any, metric: str = "") -> str:
+    if v is None:
+        return "unknown"
     if isinstance(v, bool):
         return str(v)
     if isinstance(v, int):
@@ -44,8 +46,8 @@ def _cell(v: Any, metric: str = "") -> str:
     return str(v)
 
 
-_MARK = {"match": "", "convention": " †", "MISMATCH": " ✗"}
-_RANK = {"match": 0, "convention": 1, "MISMATCH": 2}
+_MARK = {"match": "", "convention": " †", "opaque": " ?", "MISMATCH": " ✗"}
+_RANK = {"match": 0, "convention": 1, "opaque": 1, "MISMATCH": 2}
 TOOLS = ("fvcore", "flopcounter", "torchinfo")
 
 
@@ -116,9 +118,11 @@ def render_table(result: Any, show: str = "all") -> str:
     width = max(140, max((len(r.layer) for r in result.rows), default=10) + 130)
     Console(file=buf, width=width, force_terminal=False, color_system=None).print(table)
     counts = result.counts()
+    opaque = (f", {counts['opaque']} opaque (? an Opaque layer: MACs unknown to netcalc)"
+              if counts.get("opaque") else "")
     lines = [f"Verdicts: {counts.get('match', 0)} match, {counts.get('convention', 0)} "
-             f"convention, {counts.get('MISMATCH', 0)} MISMATCH  (tool columns: † a documented "
-             "convention gives the tool's number exactly, ✗ mismatch)"]
+             f"convention, {counts.get('MISMATCH', 0)} MISMATCH{opaque}  (tool columns: † a "
+             "documented convention gives the tool's number exactly, ✗ mismatch)"]
     if rules:
         from ..conventions import CONVENTIONS
 

@@ -113,7 +113,7 @@ def _spec(module: nn.Module, inputs: dict[str, tuple[tuple[int, ...], str]], nam
     counter = FlopCounterMode(display=False)
     try:
         with torch.no_grad(), counter:
-            tracer = Tracer(module, feeds)
+            tracer = Tracer(module, feeds, opaque)
             traced = tracer.run()
         tree = fold(traced)
     except Unsupported as exc:
