@@ -155,7 +155,7 @@ def test_tiny_macs_equal_flopcounter_on_a_real_forward(tmp_path, family):
 def test_gemma_non_embedding_params_and_tying(tmp_path):
     """Non-embedding params (the sequence section, Kaplan's N) leave out embedding layers
     only: a head tied to the embedding adds nothing, an untied head counts in full."""
-    d, ffn, kv, hd, layers, vocab = 2048, 16384, 1 * 256, 256, 18, 256000
+    d, ffn, kv, layers, vocab = 2048, 16384, 1 * 256, 18, 256000  # 8 query heads of 256 = d
     per_layer = d * d + 2 * d * kv + d * d + 3 * d * ffn + 2 * d  # q, k, v, o; MLP; 2 norms
     tied = analyze_text(hf.spec_text(write(tmp_path, GEMMA_2B), seq_len=64))
     s = sequence_section(tied)
