@@ -143,7 +143,8 @@ def compare(cfg: HFConfig, model_type: str, task: str, spec_text: str) -> Any:
     import transformers
 
     return CrossCheckResult(
-        name=f"{spec.name} against transformers' {type(theirs).__name__}", file=cfg.path,
+        name=f"{spec.name} against transformers' {type(theirs).__name__}: params, "
+             f"{len(a_sd)} state_dict keys and shapes", file=cfg.path,
         batch=1, device="meta", convention="netcalc",
         rows=rows[:MAX_ROWS],
         totals=totals,
