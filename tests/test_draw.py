@@ -185,6 +185,11 @@ def test_shapes_plot_writes_the_cost_bars(tmp_path, runner):
                                  "--plot", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    spec = tmp_path / "hostile.yaml"  # mathtext in a name is text, not markup nor an error
+    spec.write_text(HOSTILE_SPEC.replace("name: \"", "name: \"$\\\\frac{$ "))
+    assert netcalc.load(spec).name.startswith("$\\frac{$ <script>")
+    result = runner.invoke(app, ["shapes", str(spec), "--plot", str(out)])
+    assert result.exit_code == 0, result.output
 
 
 def test_profile_plot_draws_every_run_under_its_roofs(tmp_path):
@@ -213,3 +218,52 @@ def test_plot_without_matplotlib_is_one_line(command, tmp_path):
     assert done.returncode == 2
     assert done.stderr == "--plot needs matplotlib: pip install 'netcalc-nn[plots]'\n"
     assert not (tmp_path / "x.png").exists()
+
+
+def test_max_nodes_draws_every_layer_of_a_big_graph(tmp_path, runner):
+    out = tmp_path / "net.dot"
+    spec = str(SPECS / "gpt2.yaml")
+    assert runner.invoke(app, ["draw", spec, "-o", str(out), "--max-nodes", "300"]).exit_code == 0
+    report = netcalc.analyze(SPECS / "gpt2.yaml")
+    assert out.read_text().count("\\nLinear\\n") == sum(r.type == "Linear" for r in report.layers)
+
+
+def test_a_graph_too_big_to_fold_is_refused_not_laid_out(tmp_path, runner):
+    spec = tmp_path / "chain.yaml"
+    spec.write_text("input: [8]\nlayers:\n" + "  - ReLU\n" * 300)
+    result = runner.invoke(app, ["draw", str(spec), "-o", str(tmp_path / "x.svg")])
+    assert result.exit_code == 2
+    assert result.output == "300 nodes after folding every block: more than --max-nodes 250\n"
+    page = tmp_path / "r.html"
+    assert runner.invoke(app, ["report", str(spec), "-o", str(page)]).exit_code == 0
+    assert "Graph left out: 300 nodes" in page.read_text()
+
+
+def test_any_hostile_spec_draws_or_fails_in_one_line(tmp_path, runner, monkeypatch):
+    """The hostile-spec generator of test_hostile.py through `draw` (DOT) and `report`
+    (without dot: the layout is tested above): exit 0 or 2, no traceback, and nothing
+    that a name could smuggle (controls, bidi overrides) in what is written."""
+    from hypothesis import HealthCheck, given, settings
+
+    from test_hostile import hostile_spec
+
+    monkeypatch.setenv("PATH", "")
+
+    @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(spec=hostile_spec())
+    def run(spec: str) -> None:
+        path = tmp_path / "h.yaml"
+        path.write_text(spec, encoding="utf-8")
+        for out in ("x.dot", "x.html"):
+            target = tmp_path / out
+            target.unlink(missing_ok=True)
+            command = "draw" if out.endswith("dot") else "report"
+            result = runner.invoke(app, [command, str(path), "-o", str(target)])
+            assert result.exception is None or isinstance(result.exception, SystemExit), (
+                spec, result.exception)
+            assert result.exit_code in (0, 2) and "Traceback" not in result.output, spec
+            if result.exit_code == 0:
+                written = target.read_text(encoding="utf-8")
+                assert "\x1b" not in written and "\u202e" not in written, spec
+
+    run()

@@ -155,6 +155,29 @@ def test_profile_of_another_spec_or_run_is_refused(tmp_path, runner):
     prof.write_text("[1, 2")
     result = runner.invoke(app, ["report", spec, "-o", out, "--profile", str(prof)])
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "not JSON" in result.output
+    good = fake_profile(netcalc.analyze(SPECS / "lenet5.yaml"))
+    broken = [{**good, "configs": {"a": 1}}, {**good, "configs": [7]}, {**good, "hardware": []},
+              {**good, "hardware": {"cpu": {"peak_flops": "1e11", "peak_bandwidth": 1e10}}},
+              {**good, "format_version": 2}, {**good, "kind": "shapes"}, [good]]
+    for data in broken:
+        prof.write_text(json.dumps(data))
+        result = runner.invoke(app, ["report", str(SPECS / "lenet5.yaml"), "-o", out,
+                                     "--profile", str(prof)])
+        assert result.exit_code == 2 and result.output.count("\n") == 1, (data, result.output)
+    stranger = json.loads(json.dumps(good))
+    stranger["configs"][0]["per_layer"]["layers"][0]["name"] = "conv9"
+    prof.write_text(json.dumps(stranger))
+    result = runner.invoke(app, ["report", str(SPECS / "lenet5.yaml"), "-o", out, "--profile",
+                                 str(prof)])
+    assert result.exit_code == 2 and "its layer 'conv9' is not in this spec" in result.output
+    # NaN and infinite timings are left out, not written into the page
+    cfg = good["configs"][0]["per_layer"]["layers"][0]
+    cfg["flops_per_s"] = float("nan")
+    good["configs"][0]["per_layer"]["layers"][1]["intensity_flop_per_byte"] = float("inf")
+    prof.write_text(json.dumps(good))
+    result = runner.invoke(app, ["report", str(SPECS / "lenet5.yaml"), "-o", out, "--profile",
+                                 str(prof)])
+    assert result.exit_code == 0, result.output
 
 
 def test_hostile_names_are_text_in_the_page(browser, tmp_path):
@@ -170,6 +193,9 @@ def test_hostile_names_are_text_in_the_page(browser, tmp_path):
     assert cells == [text(n) for n in HOSTILE]
     title = browser.execute_script("return document.querySelector('header h1').textContent")
     assert title == text(report.name) and title.startswith("<script>alert(2)</script>")
+    script = (ROOT / "src/netcalc/render/assets/report.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in script  # the script sets text only as textContent
 
 
 def test_hostile_spec_and_file_name_through_the_cli(browser, tmp_path, runner):
@@ -201,3 +227,53 @@ def test_report_renders_without_torch(tmp_path):
                                                          "PYTHONPATH": str(ROOT / "src")})
     assert done.returncode == 0, done.stderr
     assert 'id="roofline-chart"' in (tmp_path / "r.html").read_text()
+
+
+def test_receptive_field_growth_follows_the_widest_path():
+    """report.rf_growth: a path of the graph from an input to each output, whose fields
+    are the rows' own, growing, and wider at each merge than any other input's."""
+    report = netcalc.analyze(SPECS / "resnet50.yaml")
+    rows = {r.name: r for r in report.layers}
+    path = report.rf_growth["fc"]
+    assert [n for n, _ in path][-1] == "fc" and path[0][0] == "conv1"
+    assert all(rf == rows[n].rf for n, rf in path)
+    graph = report.graph
+    for (prev, _), (name, _) in zip(path, path[1:]):
+        sources = [s.node for s in graph.by_name[name].sources]
+        assert prev in sources
+        others = [rows[s].rf for s in sources if s != prev and s in rows]
+        size = max(d.size for d in rows[prev].rf.dims) if not rows[prev].rf.global_ else None
+        assert all(size is None or o.global_ or max(d.size for d in o.dims) <= size
+                   for o in others)
+    sizes = [max(d.size for d in rf.dims) for _, rf in path if not rf.global_]
+    assert sizes == sorted(sizes) and sizes[-1] == 427  # derived in specs/resnet50.yaml, test_specs.py
+    assert "downsample" not in " ".join(n for n, _ in path)  # 1x1 shortcuts are narrower
+    # a token model has no spatial field: nothing to show
+    assert netcalc.analyze(SPECS / "gpt2.yaml").rf_growth == {}
+    # several outputs: a path each
+    assert set(netcalc.analyze(SPECS / "multitask_resnet18.yaml").rf_growth) == {
+        "attributes", "landmarks"}
+
+
+def test_llama_page_stays_small(tmp_path, runner):
+    """707 layers: the graph folds its repeat groups and is inlined once; the page
+    stays under 2 MB (issue 14)."""
+    page = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", str(SPECS / "llama2_7b.yaml"), "-o", str(page)])
+    assert result.exit_code == 0, result.output
+    html = page.read_text()
+    assert len(html.encode()) <= 2_000_000 and html.count("<svg") == 1
+    assert "repeat groups folded after their first instance" in html
+
+
+def test_a_network_without_layers_still_renders(browser, tmp_path, runner):
+    """`repeat: 0` can remove every layer: the output is the input itself."""
+    spec = tmp_path / "empty.yaml"
+    spec.write_text("input: [8]\nlayers:\n  - {ReLU: ~, repeat: 0}\n")
+    page = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", str(spec), "-o", str(page)])
+    assert result.exit_code == 0, result.output
+    open_page(browser, page, tmp_path / "report.png")
+    assert browser.execute_script("return document.querySelectorAll('#layers tbody tr').length") == 0
+    edges = browser.execute_script("return document.querySelectorAll('#graph svg g.edge').length")
+    assert edges == 1  # input -> output

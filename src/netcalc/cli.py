@@ -224,6 +224,7 @@ def shapes(
     --train adds the backward pass and the memory of a training step (netcalc.training).
     """
     from . import analysis, graph, spec as spec_mod
+    from .perf import paused_gc
     from .render import FORMATS, render
 
     if format not in FORMATS:
@@ -231,32 +232,34 @@ def shapes(
     _check_convention(convention)
     _plots_available(plot)
     max_bytes = _file_size(max_file_size)
-    try:
-        dtypes = dtypes_option(dtype, weight_dtype, activation_dtype, kv_dtype,
-                               quant_group_size)  # an option's fault, not the spec's
-        options = train_options(train, device, optimizer, precision, checkpoint, loss,
-                                convention)
-        s = spec_mod.load(spec_file, max_bytes)
-        report = analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)), dtypes,
-                                        options)
-    except SpecError as err:
-        fail(err)
-    if convention != "netcalc":  # netcalc's own counts need no conversion (nor its import)
-        from . import conventions
+    with paused_gc():  # one pause from parse to output (10^5 live objects): netcalc.perf
+        try:
+            dtypes = dtypes_option(dtype, weight_dtype, activation_dtype, kv_dtype,
+                                   quant_group_size)  # an option's fault, not the spec's
+            options = train_options(train, device, optimizer, precision, checkpoint, loss,
+                                    convention)
+            s = spec_mod.load(spec_file, max_bytes)
+            g = graph.build(s, batch, _input_shapes(s, input))
+            report = analysis.analyze_graph(g, dtypes, options)
+        except SpecError as err:
+            fail(err)
+        if convention != "netcalc":  # netcalc's counts need no conversion (nor its import)
+            from . import conventions
 
-        report = conventions.apply(report, convention)
-    seq = report.sections.get("sequence")
-    if seq is not None and not kv_cache:
-        for key in ("kv_cache_bytes_per_token", "kv_cache_bytes"):
-            seq.pop(key, None)
-    if kv_cache and (seq is None or "kv_cache_bytes_per_token" not in seq):
-        from .sections.sequence import kv_cache_absence
+            report = conventions.apply(report, convention)
+        seq = report.sections.get("sequence")
+        if seq is not None and not kv_cache:
+            for key in ("kv_cache_bytes_per_token", "kv_cache_bytes"):
+                seq.pop(key, None)
+        if kv_cache and (seq is None or "kv_cache_bytes_per_token" not in seq):
+            from .sections.sequence import kv_cache_absence
 
-        why = kv_cache_absence(report) or "it has no causal self-attention"
-        typer.echo(f"--kv-cache: no KV cache for this model: {text(why)}", err=True)
-    sys.stdout.write(render(report, format, depth))
-    if plot is not None:
-        _plot(lambda plots: plots.costs_plot(report, depth, plot))
+            why = kv_cache_absence(report) or "it has no causal self-attention"
+            typer.echo(f"--kv-cache: no KV cache for this model: {text(why)}", err=True)
+        sys.stdout.write(render(report, format, depth))
+        if plot is not None:
+            _plot(lambda plots: plots.costs_plot(report, depth, plot))
+
 
 
 def _plot(draw) -> None:
@@ -281,14 +284,16 @@ def _plots_available(plot: "Path | None") -> None:
 
 
 def _analyze(spec_file: Path, input: "list[str] | None", batch: int, max_file_size: str,
-             train=None):
+             train=None, dtype: str = "float32"):
     """Load and analyse a spec for a picture command (a SpecError is one line, exit 2)."""
     from . import analysis, graph, spec as spec_mod
 
+    max_bytes = _file_size(max_file_size)
     try:
-        s = spec_mod.load(spec_file, _file_size(max_file_size))
+        dtypes = dtypes_option(dtype, None, None, None, None)
+        s = spec_mod.load(spec_file, max_bytes)
         return analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)),
-                                      "float32", train)
+                                      dtypes, train)
     except SpecError as err:
         fail(err)
 
@@ -316,6 +321,8 @@ def draw(
     rankdir: str = typer.Option("TB", "--rankdir", help="TB (top to bottom) | LR (left to right)"),
     params: bool = typer.Option(False, "--params", help="show each node's params"),
     macs: bool = typer.Option(False, "--macs", help="show each node's MACs"),
+    max_nodes: int = typer.Option(250, "--max-nodes", min=1,
+                                  help="fold repeat groups, then depths, beyond this many nodes"),
     input: Optional[list[str]] = typer.Option(None, "--input", "-i",
                                               help="per-sample input shape, e.g. 3x224x224"),
     batch: int = typer.Option(1, "--batch", "-b", min=1, max=2**63 - 1, help="batch size (dim 0)"),
@@ -323,9 +330,9 @@ def draw(
 ) -> None:
     """Draw the layer graph: nodes with name, type and output shape, blocks as clusters.
 
-    Graphs of more than 250 nodes fold their repeat groups after the first instance,
-    then lower the depth until they fit (the picture's caption says so). SVG and PNG
-    need Graphviz's `dot` on PATH; .dot needs nothing.
+    Graphs of more than --max-nodes nodes (250) fold their repeat groups after the first
+    instance, then lower the depth until they fit (the picture's caption says so). SVG
+    and PNG need Graphviz's `dot` on PATH (run with a 60 s timeout); .dot needs nothing.
     """
     from .render.dot import FORMATS, RANKDIRS, DotError, run_dot, to_dot
 
@@ -336,12 +343,9 @@ def draw(
     if rankdir not in RANKDIRS:
         fail(f"--rankdir: unknown value {text(rankdir)!r} (TB, LR)")
     report = _analyze(spec_file, input, batch, max_file_size)
-    dot_text = to_dot(report, depth, rankdir, params, macs)
-    if fmt == "dot":
-        _write(output, dot_text)
-        return
     try:
-        _write(output, run_dot(dot_text, fmt))
+        dot_text = to_dot(report, depth, rankdir, params, macs, max_nodes)
+        _write(output, dot_text if fmt == "dot" else run_dot(dot_text, fmt))
     except DotError as err:
         fail(str(err))
 
@@ -360,6 +364,7 @@ def report(
     input: Optional[list[str]] = typer.Option(None, "--input", "-i",
                                               help="per-sample input shape, e.g. 3x224x224"),
     batch: int = typer.Option(1, "--batch", "-b", min=1, max=2**63 - 1, help="batch size (dim 0)"),
+    dtype: str = typer.Option("float32", help=DTYPE_HELP),
     train: bool = typer.Option(False, "--train", help=TRAIN_HELP),
     device: str = typer.Option("cuda", "--device", "-d", help=DEVICE_HELP),
     optimizer: str = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP),
@@ -382,14 +387,14 @@ def report(
         options = train_options(train, device, optimizer, precision, checkpoint, loss)
     except SpecError as err:
         fail(err)
-    rep = _analyze(spec_file, input, batch, max_file_size, options)
+    rep = _analyze(spec_file, input, batch, max_file_size, options, dtype)
     roof = None
     if profile is not None:
         try:
             roof = roofline_data(load_profile(profile), rep, profile_config)
         except SpecError as err:
             fail(err)
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             fail(f"--profile {text(profile)}: {exc}")
     svg = note = None
     try:
@@ -616,7 +621,7 @@ def profile(
     except ProfileError as err:
         fail(err)
     for skipped in result.skipped:
-        typer.echo(f"{skipped['device']} skipped: {skipped['reason']}", err=True)
+        typer.echo(f"{skipped['device']} skipped: {text(skipped['reason'])}", err=True)
     data = result.to_dict()
     if plot is not None:
         _plot(lambda plots: plots.roofline_plot(data, plot))
@@ -633,7 +638,7 @@ def profile(
             typer.echo(f"cross-check failed: {len(cc.get('mismatches') or [])} mismatch(es) "
                        "between the built module and the analysis (see the report)", err=True)
         else:
-            typer.echo(f"cross-check could not run: {cc.get('error')}", err=True)
+            typer.echo(f"cross-check could not run: {text(cc.get('error'))}", err=True)
         raise typer.Exit(1)
 
 
@@ -847,3 +852,60 @@ def _report_verify(result, output: Path | None) -> None:
                err=output is None)
     if not result.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="YAML spec file"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Python file to write (default: stdout)"),
+    force: bool = typer.Option(False, "--force", help="overwrite --output if it exists"),
+    input: Optional[list[str]] = typer.Option(None, "--input", "-i",
+                                              help="per-sample input shape, e.g. 3x224x224 "
+                                                   "(for arguments inferred from it)"),
+    verify: bool = typer.Option(False, "--verify",
+                                help="load the written code and cross-check it against the "
+                                     "spec (as netcalc verify, on the meta device)"),
+) -> None:
+    """Write the spec as readable PyTorch code (needs torch): one nn.Module class per block.
+
+    Submodules are created under the spec's names (state_dict keys are the report's
+    paths), forward is straight-line code. The file imports only torch.
+    Exit codes: 0 written; 1 --verify found a mismatch; 2 invalid input, an existing
+    --output without --force, or torch missing.
+    """
+    from . import spec as spec_mod
+
+    try:
+        from .torch.export import export_source, verify_source
+    except ImportError as exc:
+        fail(f"netcalc export needs torch: pip install torch ({exc})")
+    if output is not None and output.exists() and not force:
+        fail(f"--output: {output} exists (add --force to overwrite it)")
+    try:
+        s = spec_mod.load(spec_file)
+        source = export_source(s, input_shapes=_input_shapes(s, input))
+    except SpecError as err:
+        fail(err.located(str(spec_file)))
+    if output is None:
+        sys.stdout.write(source)
+    else:
+        try:
+            with open(output, "w" if force else "x", encoding="utf-8") as f:
+                f.write(source)
+        except FileExistsError:
+            fail(f"--output: {output} exists (add --force to overwrite it)")
+        except OSError as exc:
+            fail(f"--output: cannot write {output}: {exc.strerror or exc}")
+    if verify:
+        from .render.crosscheck import render_crosscheck
+
+        try:
+            result = verify_source(s, source, input_shapes=_input_shapes(s, input))
+        except SpecError as err:
+            fail(err.located(str(spec_file)))
+        if not result.ok:
+            sys.stderr.write(render_crosscheck(result, "table", "differences"))
+            raise typer.Exit(1)
+        typer.echo(f"verified: {len(result.rows)} checks of the exported module against the "
+                   "spec match", err=True)

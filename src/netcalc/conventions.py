@@ -399,7 +399,7 @@ POINTWISE = "Scale RotaryEmbedding"
 # netcalc: the engine's own MACS_FORMULA for every type
 for _t in " ".join([CONV, NORM_STATS, BATCHNORM, ACTIVATIONS, MOVES, POOLS, PADS, RESAMPLE,
                     PIXEL, MATRIX, RNNS, TRANSFORMERS, MOE, EMBEDDINGS, ELEMENTWISE, "Bilinear",
-                    "LayerNorm RMSNorm LocalResponseNorm MultiheadAttention",
+                    "LayerNorm LayerNorm2d RMSNorm LocalResponseNorm MultiheadAttention",
                     "ScaledDotProductAttention AdaptiveAvgPool1d AdaptiveAvgPool2d",
                     "AdaptiveAvgPool3d", TENSORS, PARTS, REDUCTIONS, POINTWISE,
                     "Einsum"]).split():
@@ -417,7 +417,7 @@ _add("fvcore", BATCHNORM, "batchnorm", "aten::batch_norm in eval: numel * (2 if 
      _fv_batchnorm)
 _add("fvcore", NORM_STATS, "norm", "aten::group_norm/instance_norm: numel(input) * (5 if "
      "affine else 4)", _gated("affine", 5, 4))
-_add("fvcore", "LayerNorm", "norm", "aten::layer_norm: numel(input) * (5 if elementwise_affine "
+_add("fvcore", "LayerNorm LayerNorm2d", "norm", "aten::layer_norm: numel(input) * (5 if elementwise_affine "
      "else 4)", _fv_layernorm)
 _add("fvcore", "AdaptiveAvgPool2d", "adaptive_avg_pool2d", "aten::adaptive_avg_pool2d: "
      "numel(input) * 1", _fv_adaptive_avg)
@@ -463,7 +463,8 @@ _add("flopcounter", "Einsum", "einsum", "einsum decomposes into one bmm per pair
      "contracts a label: 2 * netcalc (element-wise products and sums: 0)", _twice)
 _add("flopcounter", " ".join([TENSORS, PARTS, REDUCTIONS, POINTWISE]), "elementwise",
      "0: only mm, addmm, bmm, baddbmm, convolution and SDPA kernels are counted", _zero)
-_add("flopcounter", " ".join([BATCHNORM, NORM_STATS, "LayerNorm RMSNorm LocalResponseNorm",
+_add("flopcounter", " ".join([BATCHNORM, NORM_STATS, "LayerNorm LayerNorm2d RMSNorm",
+                              "LocalResponseNorm",
                               ACTIVATIONS, MOVES, POOLS, PADS, RESAMPLE, PIXEL, EMBEDDINGS,
                               ELEMENTWISE, "AdaptiveAvgPool1d AdaptiveAvgPool2d",
                               "AdaptiveAvgPool3d"]),
@@ -501,7 +502,8 @@ _add_backward(TRANSFORMERS, "parts", "sum of its parts under FlopCounterMode's b
 # torchinfo
 _add("torchinfo", CONV, "conv", "class name contains 'Conv': (weight + bias) * N * "
      "prod(output spatial), bias included, transposed convs per OUTPUT position", _ti_conv)
-_add("torchinfo", " ".join(["Linear Bilinear PReLU LayerNorm RMSNorm", BATCHNORM, NORM_STATS,
+_add("torchinfo", " ".join(["Linear Bilinear PReLU LayerNorm LayerNorm2d RMSNorm", BATCHNORM,
+                            NORM_STATS,
                             EMBEDDINGS]),
      "weight_x_batch", "leaf with weight/bias: params * output.shape[0] (the batch only: a "
      "Linear on (N, L, F) ignores L)", _ti_leaf)

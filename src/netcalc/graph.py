@@ -72,6 +72,10 @@ class Graph:
     #: containers (block instances and repeat groups): name -> label such as "Bottleneck"
     containers: dict[str, str] = field(default_factory=dict)
     by_name: dict[str, Node] = field(default_factory=dict)
+    #: block instances: name -> the refs passed as the block's inputs, in its order
+    block_sources: dict[str, list[Ref]] = field(default_factory=dict)
+    #: block instances: name -> the block's argument values
+    block_args: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _subst(value: Any, env: dict[str, Any], mark: Mark) -> Any:
@@ -110,11 +114,14 @@ class _Builder:
                  max_nodes: int):
         self.spec = spec
         self.max_nodes = max_nodes
+        self.weighted = ""  # how a layer type weighing more than 1 counts, for the message
         self.types = set(REGISTRY) | set(spec.blocks)
         self.nodes: list[Node] = []
         self.by_name: dict[str, Node] = {}
         self.paths: dict[str, Ref] = {}  # every nameable path -> its output
         self.containers: dict[str, str] = {}
+        self.block_sources: dict[str, list[Ref]] = {}
+        self.block_args: dict[str, dict[str, Any]] = {}
         self.inputs: dict[str, TensorInfo] = {}
         for name, inp in spec.inputs.items():
             shape = (input_shapes or {}).get(name, inp.shape)
@@ -226,7 +233,9 @@ class _Builder:
         return entry
 
     def count(self, entries: LList, env: dict[str, Any] | None, seen: dict) -> int:
-        """Layers an entry list expands to, computed before anything is built.
+        """Layers an entry list expands to, computed before anything is built; a layer
+        type counts as the modules torch builds for it (``Layer.MODULES``: a
+        TransformerDecoderLayer is 14, its cost is that of its parts).
 
         Memoised per (block, arguments), so nested repeats cost one visit per
         distinct block instance; stops as soon as the count passes ``max_nodes``.
@@ -236,7 +245,9 @@ class _Builder:
             entry = self.entry(entries, i, env)
             mark = entries.item_mark(i)
             block = self.spec.blocks.get(entry.type)
-            each = 1
+            each = REGISTRY[entry.type].MODULES if entry.type in REGISTRY else 1
+            if each > 1:
+                self.weighted = f" (a {entry.type} counts as {each}: the modules torch builds)"
             if block is not None:
                 each = self._count_block(block, entry, entry.type_mark, seen)
             else:  # a layer whose argument names a block (an expert): its graph counts too
@@ -246,7 +257,8 @@ class _Builder:
                         each += self._count_block(self.spec.blocks[name], inner, bmark, seen)
             total += each * (entry.repeat or 1)
             if total > self.max_nodes:
-                raise SpecError(f"the spec expands to more than {self.max_nodes:,} layers", mark)
+                raise SpecError(f"the spec expands to more than {self.max_nodes:,} layers"
+                                f"{self.weighted}", mark)
         return total
 
     def _count_block(self, block: BlockDef, entry: Entry, mark: Mark, seen: dict) -> int:
@@ -316,6 +328,8 @@ class _Builder:
                             f"({', '.join(block.inputs)}), got {len(sources)}", entry.mark)
         env = _block_env(block, entry)
         self.containers[full] = block.name
+        self.block_sources[full] = list(sources)
+        self.block_args[full] = env
         scope = dict(zip(block.inputs, sources))
         self.block_stack.append(block.name)
         outer = self.sparsity
@@ -407,4 +421,5 @@ def build(spec: Spec, batch: int = 1, input_shapes: dict[str, tuple[int, ...]] |
             outputs = [(r, b.resolve(r, m, {}, "")) for r, m in spec.outputs]
     except SpecError as err:
         raise err.located(spec.file) from None
-    return Graph(spec, b.inputs, b.nodes, outputs, b.containers, b.by_name)
+    return Graph(spec, b.inputs, b.nodes, outputs, b.containers, b.by_name, b.block_sources,
+                 b.block_args)

@@ -27,6 +27,8 @@ ElementTree escapes the markup characters.
   it writes.
 * :func:`html` for HTML text and attribute values: :func:`text`, then ``& < > " '``
   as entities (a layer named ``<script>`` is text).
+* :func:`plot_label` for matplotlib text: :func:`text`, with ``$`` escaped so that a
+  name cannot start mathtext (which would render markup, or fail to parse).
 * :func:`script_json` for data inside an HTML ``<script>`` element: JSON with every
   non-ASCII character and ``< > &`` as ``\\uXXXX`` escapes, so ``</script>`` or
   ``<!--`` in a name cannot end or change the element.
@@ -98,3 +100,8 @@ def script_json(data: object) -> str:
 
     s = json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
     return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def plot_label(value: object) -> str:
+    """``value`` as matplotlib text: one line, no mathtext."""
+    return text(value).replace("$", "\\$")

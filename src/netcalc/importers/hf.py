@@ -32,7 +32,7 @@ from typing import Any, Callable
 from ..errors import Mark, SpecError
 from ..textsafe import printable
 from .hf_decoders import SeqTooLong, gpt2, llama_like, opt, phi
-from .hf_encoders import bert
+from .hf_encoders import bert, whisper
 from .hfconfig import HFConfig
 from .hfmapped import Mapped
 from .yamltext import comment, value
@@ -45,7 +45,9 @@ DEFAULT_SEQ_LEN = 4096
 @dataclass(frozen=True)
 class Family:
     task: str  # the one task the family maps (its default)
-    mapper: Callable[[HFConfig, str, int], Mapped]
+    #: (config, model_type, seq_len) -> Mapped; seq2seq: (..., seq_len, decoder_seq_len),
+    #: both as given (None: the mapping's default)
+    mapper: Callable[..., Mapped]
     context_key: str | None  # the config key holding the context length
     context_default: int
 
@@ -60,6 +62,7 @@ FAMILIES: dict[str, Family] = {
     "phi": Family("causal-lm", phi, "max_position_embeddings", 2048),
     "opt": Family("causal-lm", opt, "max_position_embeddings", 2048),
     "bert": Family("encoder", bert, "max_position_embeddings", 512),
+    "whisper": Family("seq2seq", whisper, None, 0),
 }
 
 
@@ -95,44 +98,54 @@ def spec_text(path: str, *, task: str | None = None, seq_len: int | None = None,
     for option, n in (("--seq-len", seq_len), ("--decoder-seq-len", decoder_seq_len)):
         if n is not None and not 1 <= n <= 1 << 24:
             raise SpecError(f"{n} is out of range (1..{1 << 24:,})", file=option)
-    context = (cfg.int(family.context_key, family.context_default)
-               if family.context_key else family.context_default)
-    length = seq_len if seq_len is not None else min(context, DEFAULT_SEQ_LEN)
     try:
-        mapped = family.mapper(cfg, model_type, length)
+        if task == "seq2seq":  # the mapping knows its lengths' defaults and limits
+            mapped = family.mapper(cfg, model_type, seq_len, decoder_seq_len)
+        else:
+            context = (cfg.int(family.context_key, family.context_default)
+                       if family.context_key else family.context_default)
+            length = seq_len if seq_len is not None else min(context, DEFAULT_SEQ_LEN)
+            mapped = family.mapper(cfg, model_type, length)
+            mapped.lengths = f"--seq-len {length}" + (
+                f" (by default the context length, at most {DEFAULT_SEQ_LEN})"
+                if seq_len is None else "")
     except SeqTooLong as exc:
-        raise SpecError(f"{length} tokens, more than the model's {exc.limit:,} learned "
-                        "positions", file="--seq-len") from None
+        raise SpecError(f"{seq_len if exc.option == '--seq-len' else decoder_seq_len} tokens, "
+                        f"more than the model's {exc.limit:,} learned positions",
+                        file=exc.option) from None
     body = _body(mapped, model_type)
     try:
         report = netcalc.analyze(netcalc.parse(body, cfg.path))
     except SpecError as err:  # the config passed every check above but netcalc refuses it
         raise SpecError(f"the imported spec is refused: {err.message}", None, cfg.path) from None
-    header = _header(cfg, model_type, task, mapped, length, seq_len is None)
+    header = _header(cfg, model_type, task, mapped)
     return header + body + _expect(report)
 
 
-def _header(cfg: HFConfig, model_type: str, task: str, mapped: Mapped, length: int,
-            defaulted: bool) -> str:
+def _header(cfg: HFConfig, model_type: str, task: str, mapped: Mapped) -> str:
+    import textwrap
+
     import netcalc
 
-    how = f"--seq-len {length}" + (" (the default: the context length, at most "
-                                   f"{DEFAULT_SEQ_LEN})" if defaulted else "")
     lines = ["# yaml-language-server: $schema=../netcalc.schema.json",
-             comment(f"Imported by netcalc {netcalc.__version__} (netcalc import --hf-config) "
-                     f"from {cfg.path}"),
-             comment(f"  model_type {model_type}, task {task}: transformers' {mapped.head}, "
-                     f"{how}"),
-             comment("  module names are transformers' (state_dict keys equal); "
-                     "`netcalc import --hf-config ... --verify` proves params and keys"),
-             *(comment(f"  {n}") for n in mapped.notes)]
+             f"# Imported by netcalc {netcalc.__version__} from a Hugging Face config "
+             "(netcalc import --hf-config):",
+             comment(f"  {cfg.path}"),
+             f"#   model_type {model_type}, task {task}: transformers' {mapped.head}",
+             f"#   {mapped.lengths}",
+             "#   Module names are transformers', so are the state_dict keys: --verify builds",
+             "#   the transformers model on the meta device and compares params, keys, shapes."]
+    for note in mapped.notes:
+        lines += [comment(f"  {line}") for line in textwrap.wrap(note, 86)]
     return "\n".join(lines) + "\n"
 
 
 def _body(mapped: Mapped, model_type: str) -> str:
     lines = [f"name: {value(mapped.head)}", "inputs:"]
-    lines += [f"  {name}: {{shape: {value(shape)}, dtype: {dtype}}}"
-              for name, (shape, dtype) in mapped.inputs.items()]
+    lines += [f"  {name}: {{shape: {value(shape)}, dtype: {dtype}}}" if dtype != "float32"
+              else f"  {name}: {value(shape)}" for name, (shape, dtype) in mapped.inputs.items()]
+    if mapped.tokens:
+        lines.append(f"tokens: {mapped.tokens}")
     lines.append("blocks:")
     lines += mapped.blocks
     lines.append("layers:")
@@ -150,8 +163,11 @@ def _expect(report: Any) -> str:
     else:
         output = "  output: {" + ", ".join(f"{n}: {value(list(s[1:]))}"
                                           for n, s in outputs.items()) + "}"
+    totals = report.totals
+    active = (f"  active_params: {totals.active_params}\n"
+              if totals.active_params != totals.params else "")
     return ("expect:                         # measured by netcalc at import\n"
-            f"{output}\n  params: {report.totals.params}\n  macs: {report.totals.macs}\n")
+            f"{output}\n  params: {totals.params}\n{active}  macs: {totals.macs}\n")
 
 
 # ---------------------------------------------------------------------------- verify

@@ -119,17 +119,17 @@ def llama_like(cfg: HFConfig, model_type: str, seq_len: int) -> Mapped:
            linear("up_proj", ffn, mlp_bias, "input"),
            entry("gated", "Mul", None, src=["act_fn", "up_proj"]),
            linear("down_proj", d, mlp_bias)]
-    mlp_block = f"{prefix}MLP"
+    mlp_name, mlp_block = "mlp", f"{prefix}MLP"
+    mlp_entry = entry("mlp", mlp_block, None)
+    if model_type == "mixtral":  # the checkpoint's names: see moe_mlp
+        mlp_name, mlp_block, mlp, mlp_entry = moe_mlp(cfg, d, ffn, act_default)
     blocks = block(f"{prefix}Attention", attention) + block(mlp_block, mlp)
-    if model_type == "mixtral":
-        raise cfg.fail("model_type", "mixtral needs the MixtureOfExperts layer, which this "
-                                     "netcalc does not have yet")
     layer = [entry("input_layernorm", "RMSNorm", {"eps": eps}),
              entry("self_attn", f"{prefix}Attention", None),
              entry("attn_residual", "Add", None, src=["self_attn", "input"]),
              entry("post_attention_layernorm", "RMSNorm", {"eps": eps}),
-             entry("mlp", mlp_block, None),
-             entry("mlp_residual", "Add", None, src=["mlp", "attn_residual"])]
+             mlp_entry,
+             entry("mlp_residual", "Add", None, src=[mlp_name, "attn_residual"])]
     blocks += block(f"{prefix}DecoderLayer", layer)
     model = [entry("embed_tokens", "Embedding", {"num_embeddings": vocab, "embedding_dim": d})]
     notes = []
@@ -147,6 +147,26 @@ def llama_like(cfg: HFConfig, model_type: str, seq_len: int) -> Mapped:
         notes.append(f"sliding_window {window}: ScaledDotProductAttention window: {window}.")
     return Mapped(f"{prefix}ForCausalLM", {TOKENS: ([seq_len], "int64")}, blocks, layers,
                   notes=notes)
+
+
+def moe_mlp(cfg: HFConfig, d: int, ffn: int, act_default: str) -> tuple[str, str, list[str], str]:
+    """Mixtral's sparse MLP as the checkpoints hold it: ``block_sparse_moe.gate`` (the
+    router) and ``block_sparse_moe.experts.N.w1/w2/w3``. transformers 5 renames
+    ``block_sparse_moe`` to ``mlp`` and fuses each layer's experts into
+    ``experts.gate_up_proj``/``down_proj`` when it loads them (its conversion mapping);
+    :mod:`netcalc.importers.hfverify` compares through that mapping."""
+    n = cfg.int("num_local_experts", 8)
+    k = cfg.int("num_experts_per_tok", 2)
+    if k > n:
+        raise cfg.fail("num_experts_per_tok", f"{k} is more than the {n} experts")
+    expert = [entry("w1", "Linear", {"out_features": ffn, "bias": False}),
+              activation(cfg, "hidden_act", act_default),
+              entry("w3", "Linear", {"out_features": ffn, "bias": False}, src="input"),
+              entry("gated", "Mul", None, src=["act_fn", "w3"]),
+              entry("w2", "Linear", {"out_features": d, "bias": False})]
+    moe = entry("block_sparse_moe", "MixtureOfExperts",
+                {"num_experts": n, "top_k": k, "expert": "MixtralBlockSparseTop2MLP"})
+    return "block_sparse_moe", "MixtralBlockSparseTop2MLP", expert, moe
 
 
 # ---------------------------------------------------------------------------- Phi
@@ -346,6 +366,7 @@ def opt(cfg: HFConfig, model_type: str, seq_len: int) -> Mapped:
 class SeqTooLong(Exception):
     """``--seq-len`` beyond a learned position table (raised as a SpecError by the caller)."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, option: str = "--seq-len"):
         super().__init__(limit)
         self.limit = limit
+        self.option = option

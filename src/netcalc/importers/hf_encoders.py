@@ -6,6 +6,7 @@ self-attention and after the MLP, as ``BertSelfOutput`` and ``BertOutput`` compu
 
 from __future__ import annotations
 
+from ..errors import SpecError
 from .hf_decoders import SeqTooLong, _dropout
 from .hfconfig import HFConfig
 from .hfmapped import Mapped, activation, check_heads, heads, merge_heads
@@ -83,3 +84,118 @@ def bert(cfg: HFConfig, model_type: str, seq_len: int) -> Mapped:
              "outputs: last_hidden_state (encoder) and pooler_output (pooler)."]
     return Mapped("BertModel", {n: ([seq_len], "int64") for n in BERT_INPUTS}, blocks, layers,
                   outputs=["encoder", "pooler"], notes=notes)
+
+
+# ---------------------------------------------------------------------------- Whisper
+def whisper(cfg: HFConfig, model_type: str, seq_len: int | None, decoder_len: int | None) -> Mapped:
+    """WhisperForConditionalGeneration, as specs/whisper_tiny.yaml writes it: a conv stem
+    (``model.encoder.conv1``/``conv2``, GELU) halving the mel frames, the encoder's whole
+    position table added, pre-norm layers (q and v projections with biases, k without),
+    the decoder's causal self-attention and cross-attention over the encoder output,
+    ``proj_out`` tied to ``model.decoder.embed_tokens``. The encoder reads
+    ``2 * max_source_positions`` mel frames, as transformers requires (so ``seq_len`` must
+    be None); ``decoder_len`` defaults to ``max_target_positions``."""
+    d = cfg.int("d_model")
+    enc_layers, dec_layers = cfg.int("encoder_layers"), cfg.int("decoder_layers")
+    enc_heads = cfg.int("encoder_attention_heads")
+    dec_heads = cfg.int("decoder_attention_heads")
+    enc_hd = check_heads(cfg, d, enc_heads, "encoder_attention_heads")
+    dec_hd = check_heads(cfg, d, dec_heads, "decoder_attention_heads")
+    enc_ffn, dec_ffn = cfg.int("encoder_ffn_dim"), cfg.int("decoder_ffn_dim")
+    mels = cfg.int("num_mel_bins", 80)
+    source = cfg.int("max_source_positions", 1500)
+    target = cfg.int("max_target_positions", 448)
+    if seq_len is not None:
+        raise SpecError(f"Whisper's encoder reads 2 x max_source_positions = {2 * source} "
+                        "mel frames; give the decoder's length with --decoder-seq-len",
+                        file="--seq-len")
+    seq_len = target if decoder_len is None else decoder_len
+    if seq_len > target:
+        raise SeqTooLong(target, "--decoder-seq-len")
+    vocab = cfg.int("vocab_size")
+    tie = cfg.bool("tie_word_embeddings", True)
+    p, attn_p, act_p = (cfg.prob(k, 0.0) for k in ("dropout", "attention_dropout",
+                                                   "activation_dropout"))
+    act = activation(cfg, "activation_function", "gelu", "activation_fn")
+
+    def attention(count: int, hd: int, causal: bool) -> list[str]:
+        sdpa: dict = {"is_causal": True} if causal else {}
+        if attn_p > 0:
+            sdpa["dropout_p"] = attn_p
+        return [entry("q_proj", "Linear", d), *heads("q", count, hd),
+                entry("k_proj", "Linear", {"out_features": d, "bias": False}, src="kv"),
+                *heads("k", count, hd),
+                entry("v_proj", "Linear", d, src="kv"), *heads("v", count, hd),
+                entry("attn", "ScaledDotProductAttention", sdpa or None,
+                      src=["q_t", "k_t", "v_t"]),
+                *merge_heads(d), entry("out_proj", "Linear", d), *_dropout("dropout", p)]
+
+    def mlp(ffn: int, after: str, n: int) -> list[str]:
+        return [entry("final_layer_norm", "LayerNorm", None), entry("fc1", "Linear", ffn), act,
+                *_dropout("activation_dropout", act_p), entry("fc2", "Linear", d),
+                *_dropout("mlp_dropout", p),
+                entry(f"residual_{n}", "Add", None, src=["mlp_dropout" if p > 0 else "fc2", after])]
+
+    encoder_layer = [entry("self_attn_layer_norm", "LayerNorm", None),
+                     entry("self_attn", "WhisperEncoderAttention", None,
+                           src=["self_attn_layer_norm", "self_attn_layer_norm"]),
+                     entry("residual_1", "Add", None, src=["self_attn", "input"]),
+                     *mlp(enc_ffn, "residual_1", 2)]
+    decoder_layer = [entry("self_attn_layer_norm", "LayerNorm", None),
+                     entry("self_attn", "WhisperDecoderSelfAttention", None,
+                           src=["self_attn_layer_norm", "self_attn_layer_norm"]),
+                     entry("residual_1", "Add", None, src=["self_attn", "input"]),
+                     entry("encoder_attn_layer_norm", "LayerNorm", None),
+                     entry("encoder_attn", "WhisperDecoderCrossAttention", None,
+                           src=["encoder_attn_layer_norm", "encoder_hidden_states"]),
+                     entry("residual_2", "Add", None, src=["encoder_attn", "residual_1"]),
+                     *mlp(dec_ffn, "residual_2", 3)]
+    encoder = [entry("conv1", "Conv1d", {"out_channels": d, "kernel_size": 3, "padding": 1}),
+               entry("gelu_1", "GELU", None),
+               entry("conv2", "Conv1d", {"out_channels": d, "kernel_size": 3, "stride": 2,
+                                         "padding": 1}),
+               entry("gelu_2", "GELU", None),
+               entry("frames", "Permute", [0, 2, 1]),
+               entry("positions", "Constant", {"shape": [source], "dtype": "int64"}),
+               entry("embed_positions", "Embedding", {"num_embeddings": source, "embedding_dim": d}),
+               entry("embed", "Add", None, src=["frames", "embed_positions"]),
+               *_dropout("dropout", p),
+               entry("layers", "WhisperEncoderLayer", None, repeat=enc_layers),
+               entry("layer_norm", "LayerNorm", None)]
+    decoder = [entry("embed_tokens", "Embedding", {"num_embeddings": vocab, "embedding_dim": d}),
+               entry("positions", "Constant", {"shape": [seq_len], "dtype": "int64"}),
+               entry("embed_positions", "Embedding", {"num_embeddings": target, "embedding_dim": d}),
+               entry("embed", "Add", None, src=["embed_tokens", "embed_positions"]),
+               *_dropout("dropout", p),
+               entry("layers", "WhisperDecoderLayer", None, repeat=dec_layers,
+                     src=["dropout" if p > 0 else "embed", "encoder_hidden_states"]),
+               entry("layer_norm", "LayerNorm", None)]
+    inputs = ["input_features", "decoder_input_ids"]
+    blocks = (block("WhisperEncoderAttention", attention(enc_heads, enc_hd, False),
+                    inputs=["input", "kv"])
+              + block("WhisperDecoderSelfAttention", attention(dec_heads, dec_hd, True),
+                      inputs=["input", "kv"])
+              + block("WhisperDecoderCrossAttention", attention(dec_heads, dec_hd, False),
+                      inputs=["input", "kv"])
+              + block("WhisperEncoderLayer", encoder_layer)
+              + block("WhisperDecoderLayer", decoder_layer, inputs=["input", "encoder_hidden_states"])
+              + block("WhisperEncoder", encoder)
+              + block("WhisperDecoder", decoder, inputs=["input", "encoder_hidden_states"])
+              + block("WhisperModel", [entry("encoder", "WhisperEncoder", None, src="input_features"),
+                                       entry("decoder", "WhisperDecoder", None,
+                                             src=["decoder_input_ids", "encoder"])],
+                      inputs=inputs))
+    layers = [entry("model", "WhisperModel", None, src=inputs),
+              entry("proj_out", "Linear", {"out_features": vocab, "bias": False},
+                    tie="model.decoder.embed_tokens" if tie else None)]
+    notes = [f"input_features: {mels} log-mel bins x {2 * source} frames (the conv stem halves "
+             f"them to the encoder's {source} positions); --seq-len is the decoder's length.",
+             "Position ids are computed in forward (Constant layers, counted nowhere), so the "
+             "tables are Embeddings with transformers' keys."]
+    return Mapped("WhisperForConditionalGeneration",
+                  {"input_features": ([mels, 2 * source], "float32"),
+                   "decoder_input_ids": ([seq_len], "int64")},
+                  blocks, layers, notes=notes, tokens="decoder_input_ids",
+                  lengths=f"--decoder-seq-len {seq_len}" + (
+                      " (by default max_target_positions)" if decoder_len is None else ""))
+

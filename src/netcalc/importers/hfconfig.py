@@ -1,10 +1,12 @@
 """A Hugging Face ``config.json`` read as data, every value checked where it is read.
 
 The file is read with :func:`netcalc.spec.read_text` (a regular file, bounded size,
-UTF-8) and parsed with :mod:`json` (no code runs, nothing is downloaded). A value that
-is missing takes the default that transformers' config class of the family gives it;
-a value of the wrong type or out of range is a :class:`SpecError` located at its key
-in the file (``config.json:LINE:COL: num_attention_heads: ...``).
+UTF-8) and parsed with :mod:`json` (no code runs, nothing is downloaded). The sizes
+(hidden size, layers, heads, vocabulary, ...) must be given, as every published config
+gives them; options a config may leave out (biases, tying, eps, dropouts, rope base)
+take the default of transformers' config class of the family, written in the mapping.
+A value of the wrong type or out of range is a :class:`SpecError` located at its key in
+the file (``config.json:LINE:COL: num_attention_heads: ...``).
 """
 
 from __future__ import annotations

@@ -31,6 +31,8 @@ class Mapped:
     layers: list[str]  # lines under `layers:` (each an entry, without the "- ")
     outputs: list[str] | None = None
     notes: list[str] = field(default_factory=list)  # comment lines about the mapping
+    tokens: str | None = None  # the spec's `tokens:` (encoder-decoder models)
+    lengths: str = ""  # how the sequence lengths were chosen (the header says it)
 
 
 def activation(cfg: HFConfig, key: str, default: str, name: str = "act_fn") -> str:

@@ -7,13 +7,15 @@ read as data (``trust_remote_code`` is never set), the spec with
 once, as ``parameters()`` counts them), the state_dict key sets and the shape of every
 key. Transformers' ``Conv1D`` (GPT-2) stores its weight as (in, out) where a Linear
 stores (out, in): such a pair is reported as the ``hf.conv1d`` convention, not a
-mismatch. Buffers are not compared: transformers holds one rotary ``inv_freq`` per
+mismatch; Mixtral's per-expert checkpoint names are compared as transformers loads them
+(:func:`as_loaded`). Buffers are not compared: transformers holds one rotary ``inv_freq`` per
 model, a spec one per ``RotaryEmbedding`` layer (neither is in the state_dict).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any, Iterator
 
 from ..errors import SpecError
@@ -59,6 +61,34 @@ def transformers_model(cfg: HFConfig, model_type: str, task: str) -> Any:
                             cfg.path) from None
 
 
+def as_loaded(ours: dict[str, tuple[int, ...]],
+              theirs: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """The spec's state_dict keys as transformers loads a checkpoint holding them.
+
+    Mixtral's spec keeps the checkpoint's names (``block_sparse_moe.experts.N.w1``);
+    transformers 5 renames ``block_sparse_moe`` to ``mlp`` and stacks the experts into
+    ``experts.gate_up_proj`` (E, 2*ffn, d: w1 then w3) and ``experts.down_proj`` (E, d,
+    ffn) (``transformers.conversion_mapping``, "mixtral"). Older transformers keep the
+    checkpoint's names: then nothing is converted."""
+    if any(".block_sparse_moe." in k for k in theirs) or \
+            not any(".block_sparse_moe." in k for k in ours):
+        return ours
+    converted: dict[str, tuple[int, ...]] = {}
+    stacked: dict[str, dict[int, list[tuple[int, ...]]]] = {}
+    for key, shape in ours.items():
+        key = key.replace(".block_sparse_moe.", ".mlp.")
+        m = re.fullmatch(r"(.*\.experts)\.(\d+)\.(w[123])\.weight", key)
+        if m is None:
+            converted[key] = shape
+            continue
+        target = f"{m[1]}.down_proj" if m[3] == "w2" else f"{m[1]}.gate_up_proj"
+        stacked.setdefault(target, {}).setdefault(int(m[2]), []).append(shape)
+    for target, experts in stacked.items():
+        first = experts[min(experts)]
+        converted[target] = (len(experts), sum(s[0] for s in first), first[0][1])
+    return converted
+
+
 def compare(cfg: HFConfig, model_type: str, task: str, spec_text: str) -> Any:
     import netcalc
     from ..torch.build import build_module
@@ -68,8 +98,8 @@ def compare(cfg: HFConfig, model_type: str, task: str, spec_text: str) -> Any:
     spec = netcalc.parse(spec_text, cfg.path)
     ours = build_module(spec, device="meta")
     rows: list[CheckRow] = []
-    a_sd = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     t_sd = {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+    a_sd = as_loaded({k: tuple(v.shape) for k, v in ours.state_dict().items()}, t_sd)
     conv1d = {f"{n}.weight" for n, m in theirs.named_modules() if type(m).__name__ == "Conv1D"}
     for key in sorted(a_sd.keys() ^ t_sd.keys()):
         rows.append(CheckRow(key, "", "state_dict key", key in a_sd, key in t_sd, MISMATCH))

@@ -11,7 +11,8 @@ depth is folded automatically, so that ``dot`` stays fast and the picture readab
 first every repeat group (``repeat: N`` of a block) keeps its first instance drawn in
 full and folds the other N - 1 instances into one node (``blocks.1-31``, "Decoder
 ×31"); if that is still too many, the depth is lowered until it fits. The caption
-says what was folded.
+says what was folded. A graph still too big at depth 1 (a long chain of layers outside
+any block) is refused (:class:`DotError`) rather than handed to ``dot``.
 
 Names come from the spec: every label line goes through :func:`netcalc.textsafe.dot`;
 node and cluster identifiers are generated (``n12``, ``cluster_3``), never names.
@@ -25,6 +26,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from ..analysis import LayerResult, Report
+from ..graph import Ref
 from ..textsafe import dot as esc
 from ..units import human
 from .view import FoldKey, depth_key, fold, shape_text
@@ -38,7 +40,7 @@ RANKDIRS = ("TB", "LR")
 
 
 class DotError(Exception):
-    """``dot`` is missing, failed or ran past its timeout (one line)."""
+    """``dot`` is missing, failed or ran past its timeout, or the graph is too big (one line)."""
 
 
 @dataclass
@@ -90,31 +92,44 @@ def picture(report: Report, depth: int | None = None, limit: int = NODE_LIMIT) -
             rows = fold(report, key)
             if len(rows) <= limit or deepest == 1:
                 notes.append(f"folded to depth {depth}")
+        if len(rows) > limit:
+            raise DotError(f"{len(rows):,} nodes after folding every block: more than "
+                           f"--max-nodes {limit}")
     index = {r.name: i for i, r in enumerate(rows)}
     shapes = {r.name: r.output_shapes or [r.shape] for r in report.layers}
     graph = report.graph
     edges: list[tuple[object, object, str]] = []
     seen: set[tuple[object, object, str]] = set()
 
+    owners: dict[str, int] = {}
+
     def owner(name: str) -> int:
-        k = key(name) if key is not None else None
-        return index[name if k is None else k[0]]
+        i = owners.get(name)
+        if i is None:
+            k = key(name) if key is not None else None
+            i = owners[name] = index[name if k is None else k[0]]
+        return i
 
     def add(edge: tuple[object, object, str]) -> None:
         if edge not in seen and edge[0] != edge[1]:
             seen.add(edge)
             edges.append(edge)
 
+    def source(ref: Ref) -> tuple[object, str]:
+        """Where a tensor comes from (a row, or a graph input) and its shape."""
+        if ref.node in graph.inputs:
+            return ("input", ref.node), shape_text(graph.inputs[ref.node].shape)
+        return owner(ref.node), shape_text(shapes[ref.node][ref.out])
+
     assert graph is not None, "a report from analyze_graph carries its graph"
     for node in graph.nodes:
         dst = owner(node.name)
         for s in node.sources:
-            if s.node in graph.inputs:
-                add((("input", s.node), dst, shape_text(graph.inputs[s.node].shape)))
-            else:
-                add((owner(s.node), dst, shape_text(shapes[s.node][s.out])))
-    for name, ref in graph.outputs:
-        add((owner(ref.node), ("output", name), shape_text(shapes[ref.node][ref.out])))
+            src, label = source(s)
+            add((src, dst, label))
+    for name, ref in graph.outputs:  # an output may be an input passed through
+        src, label = source(ref)
+        add((src, ("output", name), label))
     return Picture(rows, edges, depth, folded, notes)
 
 

@@ -22,6 +22,7 @@ for markup, ``script_json`` for the data, which the script sets as ``textContent
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -115,10 +116,6 @@ def render_html(report: Report, depth: int | None = None, graph_svg: str | None 
         f'<div class="graph">{graph_svg}</div>' if graph_svg is not None
         else f'<p class="note">{esc(graph_note or "graph left out")}</p>',
         "</section>",
-        f'<section id="layers"><h2>Layers ({esc(depth_text)})</h2><div class="tools">'
-        '<input type="search" placeholder="filter by name or type" aria-label="filter">'
-        '<span class="count"></span></div><div class="tablewrap"><table><thead></thead>'
-        "<tbody></tbody></table></div></section>",
         '<section id="costs"><h2>Where the cost goes</h2><div class="charts" id="cost-charts">'
         "</div></section>",
     ]
@@ -135,47 +132,75 @@ def render_html(report: Report, depth: int | None = None, graph_svg: str | None 
     elif profile_note:
         parts.append(f'<section id="roofline"><h2>Measured roofline</h2>'
                      f'<p class="note">{esc(profile_note)}</p></section>')
-    parts += [f'<script type="application/json" id="netcalc-data">{script_json(data)}</script>',
+    parts += [f'<section id="layers"><h2>Layers ({esc(depth_text)})</h2><div class="tools">'
+              '<input type="search" placeholder="filter by name or type" aria-label="filter">'
+              '<span class="count"></span></div><div class="tablewrap"><table><thead></thead>'
+              "<tbody></tbody></table></div></section>",
+              f'<script type="application/json" id="netcalc-data">{script_json(data)}</script>',
               f"<script>{js}</script>", "</main></body></html>"]
     return "\n".join(parts) + "\n"
 
 
 def roofline_data(profile: dict[str, Any], report: Report, index: int) -> dict[str, Any]:
     """The roofline of run ``index`` (a ``configs`` entry of a profile JSON) of the spec
-    that ``report`` analyses (see :func:`roofline_run`). A ValueError says what is wrong."""
+    that ``report`` analyses (see :func:`roofline_run`): the profile's name and every
+    timed layer's name must be the spec's. A ValueError says what is wrong."""
     if profile.get("name") != report.name:
         raise ValueError(f"it profiles {text(profile.get('name'))!r}, not this spec's "
                          f"{text(report.name)!r}")
-    return roofline_run(profile, index)
+    run = roofline_run(profile, index)
+    names = {text(r.name) for r in report.layers}
+    strangers = [p[0] for p in run["points"] if p[0] not in names]
+    if strangers:
+        raise ValueError(f"its layer {strangers[0]!r} is not in this spec (profiled from "
+                         "another version of it?)")
+    return run
+
+
+def _positive(x: Any) -> float | None:
+    """A finite positive number from a profile JSON, else None."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    v = float(x)
+    return v if math.isfinite(v) and v > 0 else None
 
 
 def roofline_run(profile: dict[str, Any], index: int) -> dict[str, Any]:
     """Run ``index`` of a profile JSON as a roofline: each timed layer with MACs as
     (name, FLOP/B, achieved FLOP/s), under the device's calibrated peak FLOP/s and copy
-    bandwidth. A ValueError says what is missing."""
-    configs = profile.get("configs") or []
-    if not 0 <= index < len(configs):
-        raise ValueError(f"--profile-config {index}: it has {len(configs)} configuration(s) "
-                         f"(0 to {len(configs) - 1})")
+    bandwidth. A ValueError says what is missing or malformed."""
+    configs = profile.get("configs")
+    if not isinstance(configs, list) or not 0 <= index < len(configs):
+        n = len(configs) if isinstance(configs, list) else 0
+        raise ValueError(f"--profile-config {index}: it has {n} configuration(s)"
+                         + (f" (0 to {n - 1})" if n else ""))
     cfg = configs[index]
-    hw = (profile.get("hardware") or {}).get(cfg.get("device"))
-    layers = (cfg.get("per_layer") or {}).get("layers")
-    if hw is None or not layers:
-        raise ValueError(f"configuration {index} ({text(cfg.get('device'))} batch "
-                         f"{text(cfg.get('batch'))}) has no calibrated roofs or no per-layer "
-                         "timings (profile with --per-layer)")
-    points = [[text(r["name"]), float(r["intensity_flop_per_byte"]), float(r["flops_per_s"])]
-              for r in layers if r.get("macs") and r.get("intensity_flop_per_byte")
-              and r.get("flops_per_s")]
-    peak, bw = float(hw["peak_flops"]), float(hw["peak_bandwidth"])
-    skipped = len(layers) - len(points)
-    label = f"{text(cfg['device'])}, batch {text(cfg['batch'])}"
+    cfg = cfg if isinstance(cfg, dict) else {}
+    hardware = profile.get("hardware")
+    hw = hardware.get(cfg.get("device")) if isinstance(hardware, dict) else None
+    per_layer = cfg.get("per_layer")
+    layers = per_layer.get("layers") if isinstance(per_layer, dict) else None
+    peak = _positive(hw.get("peak_flops")) if isinstance(hw, dict) else None
+    bw = _positive(hw.get("peak_bandwidth")) if isinstance(hw, dict) else None
+    label = f"{text(cfg.get('device'))}, batch {text(cfg.get('batch'))}"
+    if peak is None or bw is None or not isinstance(layers, list) or not layers:
+        raise ValueError(f"configuration {index} ({label}) has no calibrated roofs or no "
+                         "per-layer timings (profile with --per-layer)")
+    points = []
+    for r in layers:
+        if not isinstance(r, dict):
+            continue
+        x, y = _positive(r.get("intensity_flop_per_byte")), _positive(r.get("flops_per_s"))
+        if _positive(r.get("macs")) and x and y:
+            points.append([text(r.get("name")), x, y])
+    assert isinstance(hw, dict)
     return {
         "label": label,
         "title": f"{label}: achieved FLOP/s per layer",
-        "caption": f"{len(points)} layers with MACs timed on {text(hw.get('name', cfg['device']))}"
-                   f" ({label}, {text(profile.get('dtype'))}); {skipped} without MACs not "
-                   "shown. Roofs: the calibrated peak and copy bandwidth (netcalc profile).",
+        "caption": f"{len(points)} layers with MACs timed on {text(hw.get('name', label))}"
+                   f" ({label}, {text(profile.get('dtype'))}); {len(layers) - len(points)} "
+                   "without MACs not shown. Roofs: the calibrated peak and copy bandwidth "
+                   "(netcalc profile).",
         "peak_flops": peak, "peak_bandwidth": bw, "ridge": peak / bw, "points": points,
     }
 

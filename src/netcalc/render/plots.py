@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis import Report
-from ..textsafe import text
+from ..textsafe import plot_label, text
 from .html import BARS, roofline_run
 from .view import collapse
 
@@ -54,6 +54,8 @@ def costs_plot(report: Report, depth: int | None, path: Path) -> None:
     from matplotlib.ticker import EngFormatter
 
     rows = collapse(report, depth)
+    if not rows:
+        raise PlotError("--plot: the network has no layers to plot")
     bars = [b for b in BARS if getattr(rows[0], b[0], None) is not None]
     fig, axes = plt.subplots(len(bars), 1, figsize=(11, 2.2 * len(bars)), sharex=True,
                              squeeze=False)
@@ -65,10 +67,10 @@ def costs_plot(report: Report, depth: int | None, path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     last = axes[-1, 0]
     if len(rows) <= MAX_TICKS:
-        last.set_xticks(list(x), [text(r.name) for r in rows], rotation=90, fontsize=7)
+        last.set_xticks(list(x), [plot_label(r.name) for r in rows], rotation=90, fontsize=7)
     else:
         last.set_xlabel(f"{len(rows)} layers in order")
-    fig.suptitle(f"{text(report.name)}: where the cost goes", fontsize=12)
+    fig.suptitle(f"{plot_label(report.name)}: where the cost goes", fontsize=12)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
@@ -88,7 +90,7 @@ def roofline_plot(profile: dict[str, Any], path: Path) -> None:
         pts = run["points"]
         if pts:
             ax.scatter([p[1] for p in pts], [p[2] for p in pts], s=16, alpha=0.7,
-                       label=run["label"])
+                       label=plot_label(run["label"]))
             drawn += 1
         peak, bw = run["peak_flops"], run["peak_bandwidth"]
         if (peak, bw) not in roofs:
@@ -103,7 +105,7 @@ def roofline_plot(profile: dict[str, Any], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP per byte moved)")
     ax.set_ylabel("achieved FLOP/s")
-    ax.set_title(f"{text(profile.get('name'))}: per-layer roofline", fontsize=11)
+    ax.set_title(f"{plot_label(profile.get('name'))}: per-layer roofline", fontsize=11)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)

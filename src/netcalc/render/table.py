@@ -119,7 +119,8 @@ def _sequence_lines(seq: dict, batch: int) -> list[str]:
            if seq["active_non_embedding_params"] != seq["non_embedding_params"] else ""),
         f"Per token: {human(seq['macs_per_token'], 'MAC')}, {human(seq['flops_per_token'], 'FLOP')} "
         f"exact; Kaplan et al. (2020) 2N + 2·n_layer·n_ctx·d_model = "
-        f"{human(seq['kaplan_flops_per_token'], 'FLOP')} ({seq['kaplan_ratio']:.2f}× of 2·MACs)",
+        f"{human(seq['kaplan_flops_per_token'], 'FLOP')}"
+        + (f" ({seq['kaplan_ratio']:.2f}× of 2·MACs)" if seq["kaplan_ratio"] is not None else ""),
     ]
     if "causal_macs" in seq:
         lines.append(f"Causal attention: {seq['causal_macs']:,} MACs counting only the causal "

@@ -27,6 +27,7 @@ from ..torch_names import RESERVED
 from .trace import Op, Ref, Traced, Unsupported
 
 GENERIC = ("Sequential", "ModuleList", "ModuleDict")
+REPEAT = "*repeat"  # the key of an entry's repeat count among its argument values
 MULTIPLES = range(2, 17)  # an argument k times another is written ${a*k}
 
 
@@ -78,6 +79,7 @@ class Tree:
 
 class Folder:
     def __init__(self, traced: Traced):
+        _gather(traced)
         self.traced = traced
         self.ops = {o.path: o for o in traced.ops}
         self.uses: dict[Ref, set[str]] = {}
@@ -161,7 +163,7 @@ class Folder:
                 used = child.inputs
                 c.params += child.params
             else:
-                used = [_whole(r) for r in child.inputs]
+                used = list(child.inputs)
                 c.params += child.params
             for r in used:
                 if not self._produced_in(r, c.path) and r not in made_outside:
@@ -194,9 +196,9 @@ class Folder:
             whole = _whole(r)
             if whole in local:
                 name = local[whole]
-            elif whole in c.inputs:
-                k = c.inputs.index(whole)
-                name = self._input_name(c, k)
+            elif r in c.inputs:
+                names.append(self._input_name(c, c.inputs.index(r)))
+                continue
             else:
                 raise Unsupported(f"{c.path or 'the model'}: a value from inside another "
                                   f"module ({r.path}) that is not its output")
@@ -302,8 +304,68 @@ class Folder:
         return name
 
 
+def _prefixes(path: str) -> list[str]:
+    parts = path.split(".")
+    return [".".join(parts[:k]) for k in range(1, len(parts))]
+
+
+def _gather(traced: Traced) -> None:
+    """Make every module's layers contiguous: a parameter-free op that runs between
+    two children of a module it is not in (``x = x + blk(x)`` over a ModuleList) moves
+    into that module (``blocks.add``); its name holds no state. Anything else between
+    them is Unsupported."""
+    ops = traced.ops
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for i, o in enumerate(ops):
+        for p in _prefixes(o.path):
+            first.setdefault(p, i)
+            last[p] = i
+    taken = {o.path for o in ops} | set(traced.scopes)
+    renamed: dict[str, str] = {}
+
+    def move(o: Op, prefix: str) -> None:
+        base = f"{prefix}.{o.path.rpartition('.')[2]}"
+        name, k = base, 0
+        while name in taken:
+            k += 1
+            name = f"{base}_{k}"
+        taken.add(name)
+        for old, new in list(renamed.items()):
+            if new == o.path:
+                renamed[old] = name
+        renamed[o.path] = name
+        for user in ops:
+            user.inputs = [Ref(name, r.index) if r.path == o.path else r for r in user.inputs]
+        traced.outputs = [Ref(name, r.index) if r.path == o.path else r for r in traced.outputs]
+        o.path = name
+
+    def outputs(prefix: str, upto: int) -> int:
+        inside = {o.path for o in ops[:upto + 1] if o.path.startswith(prefix + ".")}
+        used = {r.path for o in ops[upto + 1:] for r in o.inputs} | \
+            {r.path for r in traced.outputs}
+        return len(inside & used)
+
+    for prefix in sorted(first, key=lambda p: p.count(".")):
+        end = last[prefix]
+        for i in range(first[prefix], end + 1):
+            o = ops[i]
+            if o.path.startswith(prefix + "."):
+                continue
+            if o.module or o.params:
+                raise Unsupported(f"module {prefix} is used in pieces: {o.path} runs between "
+                                  "its children")
+            move(o, prefix)
+        # `x = x + blk(x)` after the last child: the add belongs with the loop
+        while end + 1 < len(ops) and outputs(prefix, end) > 1 and \
+                not ops[end + 1].module and not ops[end + 1].params:
+            end += 1
+            move(ops[end], prefix)
+
+
 def _whole(r: Ref) -> Ref:
-    return r
+    """The op's value as a whole (its piece ``r.index`` is picked by the reader)."""
+    return Ref(r.path)
 
 
 def _compress(entries: list[Entry]) -> list[Entry]:
@@ -328,7 +390,7 @@ def _structure(c: Container) -> tuple[Any, list[dict[str, Any]]]:
     shape, values = [], []
     for e in c.entries:
         shape.append((e.name, e.kind, tuple(e.sources or ()), e.repeat is not None, e.tie))
-        values.append({**e.args, **({"repeat": e.repeat} if e.repeat is not None else {})})
+        values.append({**e.args, **({REPEAT: e.repeat} if e.repeat is not None else {})})
     return (c.cls, c.numbered, len(c.inputs), tuple(shape)), values
 
 
@@ -345,7 +407,7 @@ def _default(kind: str, key: str) -> Any:
 def _parameterise(b: BlockDef) -> None:
     instances = b.instances  # type: ignore[attr-defined]
     entries = [Entry(e.name, e.kind, {}, e.sources, e.repeat, e.tie) for e in b.entries]
-    chosen: dict[tuple, str] = {}
+    chosen: dict[str, tuple[tuple, str]] = {}  # repr of a vector -> it, its argument
     names: set[str] = set()
     kept = []  # (arg name, vector)
     for i, e in enumerate(entries):
@@ -361,20 +423,21 @@ def _parameterise(b: BlockDef) -> None:
                 value = vec[0]
                 if default is not _MISSING and value == default:
                     continue
-            elif vec in chosen:
-                value = "$" + chosen[vec]
+            elif repr(vec) in chosen:
+                value = "$" + chosen[repr(vec)][1]
             else:
                 value = _multiple(vec, chosen)
                 if value is None:
-                    base = key if key not in names else f"{key}_{e.name or i}"
+                    base = "repeats" if key == REPEAT else key
+                    base = base if base not in names else f"{base}_{e.name or i}"
                     while base in names or not base.isidentifier():
                         base = "a_" + base.strip("_") if not base.isidentifier() else base + "_"
                     names.add(base)
-                    chosen[vec] = base
+                    chosen[repr(vec)] = (vec, base)
                     b.args.append(base)
                     kept.append(vec)
                     value = "$" + base
-            if key == "repeat":
+            if key == REPEAT:
                 e.repeat = value
             else:
                 e.args[key] = value
@@ -383,10 +446,10 @@ def _parameterise(b: BlockDef) -> None:
         inst.values = [vec[k] for vec in kept]
 
 
-def _multiple(vec: tuple, chosen: dict[tuple, str]) -> str | None:
+def _multiple(vec: tuple, chosen: dict[str, tuple[tuple, str]]) -> str | None:
     if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in vec):
         return None
-    for other, name in chosen.items():
+    for other, name in chosen.values():
         if len(other) == len(vec) and all(isinstance(v, int) and not isinstance(v, bool) and v
                                            for v in other):
             for k in MULTIPLES:

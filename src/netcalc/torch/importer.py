@@ -172,9 +172,14 @@ def load_target(target: str, kwargs: dict[str, Any]) -> nn.Module:
     try:
         with torch.device("meta"):
             module = obj(**kwargs)
-    except Exception as exc:  # noqa: BLE001: the callable's own refusal, quoted
-        raise SpecError(f"{target}(**{kwargs!r}) failed: {one_line(exc)}", file="TARGET") \
-            from None
+    except Exception:  # noqa: BLE001: some models compute with tensors while built
+        try:  # (RegNet): build them for real, then drop the weights
+            module = obj(**kwargs)
+        except Exception as exc:  # noqa: BLE001: the callable's own refusal, quoted
+            raise SpecError(f"{target}(**{kwargs!r}) failed: {one_line(exc)}",
+                            file="TARGET") from None
+        if isinstance(module, nn.Module):
+            module = module.to("meta")
     if not isinstance(module, nn.Module):
         raise SpecError(f"{target} returned {type(module).__name__}, not a torch.nn.Module",
                         file="TARGET")

@@ -31,7 +31,8 @@ def scalar(value: Any) -> str:
     if isinstance(value, float):
         if math.isinf(value) or math.isnan(value):
             return ".inf" if value > 0 else "-.inf" if value < 0 else ".nan"
-        return repr(value)
+        text = repr(value)  # YAML 1.1 reads 1e-06 as a string: write 1.0e-06
+        return text.replace("e", ".0e") if "e" in text and "." not in text else text
     if isinstance(value, str):
         if value.startswith("$") and value[1:].isidentifier():
             return value

@@ -94,7 +94,10 @@ def leaf_args(module: nn.Module, type_name: str) -> dict[str, Any]:
     layer = REGISTRY[type_name]
     reader = getattr(layer, "args_from_torch", None)
     if reader is not None:
-        return reader(module)
+        try:
+            return reader(module)
+        except ValueError as exc:
+            raise Unsupported(f"{type_name}: {exc}") from None
     args: dict[str, Any] = {}
     for name, arg in layer.args.items():
         if getattr(arg, "inferred", False):
@@ -351,8 +354,12 @@ def _transpose(t, node, args, kwargs):
 
 @op("expand")
 def _expand(t, node, args, kwargs):
+    """Per sample; a tensor without the batch (a class token) takes it from the input."""
     shape = t.shape_of(node)
-    return "Expand", {"size": [-1, *shape[1:]]}, [args[0]]
+    source = t.shapes[node.args[0]].shape
+    if source[0] == shape[0]:
+        return "Expand", {"size": list(shape[1:])}, [args[0]]
+    return "Expand", {"size": list(shape[1:])}, [args[0], Ref(next(iter(t.inputs)))]
 
 
 @op("select")
@@ -501,6 +508,8 @@ class Tracer:
             params = sum(p.numel() for p in module.parameters()) + \
                 sum(b.numel() for b in module.buffers())
             inputs = [v for v in (*vals, *kvals.values()) if isinstance(v, Ref)]
+            if type_name == "MultiheadAttention" and len(set(inputs)) == 1:
+                inputs = inputs[:1]  # self-attention: one input
             path = self._unique(node.target)
             if path != node.target and params:
                 raise Unsupported(f"module {node.target} ({type_name}) is called twice")
@@ -514,6 +523,8 @@ class Tracer:
             return vals[0]
         if name == "getitem":
             return self._getitem(node, vals, result, scope)
+        if name == "layer_norm":
+            return self._layer_norm(node, list(vals), dict(kvals), result, scope)
         handler = OPS.get(name)
         where = f"{scope + '.' if scope else ''}{name}"
         if handler is None:
@@ -537,6 +548,12 @@ class Tracer:
             return base[index]
         if not isinstance(base, Ref):
             return result
+        if isinstance(index, Ref):  # a table indexed by a tensor (a buffer of indices)
+            if len(self.shapes[node.args[1]].shape) != 1:
+                raise Unsupported(f"{scope}.getitem: indexing with a tensor of more than 1 dim")
+            name = f"{scope}.getitem" if scope else "getitem"
+            return self._add(Op(self._unique(name), "IndexSelect", {"dim": 0}, [base, index],
+                                _shapes(result)), scope, result)
         # indexing a tensor: one Slice or Select per indexed dim
         index = index if isinstance(index, tuple) else (index,)
         ref, dim = base, 0
@@ -568,6 +585,22 @@ class Tracer:
             last = i == len(steps) - 1
             shape = _shapes(result) if last else []
             ref = self._add(Op(self._unique(name), kind, args, [ref], shape), scope, None)
+        return ref
+
+    def _layer_norm(self, node, args, kwargs, result, scope) -> Ref:
+        """F.layer_norm(x, shape, weight, bias, eps) with the module's own weight and bias
+        (torchvision's LayerNorm2d): LayerNorm without affine, Mul weight, Add bias."""
+        b = _bind(args, kwargs, ["input", "normalized_shape", "weight", "bias", "eps"],
+                  {"weight": None, "bias": None, "eps": 1e-5})
+        base = f"{scope}.layer_norm" if scope else "layer_norm"
+        ln = {"normalized_shape": _plain(list(b["normalized_shape"])), "eps": b["eps"],
+              "elementwise_affine": False}
+        ref = self._add(Op(self._unique(base), "LayerNorm", ln, [b["input"]],
+                           _shapes(result)), scope, None)
+        for key, kind in (("weight", "Mul"), ("bias", "Add")):
+            if b[key] is not None:
+                ref = self._add(Op(self._unique(f"{base}_{key}"), kind, {}, [ref, b[key]],
+                                   _shapes(result)), scope, None)
         return ref
 
     def _held(self, node, result) -> Ref:

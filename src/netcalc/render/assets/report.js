@@ -19,6 +19,8 @@
     if (parent) parent.appendChild(e);
     return e;
   }
+  function most(xs) { return xs.reduce(function (a, b) { return b > a ? b : a; }, -Infinity); }
+  function least(xs) { return xs.reduce(function (a, b) { return b < a ? b : a; }, Infinity); }
   var PREFIX = [[1e15, "P"], [1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
   function human(x, unit) {
     unit = unit || "";
@@ -121,7 +123,7 @@
 
   function bars(box, chart) {
     var f = frame(box, chart.title), v = chart.values, n = v.length;
-    var max = Math.max.apply(null, v.concat([1]));
+    var max = most(v.concat([1]));
     var ys = function (x) { return H - B - (H - B - T) * x / max; };
     axes(f.svg, [0, max / 2, max], ys, chart.unit, "layers in order (" + n + ")");
     var bw = (W - L - R) / Math.max(n, 1);
@@ -140,21 +142,18 @@
     });
   }
 
-  function lines(box, title, series, unit, xLabel, logY) {
+  function lines(box, title, series, unit, xLabel) {
     var f = frame(box, title);
     var all = [];
-    series.forEach(function (sr) { sr.y.forEach(function (y) { if (y != null && (!logY || y > 0)) all.push(y); }); });
-    var hi = Math.max.apply(null, all.concat([1])), lo = logY ? Math.min.apply(null, all.concat([hi])) : 0;
-    if (logY && lo === hi) lo = hi / 10;
-    var ys = logY
-      ? function (y) { return H - B - (H - B - T) * (Math.log(y) - Math.log(lo)) / (Math.log(hi) - Math.log(lo)); }
-      : function (y) { return H - B - (H - B - T) * y / hi; };
-    axes(f.svg, logY ? logTicks(lo, hi) : [0, hi / 4, hi / 2, 3 * hi / 4, hi], ys, unit, xLabel);
-    var longest = Math.max.apply(null, series.map(function (sr) { return sr.y.length; }));
+    series.forEach(function (sr) { sr.y.forEach(function (y) { if (y != null) all.push(y); }); });
+    var hi = most(all.concat([1]));
+    var ys = function (y) { return H - B - (H - B - T) * y / hi; };
+    axes(f.svg, [0, hi / 4, hi / 2, 3 * hi / 4, hi], ys, unit, xLabel);
+    var longest = most(series.map(function (sr) { return sr.y.length; }));
     var xs = function (i) { return L + (W - L - R) * i / Math.max(longest - 1, 1); };
     series.forEach(function (sr, k) {
       var pts = [];
-      sr.y.forEach(function (y, i) { if (y != null && (!logY || y > 0)) pts.push(xs(i).toFixed(1) + "," + ys(y).toFixed(1)); });
+      sr.y.forEach(function (y, i) { if (y != null) pts.push(xs(i).toFixed(1) + "," + ys(y).toFixed(1)); });
       s("polyline", {points: pts.join(" "), fill: "none", stroke: COLORS[k % COLORS.length], "stroke-width": 1.6}, f.svg);
       if (series.length > 1) {
         s("text", {x: L + 8, y: T + 12 + 13 * k, "font-size": 11, fill: COLORS[k % COLORS.length]}, f.svg, sr.label);
@@ -175,8 +174,8 @@
     var pts = rl.points;
     var xsv = pts.map(function (p) { return p[1]; }).concat([rl.ridge]);
     var ysv = pts.map(function (p) { return p[2]; }).concat([rl.peak_flops]);
-    var x0 = Math.min.apply(null, xsv) / 3, x1 = Math.max.apply(null, xsv) * 3;
-    var y0 = Math.min.apply(null, ysv) / 3, y1 = rl.peak_flops * 3;
+    var x0 = least(xsv) / 3, x1 = most(xsv) * 3;
+    var y0 = least(ysv) / 3, y1 = rl.peak_flops * 3;
     var xs = function (x) { return L + (W - L - R) * (Math.log(x) - Math.log(x0)) / (Math.log(x1) - Math.log(x0)); };
     var ys = function (y) { return H - B - (H - B - T) * (Math.log(y) - Math.log(y0)) / (Math.log(y1) - Math.log(y0)); };
     axes(f.svg, logTicks(y0, y1), ys, "", "arithmetic intensity (FLOP/B, log); achieved FLOP/s (log)");
@@ -215,13 +214,13 @@
       var marks = path.global_at == null ? [] : [{i: path.global_at, text: "global from " + path.where[path.global_at]}];
       lines(box, "Receptive field to output " + path.output + " (input pixels, largest dim)",
             [{label: path.output, y: path.size, where: path.where, marks: marks}], "",
-            "layers along the widest path (" + path.size.length + ")", false);
+            "layers along the widest path (" + path.size.length + ")");
     });
     var mem = document.getElementById("memory-charts");
     D.memory.forEach(function (t) {
       var box = h("div", {"class": "chart"});
       mem.appendChild(box);
-      lines(box, t.title, [{label: t.title, y: t.bytes, where: t.where}], "B", t.x, false);
+      lines(box, t.title, [{label: t.title, y: t.bytes, where: t.where}], "B", t.x);
     });
     var rl = document.getElementById("roofline-chart");
     if (rl && D.roofline) roofline(rl, D.roofline);
