@@ -136,10 +136,12 @@ def _entry(registry: dict[str, type], templated: bool) -> dict:
         "additionalProperties": True,
         "allOf": one_type,
     }
-    mapping["propertyNames"] = {"pattern": IDENT}
+    # in a block, the type may be a block argument: `- $act`, `- {$attention: {...}}`
+    name = f"(?:{IDENT})|(?:^\\$[A-Za-z_][A-Za-z0-9_]*$)" if templated else IDENT
+    mapping["propertyNames"] = {"pattern": name}
     return {
         "anyOf": [
-            {"type": "string", "pattern": IDENT,
+            {"type": "string", "pattern": name,
              "description": "a layer type (or block) with every argument defaulted"},
             mapping,
         ],
