@@ -199,7 +199,7 @@ def scaled_down(spec: Spec, report: Report, batch: int) -> tuple[Spec, dict]:
     if batch > 1:
         what.append(f"batch 1 (not {batch})")
     small = Spec(spec.file, spec.name, spec.inputs, spec.blocks, layers, spec.outputs,
-                 None, None, spec.raw)
+                 None, None, spec.raw, spec.tokens)
     return small, {"inputs": inputs or None, "what": what or ["batch 1"]}
 
 
