@@ -75,7 +75,13 @@ class _SpreadMaxPool(nn.Module):
 
 
 def _integral(rf) -> bool:
-    return all(v.denominator == 1 for d in rf.dims for v in (d.size, d.stride, d.lo, d.hi))
+    return all(v.denominator == 1 for d in rf.dims if not d.whole
+               for v in (d.size, d.stride, d.lo, d.hi))
+
+
+def _exact_dims(values: list, rf) -> list:
+    """The entries of ``values`` (one per dim) for the dims that are not global."""
+    return [v for v, d in zip(values, rf.dims) if not d.whole]
 
 
 def empirical_rf(graph: Graph, report: Report, *, seed: int = 0,
@@ -103,6 +109,10 @@ def empirical_rf(graph: Graph, report: Report, *, seed: int = 0,
     shuffle, adaptive pools with uneven windows) has units that differ by phase on
     a stepped grid: its measured extent must not exceed the analytic size; the
     layers after it (whose units' regions vary from unit to unit) are not measured.
+
+    A dim along which the analytic field is global (a Roll, a reduction or a Linear
+    along it) is not compared; the other dims are. Spatial dims merged into one axis
+    (a flattened map) are probed at the unit's index in that axis.
 
     Several layers are probed at once, one per sample of a batch (eval mode keeps
     samples independent).
@@ -199,7 +209,8 @@ def _stepping(graph: Graph, report: Report) -> dict[str, str]:
                 g = rf_of.get(src.node, in_rf.get(src.node))
                 if g is not None and not g.global_ and len(g.dims) == len(f.dims):
                     own = own or not all(_whole_step(d.stride, e.stride)
-                                         for d, e in zip(f.dims, g.dims))
+                                         for d, e in zip(f.dims, g.dims)
+                                         if not d.whole and not e.whole)
         # a point-wise layer keeps its source's status
         status = "own" if own else "even"
         for src in node.sources:
@@ -255,9 +266,14 @@ def _targets(graph: Graph, report: Report, model: NetcalcModule, probes: list,
     targets: dict[tuple[str, tuple], list] = {}
     for r in probes:
         axes = r.rf.spatial_axes(len(r.shape))
-        sizes = [r.shape[a] for a in axes]
+        packs = r.rf.packs(r.shape)
+        sizes = [1 if p is None else p[1] for p in packs]
         unit, expect = _choose_unit(r.rf, sizes, in_sizes)
-        unit = tuple(zip(axes, unit))  # each spatial index at its axis (channel-last too)
+        at_axis: dict[int, int] = {}  # each spatial index at its axis (channel-last too),
+        for a, p, j in zip(axes, packs, unit):  # merged dims summed into their axis
+            if a is not None:
+                at_axis[a] = at_axis.get(a, 0) + j * p[0]
+        unit = tuple(sorted(at_axis.items()))
         targets.setdefault((root.get(r.name, r.name), unit), []).append((r, expect))
     return targets
 
@@ -331,22 +347,27 @@ def _judge(r: Any, node: Any, key: tuple, measured: list, lo_hi: list, clipped: 
            uneven: bool, dtype: torch.dtype) -> CheckRow:
     """The row of one probed layer: its measured extent against the analytic region."""
     analytic = [None if v is None else list(v) for v in lo_hi]
-    if any(v is None for v in analytic):  # the unit sees padding only
+    if any(v is None for v in _exact_dims(analytic, r.rf)):  # the unit sees padding only
         analytic = [None] * len(analytic)
+    whole = [d.whole for d in r.rf.dims]
+    analytic = ["global" if w else v for v, w in zip(analytic, whole)]
+    exact_a, exact_m = _exact_dims(analytic, r.rf), _exact_dims(measured, r.rf)
     note = f"unit {[j for _, j in key[1]]}" + (", clipped to the input" if clipped else "")
     if dtype == torch.float64:
         note += ", float64"
     if key[0] != r.name:
         note += f", measured on {key[0]} (identity in between)"
-    if analytic == measured:
+    if any(whole):
+        note += ", global dims not compared"
+    if exact_a == exact_m:
         verdict = MATCH
-    elif clipped and _within(measured, analytic, empty_ok=True):
+    elif clipped and _within(exact_m, exact_a, empty_ok=True):
         # the region pokes out of the input: the unit reads only the real pixels of a
         # dilated or strided window, so holes may sit on the border
         verdict = MATCH
         note += " (measured inside the clipped region: holes of the window at the border)"
     elif uneven and all(m is None or m[1] - m[0] + 1 <= d.size
-                        for m, d in zip(measured, r.rf.dims)):
+                        for m, d in zip(exact_m, _exact_dims(list(r.rf.dims), r.rf))):
         # uneven steps (transposed conv, resampling, adaptive pool): units differ by
         # phase and sit on a stepped grid; the size bounds each one
         verdict = MATCH
@@ -385,6 +406,10 @@ def _choose_unit(rf, out_sizes, in_sizes) -> tuple[tuple[int, ...], tuple[list, 
     region is then empty: None)."""
     unit, regions, clipped = [], [], False
     for d, (dim, n_out, n_in) in enumerate(zip(rf.dims, out_sizes, in_sizes)):
+        if dim.whole:  # every position: not compared
+            unit.append(0)
+            regions.append([0, n_in - 1])
+            continue
         def region(j):
             c = dim.start + j * dim.stride
             return c - (dim.size - 1) / 2, c + (dim.size - 1) / 2
