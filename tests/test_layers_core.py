@@ -20,9 +20,9 @@ from netcalc.errors import Mark, SpecError
 from netcalc.layers import REGISTRY
 from netcalc.layers.activation import _Elementwise
 from netcalc.layers.attention import causal_kept
-from netcalc.layers.base import (CONTRACT, FLOAT, INT, Ctx, DataMovement, Layer, MacFree,
-                                 Parameterless, TensorInfo, register)
-from netcalc.rf import GLOBAL, RF, RFDim
+from netcalc.layers.base import (CONTRACT, FLOAT, INT, AttentionCache, Ctx, DataMovement, Layer,
+                                 MacFree, Parameterless, TensorInfo, register)
+from netcalc.rf import GLOBAL, RF, WHOLE, RFDim
 
 F = Fraction
 
@@ -81,6 +81,9 @@ CASES = [
     ("LayerNorm", {"normalized_shape": 8, "bias": False}, [(2, 5, 8)], (2, 5, 8), 8, 0, 0,
      80 * 6),
     ("LayerNorm", {"elementwise_affine": False}, [(2, 8)], (2, 8), 0, 0, 0, 16 * 5),
+    # LayerNorm2d (torchvision's): LayerNorm over the channels at each position
+    ("LayerNorm2d", {}, [X4], X4, 3 + 3, 0, 0, 120 * 7),
+    ("LayerNorm2d", {"normalized_shape": 3, "bias": False}, [X4], X4, 3, 0, 0, 120 * 6),
     # RMSNorm: square+add+scale = 3/elem, +1 weight
     ("RMSNorm", {}, [(2, 5, 8)], (2, 5, 8), 8, 0, 0, 80 * 4),
     ("RMSNorm", {"normalized_shape": [5, 8], "eps": 1e-6}, [(2, 5, 8)], (2, 5, 8), 40, 0, 0,
@@ -334,6 +337,7 @@ def test_dtypes():
 
 # -------------------------------------------------------------------- receptive fields
 FIELD = RF((RFDim(F(3), F(2), F(1)), RFDim(F(5), F(2), F(2))))
+H, W = FIELD.dims
 
 
 @pytest.mark.parametrize("type_,args,shapes,expected", [
@@ -347,19 +351,25 @@ FIELD = RF((RFDim(F(3), F(2), F(1)), RFDim(F(5), F(2), F(2))))
     ("RMSNorm", {}, [X4], FIELD),
     ("LocalResponseNorm", {"size": 3}, [X4], FIELD),
     ("Softmax", {"dim": 1}, [X4], FIELD),       # across channels: point-wise
-    ("Softmax", {}, [X4], GLOBAL),              # along W: mixes positions
-    ("LogSoftmax", {"dim": 2}, [X4], GLOBAL),
+    ("Softmax", {}, [X4], RF((H, WHOLE))),      # along W: mixes positions along W only
+    ("LogSoftmax", {"dim": 2}, [X4], RF((WHOLE, W))),
     ("Dropout2d", {}, [X4], FIELD),
     ("Identity", {}, [X4], FIELD),
-    ("Linear", {"out_features": 3}, [X4], GLOBAL),  # mixes W
-    ("Flatten", {}, [X4], GLOBAL),
+    ("Linear", {"out_features": 3}, [X4], RF((H, WHOLE))),  # mixes W
+    # a reshape moves no position: H and W merged into one axis keep their coordinates
+    # (H = value // 5 % 4, W = value % 5 of that axis); one cut in pieces is global
+    ("Flatten", {}, [X4], RF(FIELD.dims, axes=(-1, -1), packing=((5, 4), (1, 5)))),
     ("Flatten", {"start_dim": 1, "end_dim": 1}, [X4], FIELD),
-    ("Flatten", {"start_dim": 2}, [X4], GLOBAL),
+    ("Flatten", {"start_dim": 2}, [X4], RF(FIELD.dims, axes=(-1, -1),
+                                           packing=((5, 4), (1, 5)))),
     ("Unflatten", {"dim": 1, "unflattened_size": [3, 1]}, [X4], FIELD),
-    ("Unflatten", {"dim": 2, "unflattened_size": [2, 2]}, [X4], GLOBAL),
+    ("Unflatten", {"dim": 2, "unflattened_size": [2, 2]}, [X4], RF((WHOLE, W))),
     ("Reshape", {"shape": [3, 4, 5]}, [X4], FIELD),
     ("Reshape", {"shape": [1, 3, 4, 5]}, [X4], FIELD),   # trailing (4, 5) unchanged
-    ("Reshape", {"shape": [12, 5]}, [X4], GLOBAL),
+    ("Reshape", {"shape": [12, 5]}, [X4], RF(FIELD.dims, packing=((1, 4), None))),
+    ("Roll", {"shifts": 1, "dims": 2}, [X4], RF((WHOLE, W))),  # per dim: W stays exact
+    ("Mean", {"dim": 3, "keepdim": True}, [X4], RF((H, WHOLE))),
+    ("Sum", {"dim": 3}, [X4], RF((H, WHOLE), axes=(-1, None))),  # H is now the last dim
     ("Permute", {"dims": [1, 0, 2, 3]}, [X4], FIELD),
     # a permutation moves no position: the field follows H and W to their new axes
     ("Permute", {"dims": [0, 1, 3, 2]}, [X4], RF(FIELD.dims, axes=(-1, -2))),
@@ -431,7 +441,11 @@ layers:
 """, batch=2)
     rows = {r.name: r for r in report.layers}
     assert rows["flat"].shape == (2, 3, 64)
-    assert rows["flat"].rf == GLOBAL  # trailing (8, 8) became (3, 64)
+    # (8, 8) merged into one axis of 64: H = value // 8, W = value % 8 along it
+    assert rows["flat"].rf == RF(RF.identity(2).dims, axes=(-1, -1), packing=((8, 8), (1, 8)))
+    assert rows["linear_5"].rf == RF.identity(2).placed((1, 1), 3, packing=((8, 8), (1, 8)))
+    assert rows["softmax_6"].rf == rows["linear_5"].rf  # over the features: point-wise
+    assert rows["linear_7"].rf == GLOBAL  # mixes the 64 positions
     assert rows["relu_1"].rf == RF.identity(2)
     assert rows["batchnorm2d_0"].buffers == 2 * 3 + 1
     assert rows["layernorm_4"].params == 2 * 3
@@ -518,28 +532,34 @@ def test_sequence_hooks():
     sdpa = make("ScaledDotProductAttention", {"enable_gqa": True})
     infer(sdpa, q, k, v)
     assert sdpa.attention_terms() == [(12, 4 * 8)]  # key length, heads x head dim
-    assert (sdpa.causal_macs(), sdpa.kv_cache_elements()) == (None, 0)
+    assert sdpa.causal_macs() is None
+    assert sdpa.attention_caches() == [AttentionCache(0, (1, 2), 2 * 8 + 2 * 6, 12, False)]
     causal = make("ScaledDotProductAttention", {"enable_gqa": True, "is_causal": True})
     infer(causal, q, k, v)
     assert causal.macs() == 2 * 4 * 10 * 12 * (8 + 6)
     assert causal.causal_macs() == 2 * 4 * causal_kept(10, 12) * (8 + 6) == 2 * 4 * 55 * 14
-    assert causal.kv_cache_elements() == 2 * 8 + 2 * 6  # k and v of the 2 kv heads
+    # k and v of the 2 kv heads per key position
+    assert causal.attention_caches() == [AttentionCache(0, (1, 2), 2 * 8 + 2 * 6, 12, True)]
 
     mha = make("MultiheadAttention", {"num_heads": 2})
     infer(mha, (2, 5, 8), (2, 7, 8))
     assert mha.attention_terms() == [(7, 8)]
-    assert (mha.causal_macs(), mha.kv_cache_elements()) == (None, 0)  # no causal mask
+    assert mha.causal_macs() is None  # no causal mask; k and v from input 1, projected
+    assert mha.attention_caches() == [AttentionCache(0, (1,), 2 * 8, 7, False)]
     enc = make("TransformerEncoderLayer", {"nhead": 2, "dim_feedforward": 16})
     infer(enc, (2, 5, 8))
-    assert enc.attention_terms() == [(5, 8)] and enc.kv_cache_elements() == 0
+    assert enc.attention_terms() == [(5, 8)]
+    assert enc.attention_caches() == [AttentionCache(0, (0,), 2 * 8, 5, False)]
     dec = make("TransformerDecoderLayer", {"nhead": 2, "dim_feedforward": 16})
     infer(dec, (2, 5, 8), (2, 9, 8))
     assert dec.attention_terms() == [(5, 8), (9, 8)]
-    assert dec.kv_cache_elements() == 2 * 8  # self-attention only; memory is per sequence
+    # causal self-attention over tgt; cross-attention over the memory
+    assert dec.attention_caches() == [AttentionCache(0, (0,), 2 * 8, 5, True),
+                                      AttentionCache(0, (1,), 2 * 8, 9, False)]
 
     relu = make("ReLU")
     infer(relu, X4)
-    assert (relu.attention_terms(), relu.causal_macs(), relu.kv_cache_elements()) == ([], None, 0)
+    assert (relu.attention_terms(), relu.causal_macs(), relu.attention_caches()) == ([], None, [])
     assert {n for n, cls in REGISTRY.items() if cls.EMBEDDING} == {"Embedding", "EmbeddingBag"}
 
 

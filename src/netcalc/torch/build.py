@@ -291,7 +291,7 @@ _RESERVED = set(dir(NetcalcModule)) | {"training", "spec_name", "input_names", "
 def _check_free(parent: nn.Module, part: str, path: str) -> None:
     if part in parent._modules:
         raise SpecError(f"two layers are named {path!r}")
-    if part in _RESERVED or hasattr(parent, part):
+    if (isinstance(parent, NetcalcModule) and part in _RESERVED) or hasattr(parent, part):
         raise SpecError(f"layer name {path!r}: {part!r} is an attribute of torch.nn.Module "
                         "(or of netcalc's NetcalcModule); rename the layer to build it in torch")
 
