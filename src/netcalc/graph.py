@@ -296,7 +296,8 @@ class _Builder:
         b.block_stack = [*self.block_stack, name]
         env = _block_env(block, Entry(name, None, mark, mark))
         last = b.scope(block.layers, "", env, dict(b.paths), [Ref(inp)], block.numbered)
-        return Graph(sub, b.inputs, b.nodes, [("output", last)], b.containers, b.by_name)
+        return Graph(sub, b.inputs, b.nodes, [("output", last)], b.containers, b.by_name,
+                     b.block_sources, b.block_args)
 
     def instance(self, entry: Entry, full: str, sources: list[Ref]) -> Ref:
         block = self.spec.blocks.get(entry.type)
