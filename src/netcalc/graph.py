@@ -397,8 +397,8 @@ def _layer_args(cls: type[Layer], entry: Entry) -> tuple[dict[str, Any], dict[st
     a = entry.args
     if a is None:
         return {}, {}
-    if isinstance(a, LMap):
-        return dict(a), {k: a.value_mark(k) for k in a}
+    if isinstance(a, LMap):  # its value marks, shared: a layer's context only reads them
+        return dict(a), a.value_marks
     if cls.PRIMARY is None:
         raise SpecError(f"{cls.__name__} takes no primary argument; "
                         f"use a mapping ({', '.join(cls.args) or 'no arguments'})", entry.type_mark)
