@@ -13,6 +13,10 @@ argument can switch a layer off.
 named inputs), or by dotted path to any earlier layer (``layer3.1.relu``); ``x:h_n``
 picks a named output. Only earlier layers can be named, so the graph has no cycles.
 
+A layer argument that names a block (MixtureOfExperts' ``expert``: ``Layer.BLOCK_ARGS``)
+gets that block expanded into a graph of its own, its input sized by the layer when it
+infers its shape; its layers count against the limit below like any block's.
+
 Expansion is bounded: every block instance and repeat is counted against
 ``max_nodes`` before it is expanded further, and blocks nest at most
 ``MAX_BLOCK_DEPTH`` deep (expansion recurses once per level).
