@@ -93,6 +93,11 @@ CASES = [
          says="the spec expands to more than 20,000 layers", seconds=5),
     Case("200000-layers-on-one-line", "input: [8]\nlayers: [" + ", ".join(["ReLU"] * 200_000)
          + "]\n", says="the spec expands to more than 20,000 layers", seconds=8),
+    Case("transformer-layers-count-as-their-modules",
+         "inputs: {x: [4, 8], m: [4, 8]}\nlayers:\n  - {name: t, TransformerDecoderLayer: "
+         "{nhead: 2, dim_feedforward: 16}, from: [x, m], repeat: 1429}\n",
+         says="s.yaml:3:5: the spec expands to more than 20,000 layers (a "
+              "TransformerDecoderLayer counts as 14: the modules torch builds)", seconds=3),
     Case("long-names-in-every-instance", "input: [8]\nblocks:\n  B: [{name: " + "a" * 100_000
          + ", ReLU: ~}]\nlayers: [{B: ~, repeat: 20000}]\n",
          says="s.yaml:3:14: name of 100,000 characters (at most 64)", seconds=3),

@@ -81,6 +81,9 @@ CASES = [
     ("LayerNorm", {"normalized_shape": 8, "bias": False}, [(2, 5, 8)], (2, 5, 8), 8, 0, 0,
      80 * 6),
     ("LayerNorm", {"elementwise_affine": False}, [(2, 8)], (2, 8), 0, 0, 0, 16 * 5),
+    # LayerNorm2d (torchvision's): LayerNorm over the channels at each position
+    ("LayerNorm2d", {}, [X4], X4, 3 + 3, 0, 0, 120 * 7),
+    ("LayerNorm2d", {"normalized_shape": 3, "bias": False}, [X4], X4, 3, 0, 0, 120 * 6),
     # RMSNorm: square+add+scale = 3/elem, +1 weight
     ("RMSNorm", {}, [(2, 5, 8)], (2, 5, 8), 8, 0, 0, 80 * 4),
     ("RMSNorm", {"normalized_shape": [5, 8], "eps": 1e-6}, [(2, 5, 8)], (2, 5, 8), 40, 0, 0,

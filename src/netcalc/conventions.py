@@ -388,6 +388,7 @@ PIXEL = "PixelShuffle PixelUnshuffle ChannelShuffle"
 MATRIX = "Linear MatMul"
 RNNS = "RNN GRU LSTM"
 TRANSFORMERS = "TransformerEncoderLayer TransformerDecoderLayer"
+MOE = "MixtureOfExperts"  # counted by its parts: the router and the expert's layers
 EMBEDDINGS = "Embedding EmbeddingBag"
 ELEMENTWISE = "Add Mul"
 TENSORS = "Parameter Buffer Constant"
@@ -397,8 +398,8 @@ POINTWISE = "Scale RotaryEmbedding"
 
 # netcalc: the engine's own MACS_FORMULA for every type
 for _t in " ".join([CONV, NORM_STATS, BATCHNORM, ACTIVATIONS, MOVES, POOLS, PADS, RESAMPLE,
-                    PIXEL, MATRIX, RNNS, TRANSFORMERS, EMBEDDINGS, ELEMENTWISE, "Bilinear",
-                    "LayerNorm RMSNorm LocalResponseNorm MultiheadAttention",
+                    PIXEL, MATRIX, RNNS, TRANSFORMERS, MOE, EMBEDDINGS, ELEMENTWISE, "Bilinear",
+                    "LayerNorm LayerNorm2d RMSNorm LocalResponseNorm MultiheadAttention",
                     "ScaledDotProductAttention AdaptiveAvgPool1d AdaptiveAvgPool2d",
                     "AdaptiveAvgPool3d", TENSORS, PARTS, REDUCTIONS, POINTWISE,
                     "Einsum"]).split():
@@ -416,7 +417,7 @@ _add("fvcore", BATCHNORM, "batchnorm", "aten::batch_norm in eval: numel * (2 if 
      _fv_batchnorm)
 _add("fvcore", NORM_STATS, "norm", "aten::group_norm/instance_norm: numel(input) * (5 if "
      "affine else 4)", _gated("affine", 5, 4))
-_add("fvcore", "LayerNorm", "norm", "aten::layer_norm: numel(input) * (5 if elementwise_affine "
+_add("fvcore", "LayerNorm LayerNorm2d", "norm", "aten::layer_norm: numel(input) * (5 if elementwise_affine "
      "else 4)", _fv_layernorm)
 _add("fvcore", "AdaptiveAvgPool2d", "adaptive_avg_pool2d", "aten::adaptive_avg_pool2d: "
      "numel(input) * 1", _fv_adaptive_avg)
@@ -428,6 +429,8 @@ _add("fvcore", "MultiheadAttention", "attention", "aten::linear projections only
 _add("fvcore", TRANSFORMERS, "parts", "sum of its parts under fvcore's rules "
      "(attention projections, feed-forward linears, 5 per element per LayerNorm)",
      _parts("fvcore"))
+_add("fvcore", MOE, "parts", "sum of its parts under fvcore's rules (the router and the "
+     "expert's layers on the routed tokens; the routing itself: 0)", _parts("fvcore"))
 _add("fvcore", " ".join([RNNS, "ScaledDotProductAttention Bilinear RMSNorm LocalResponseNorm",
                          EMBEDDINGS, ACTIVATIONS, POOLS, ELEMENTWISE, PIXEL,
                          "AdaptiveAvgPool1d AdaptiveAvgPool3d"]),
@@ -454,11 +457,14 @@ _add("flopcounter", "MultiheadAttention", "attention", "CPU: 2 * projections (th
      "products run the CPU flash kernel); CUDA and meta: 2 * netcalc", _fc_mha)
 _add("flopcounter", TRANSFORMERS, "parts", "sum of its parts under FlopCounterMode's rules",
      _parts("flopcounter"))
+_add("flopcounter", MOE, "parts", "sum of its parts under FlopCounterMode's rules (the "
+     "router's and the experts' mm on the tokens routed to each)", _parts("flopcounter"))
 _add("flopcounter", "Einsum", "einsum", "einsum decomposes into one bmm per pair that "
      "contracts a label: 2 * netcalc (element-wise products and sums: 0)", _twice)
 _add("flopcounter", " ".join([TENSORS, PARTS, REDUCTIONS, POINTWISE]), "elementwise",
      "0: only mm, addmm, bmm, baddbmm, convolution and SDPA kernels are counted", _zero)
-_add("flopcounter", " ".join([BATCHNORM, NORM_STATS, "LayerNorm RMSNorm LocalResponseNorm",
+_add("flopcounter", " ".join([BATCHNORM, NORM_STATS, "LayerNorm LayerNorm2d RMSNorm",
+                              "LocalResponseNorm",
                               ACTIVATIONS, MOVES, POOLS, PADS, RESAMPLE, PIXEL, EMBEDDINGS,
                               ELEMENTWISE, "AdaptiveAvgPool1d AdaptiveAvgPool2d",
                               "AdaptiveAvgPool3d"]),
@@ -488,13 +494,16 @@ _add_backward("MultiheadAttention", "attention", "CPU: 2 * the projections' back
               "attention products run the CPU flash kernel), 2 * netcalc when an attn_mask "
               "needs a gradient (math path); CUDA: 2 * netcalc",
               _fc_mha_backward)
+_add_backward(MOE, "parts", "sum of its parts under FlopCounterMode's backward rules",
+              _fc_parts_backward)
 _add_backward(TRANSFORMERS, "parts", "sum of its parts under FlopCounterMode's backward rules",
               _fc_parts_backward)
 
 # torchinfo
 _add("torchinfo", CONV, "conv", "class name contains 'Conv': (weight + bias) * N * "
      "prod(output spatial), bias included, transposed convs per OUTPUT position", _ti_conv)
-_add("torchinfo", " ".join(["Linear Bilinear PReLU LayerNorm RMSNorm", BATCHNORM, NORM_STATS,
+_add("torchinfo", " ".join(["Linear Bilinear PReLU LayerNorm LayerNorm2d RMSNorm", BATCHNORM,
+                            NORM_STATS,
                             EMBEDDINGS]),
      "weight_x_batch", "leaf with weight/bias: params * output.shape[0] (the batch only: a "
      "Linear on (N, L, F) ignores L)", _ti_leaf)
@@ -504,6 +513,8 @@ _add("torchinfo", "MultiheadAttention", "not_leaf", "nn.MultiheadAttention has a
      "(out_proj) that is never called: 0", _zero)
 _add("torchinfo", TRANSFORMERS, "parts", "leaf modules only: the feed-forward Linears and "
      "LayerNorms, params * N each; attention 0", _parts("torchinfo"))
+_add("torchinfo", MOE, "parts", "leaf modules only: the router and, per expert called, "
+     "its leaf modules on the tokens routed to it", _parts("torchinfo"))
 _add("torchinfo", " ".join([ACTIVATIONS.replace("PReLU ", ""), MOVES, POOLS, PADS, RESAMPLE,
                             PIXEL, ELEMENTWISE, "MatMul ScaledDotProductAttention",
                             "LocalResponseNorm AdaptiveAvgPool1d AdaptiveAvgPool2d",

@@ -136,12 +136,12 @@ def _entry(registry: dict[str, type], templated: bool) -> dict:
         "additionalProperties": True,
         "allOf": one_type,
     }
-    # in a block, the type may be a block argument: `- $act`, `- {$attention: {...}}`
-    name = f"(?:{IDENT})|(?:^\\$[A-Za-z_][A-Za-z0-9_]*$)" if templated else IDENT
-    mapping["propertyNames"] = {"pattern": name}
+    # inside a block, a type may be a block argument: `- $act` or `- {$act: ~}`
+    type_name = r"^\$?[A-Za-z_][A-Za-z0-9_]*$" if templated else IDENT
+    mapping["propertyNames"] = {"pattern": type_name}
     return {
         "anyOf": [
-            {"type": "string", "pattern": name,
+            {"type": "string", "pattern": type_name,
              "description": "a layer type (or block) with every argument defaulted"},
             mapping,
         ],

@@ -41,7 +41,8 @@ NETCALC_CONTAINER = frozenset({"label"})
 
 #: what netcalc's root module (NetcalcModule) adds besides
 NETCALC_MODULE = NETCALC_CONTAINER | frozenset("""
-    _bind _fill_indices _outputs _place _plan _region _run _steps _tie_and_freeze
+    _bind _compile _fill_indices _fwd _graph _held _outputs _place _plan _region _run _steps
+    _tie_and_freeze
     checkpoint input_names layer layer_names named_layers output_names return_dict
     spec_name
 """.split())

@@ -87,6 +87,7 @@ class MultiheadAttention(Layer):
     PRIMARY = "num_heads"
     ARITY = (1, 4)
     AUTOCAST = LOWER
+    MODULES = 2  # and its out_proj
     PARAMS_FORMULA = ("E*E + E*kdim + E*vdim + (3E if bias) + E*E + (E if bias) "
                       "+ (2E if add_bias_kv)")
     MACS_FORMULA = "N*(L*E*E + S*E*kdim + S*E*vdim + 2*L*S'*E + L*E*E)"
@@ -276,11 +277,29 @@ class MultiheadAttention(Layer):
     def torch_module(self) -> Any:
         from ..torch.modules import AttentionOutput
 
-        import torch.nn as nn
-
         args = self.arg_values()
         masked = args.pop("attn_mask")  # a forward input in torch, not an argument
-        return AttentionOutput(nn.MultiheadAttention(**args, batch_first=True), masked)
+        return AttentionOutput(**args, batch_first=True, masked=masked)
+
+    @classmethod
+    def args_from_torch(cls, module: Any) -> dict[str, Any]:
+        """The arguments of a torch.nn.MultiheadAttention (``netcalc import``): torch
+        keeps ``bias`` and ``add_bias_kv`` as tensors, ``kdim``/``vdim`` filled in."""
+        if not module.batch_first:
+            raise ValueError("batch_first=False (netcalc's attention is batch-first)")
+        args: dict[str, Any] = {"num_heads": module.num_heads}
+        if module.dropout:
+            args["dropout"] = module.dropout
+        if module.in_proj_bias is None:
+            args["bias"] = False
+        if module.bias_k is not None:
+            args["add_bias_kv"] = True
+        if module.add_zero_attn:
+            args["add_zero_attn"] = True
+        for key in ("kdim", "vdim"):
+            if getattr(module, key) != module.embed_dim:
+                args[key] = getattr(module, key)
+        return args
 
 
 # ---------------------------------------------------------------------- SDPA
@@ -572,6 +591,7 @@ class TransformerEncoderLayer(_TransformerLayer):
 
     PARAMS_FORMULA = "4*d*d + 2*d*ff + (bias: 4d + ff + d) + 2 LayerNorms"
     MACS_FORMULA = "N*(4*L*d*d + 2*L*L*d + 2*L*d*ff)"
+    MODULES = 10  # self_attn (+ out_proj), linear1, linear2, norm1, norm2, 3 Dropouts
     n_residuals = 2
 
     def shape(self, x: Shape) -> Shape:
@@ -597,6 +617,7 @@ class TransformerDecoderLayer(_TransformerLayer):
     """torch.nn.TransformerDecoderLayer: inputs (tgt, memory) -> (N, T, d_model)."""
 
     ARITY = (2, 2)
+    MODULES = 14  # two attentions (+ out_proj each), 2 Linear, 3 LayerNorm, 4 Dropout
     PARAMS_FORMULA = "8*d*d + 2*d*ff + (bias: 8d + ff + d) + 3 LayerNorms"
     MACS_FORMULA = "N*(4*T*d*d + 2*T*T*d + 2*T*d*d + 2*S*d*d + 2*T*S*d + 2*T*d*ff)"
     n_residuals = 3

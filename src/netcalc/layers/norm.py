@@ -1,4 +1,5 @@
-"""Normalisation layers: BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm, LRN.
+"""Normalisation layers: BatchNorm, GroupNorm, InstanceNorm, LayerNorm (and torchvision's
+LayerNorm2d), RMSNorm, LRN.
 
 Arguments, defaults and parameter/buffer layouts are torch.nn's. Input-size
 arguments (``num_features``, ``num_channels``) are inferred from dim 1 of the input
@@ -11,6 +12,7 @@ Params / buffers::
                                 (running_mean, running_var, num_batches_tracked)
     GroupNorm                   params 2C if affine
     LayerNorm                   prod(normalized_shape) * (weight + bias)
+    LayerNorm2d                 C * (weight + bias)
     RMSNorm                     prod(normalized_shape) if elementwise_affine
     LocalResponseNorm           0
 
@@ -299,6 +301,40 @@ class LayerNorm(_ShapeNorm):
 
     def affine_terms(self) -> int:
         return (1 + int(self.bias)) if self.elementwise_affine else 0
+
+
+@register
+class LayerNorm2d(LayerNorm):
+    """LayerNorm over the channels of (N, C, H, W), at each position (torchvision's).
+
+    torchvision.models.convnext.LayerNorm2d: ``x.permute(0, 2, 3, 1)``, ``F.layer_norm``
+    over C, permute back (ConvNeXt's stem, downsampling and head). As LayerNorm with
+    ``normalized_shape = [C]``: params ``C * (weight + bias)``, per element 5 FLOPs + 1
+    weight + 1 bias, statistics per (sample, position); autograd keeps the (permuted
+    view of the) input and the float32 mean and rstd, as LayerNorm's. The module is
+    torchvision's own code (an nn.LayerNorm subclass), so checkpoints load."""
+
+    PARAMS_FORMULA = "C * (weight + bias) if elementwise_affine"
+
+    normalized_shape = Arg(IntList(1), None, doc="[C]; default: the channels (dim 1)")
+
+    def shape(self, x: Shape) -> Shape:
+        if len(x) != 4:
+            raise self.fail(f"LayerNorm2d needs a 4-d (N, C, H, W) input, got {list(x)}")
+        if self.normalized_shape is None:
+            self.normalized_shape = (x[1],)
+        if tuple(self.normalized_shape) != (x[1],):
+            raise self.fail(f"normalized_shape {list(self.normalized_shape)} is not the "
+                            f"channels [{x[1]}] of the input {list(x)}", "normalized_shape")
+        return x
+
+    def groups(self) -> int:
+        return prod(self.x) // self.x[1]
+
+    def torch_module(self) -> Any:
+        from ..torch.modules import LayerNorm2d as TorchLayerNorm2d
+
+        return TorchLayerNorm2d(**self.arg_values())
 
 
 @register

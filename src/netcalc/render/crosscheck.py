@@ -16,6 +16,8 @@ import io
 import json
 from typing import Any
 
+from ..textsafe import text
+
 CROSSCHECK_FORMATS = ("table", "json")
 SHOW = ("all", "differences")
 
@@ -60,10 +62,12 @@ def render_table(result: Any, show: str = "all") -> str:
     then the totals, the rules used and every mismatch with both numbers."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    title = (f"{result.name}  ·  cross-check against PyTorch  ·  batch {result.batch}  ·  "
+    title = (f"{text(result.name)}  ·  cross-check against PyTorch  ·  batch {result.batch}  ·  "
              f"{result.device}  ·  convention {result.convention}")
-    table = Table(title=title, title_justify="left", header_style="bold", show_footer=False)
+    table = Table(title=Text(title), title_justify="left", header_style="bold",
+                  show_footer=False)
     present = {r.metric for r in (*result.rows, *result.totals)}
     tools = [t for t in TOOLS if t in present]
     columns = ["Layer", "Type", "Shape", "Params", f"MACs ({result.convention})", *tools]
@@ -93,7 +97,7 @@ def render_table(result: Any, show: str = "all") -> str:
         if "rf" in present:
             row.append(_show(cells.get("rf")))
         row.append(worst)
-        table.add_row(*row)
+        table.add_row(*(Text(text(c)) for c in row))
     table.add_section()
     totals = {r.metric: r for r in result.totals}
     trow = ["TOTAL", "", _show(totals.get("output shapes")), _show(totals.get("params")),
@@ -107,7 +111,7 @@ def render_table(result: Any, show: str = "all") -> str:
     if "rf" in present:
         trow.append("")
     trow.append(max((r.verdict for r in result.totals), key=_RANK.__getitem__, default="match"))
-    table.add_row(*trow)
+    table.add_row(*(Text(text(c)) for c in trow))
     buf = io.StringIO()
     width = max(140, max((len(r.layer) for r in result.rows), default=10) + 130)
     Console(file=buf, width=width, force_terminal=False, color_system=None).print(table)
@@ -121,14 +125,14 @@ def render_table(result: Any, show: str = "all") -> str:
         lines.append("Conventions used (netcalc.conventions):")
         for rule_id in sorted(rules):
             conv, _, _ = rule_id.partition(".")
-            text = next((r.text for r in CONVENTIONS[conv].rules.values() if r.id == rule_id),
+            rule = next((r.text for r in CONVENTIONS[conv].rules.values() if r.id == rule_id),
                         "") if conv in CONVENTIONS else ""
-            lines.append(f"  † {rule_id}: {text}" if text else f"  † {rule_id}")
+            lines.append(f"  † {rule_id}: {rule}" if rule else f"  † {rule_id}")
     for r in result.mismatches:
-        lines.append(f"✗ {r.message}")
+        lines.append(f"✗ {text(r.message)}")
     for note in result.skipped:
-        lines.append(f"Skipped: {note}")
-    versions = ", ".join(f"{k} {v}" for k, v in result.versions.items())
+        lines.append(f"Skipped: {text(note)}")
+    versions = text(", ".join(f"{k} {v}" for k, v in result.versions.items()))
     if versions:
         lines.append(f"Tools: {versions}")
     lines.append("OK: every number matches PyTorch or a documented convention"
@@ -145,11 +149,11 @@ def _show(r: Any) -> str:
 
 def _params(cells: dict[str, Any]) -> str:
     p = cells.get("params")
-    text = _show(p)
+    shown = _show(p)
     for extra in ("trainable", "buffers"):
         r = cells.get(extra)
         if r is not None and (r.verdict != "match" or (extra == "buffers" and r.torch)):
-            text += f" ({extra} {_show(r)})"
+            shown += f" ({extra} {_show(r)})"
         elif r is not None and extra == "trainable" and p is not None and r.torch != p.torch:
-            text += f" (trainable {_show(r)})"
-    return text
+            shown += f" (trainable {_show(r)})"
+    return shown

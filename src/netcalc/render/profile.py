@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+from ..textsafe import text
 from ..units import human, human_bytes
 
 
@@ -54,6 +55,13 @@ def _num(x: float | None, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}g}"
 
 
+def _cells(*values: object) -> list[Any]:
+    """Table cells as rich Text: no markup is read from a name, nothing unprintable shown."""
+    from rich.text import Text
+
+    return [Text(text(v)) for v in values]
+
+
 # ------------------------------------------------------------------------ JSON
 def render_profile_json(result: dict[str, Any]) -> str:
     return json.dumps(result, indent=2, allow_nan=False, default=str) + "\n"
@@ -81,7 +89,8 @@ def render_profile_table(result: dict[str, Any], top: int = 10) -> str:
     console = Console(file=buf, width=140, force_terminal=False, color_system=None)
     env = result.get("environment") or {}
     opts = result.get("options") or {}
-    head = (f"{result['name']} · {result['dtype']} · torch {env.get('torch_version', '?')} · "
+    head = (f"{text(result['name'])} · {result['dtype']} · "
+            f"torch {env.get('torch_version', '?')} · "
             f"{env.get('threads', '?')} CPU threads (interop {env.get('interop_threads', '?')})")
     extras = [x for x, on in (("channels-last", opts.get("channels_last")),
                               ("torch.compile", opts.get("compile")),
@@ -94,13 +103,14 @@ def render_profile_table(result: dict[str, Any], top: int = 10) -> str:
         threads = f", {hw['threads']} threads" if hw.get("threads") else ""
         kernel = "3x3 conv" if hw.get("peak_kernel") == "conv2d" else "GEMM"
         lines.append(
-            f"Hardware {dev} ({hw['name']}{threads}): peak {human(hw['peak_flops'], 'FLOP/s')} "
+            f"Hardware {dev} ({text(hw['name'])}{threads}): "
+            f"peak {human(hw['peak_flops'], 'FLOP/s')} "
             f"({kernel}; GEMM n={hw['gemm_n']}), "
             f"bandwidth {human(hw['peak_bandwidth'], 'B/s')} (copy "
             f"{human_bytes(hw['copy_bytes'])}), ridge {hw['ridge_flop_per_byte']:.3g} FLOP/B"
             + (" [cached]" if hw.get("cached") else " [measured now]"))
     for s in result.get("skipped") or []:
-        lines.append(f"Skipped {s['device']}: {s['reason']}")
+        lines.append(f"Skipped {s['device']}: {text(s['reason'])}")
     console.print("\n".join(lines), highlight=False, markup=False)
 
     table = Table(title="Latency and throughput per configuration (whole model, no hooks)",
@@ -112,25 +122,27 @@ def render_profile_table(result: dict[str, Any], top: int = 10) -> str:
         lat = cfg.get("latency")
         mem, ana = _memory_text(cfg)
         if cfg["status"] in ("oom", "error") or lat is None:
-            table.add_row(cfg["device"], str(cfg["batch"]), cfg["status"].upper(), "", "", "", "",
-                          "", "", "", "", mem, ana)
+            table.add_row(*_cells(cfg["device"], cfg["batch"], cfg["status"].upper(), "", "", "",
+                                  "", "", "", "", "", mem, ana))
             continue
         runs = f"{lat['runs']}×{lat['number']}" if lat["number"] > 1 else str(lat["runs"])
         if cfg["status"] == "interrupted":
             runs += " (int.)"
-        table.add_row(cfg["device"], str(cfg["batch"]), human_time(lat["median_s"]),
-                      human_time(lat["min_s"]), human_time(lat["iqr_s"]), runs,
-                      _count(cfg.get("throughput_samples_per_s")),
-                      _rate(cfg.get("macs_per_s"), ""), _pct(cfg.get("fraction_of_peak")),
-                      _num(cfg.get("intensity_mac_per_byte")), cfg.get("bound") or "-", mem, ana)
+        table.add_row(*_cells(cfg["device"], cfg["batch"], human_time(lat["median_s"]),
+                              human_time(lat["min_s"]), human_time(lat["iqr_s"]), runs,
+                              _count(cfg.get("throughput_samples_per_s")),
+                              _rate(cfg.get("macs_per_s"), ""), _pct(cfg.get("fraction_of_peak")),
+                              _num(cfg.get("intensity_mac_per_byte")), cfg.get("bound") or "-",
+                              mem, ana))
     console.print(table)
     notes = ["Memory: CUDA max_memory_allocated vs weights + buffers + peak activations; "
              "CPU peak RSS growth in one forward vs peak activations."]
     for cfg in result.get("configs") or []:
         if cfg.get("error"):
-            notes.append(f"{cfg['device']} batch {cfg['batch']}: {cfg['status']}: {cfg['error']}")
+            notes.append(f"{cfg['device']} batch {cfg['batch']}: {cfg['status']}: "
+                         f"{text(cfg['error'])}")
         for n in cfg.get("notes") or []:
-            notes.append(f"{cfg['device']} batch {cfg['batch']}: {n}")
+            notes.append(f"{cfg['device']} batch {cfg['batch']}: {text(n)}")
         comp = cfg.get("compile")
         if comp and comp.get("ok"):
             notes.append(f"{cfg['device']} batch {cfg['batch']}: torch.compile took "
@@ -143,7 +155,7 @@ def render_profile_table(result: dict[str, Any], top: int = 10) -> str:
             continue
         _layers_table(console, cfg, pl, top)
     for w in result.get("warnings") or []:
-        console.print(f"Warning: {w}", highlight=False, markup=False)
+        console.print(f"Warning: {text(w)}", highlight=False, markup=False)
     if result.get("interrupted"):
         console.print("Interrupted (Ctrl-C): showing what was measured.", highlight=False,
                       markup=False)
@@ -154,47 +166,48 @@ def _crosscheck_line(cc: dict[str, Any] | None) -> str:
     if cc is None:
         return "Cross-check: not run"
     if not cc.get("ran"):
-        return f"Cross-check: FAILED to run ({cc.get('error')})"
+        return f"Cross-check: FAILED to run ({text(cc.get('error'))})"
     if cc.get("ok"):
         v = cc.get("verdicts") or {}
         detail = (f"{v.get('match', 0)} match, {v.get('convention', 0)} differ by a documented "
                   "counting convention" if v else f"{cc.get('rows', 0)} rows")
         return f"Cross-check: ok (shapes, params, MACs vs PyTorch: {detail})"
     bad = cc.get("mismatches") or []
-    names = ", ".join(f"{m.get('layer', m.get('name', '?'))} {m.get('metric', '')}".strip()
-                      for m in bad[:5])
+    names = ", ".join(text(f"{m.get('layer', m.get('name', '?'))} {m.get('metric', '')}")
+                      .strip() for m in bad[:5])
     more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
     return f"Cross-check: MISMATCH in {len(bad)} row(s): {names}{more} (see --format json)"
 
 
 def _layers_table(console, cfg: dict[str, Any], pl: dict[str, Any], top: int) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     layers = sorted(pl["layers"], key=lambda l: l["median_s"], reverse=True)[:top]
     hooked = pl["hooked"]["median_s"]
     title = (f"Top {len(layers)} layers by time · {cfg['device']} batch {cfg['batch']}"
              + (" (eager module; the whole model was compiled)" if pl.get("eager_module") else ""))
-    table = Table(title=title, title_justify="left", header_style="bold")
+    table = Table(title=Text(title), title_justify="left", header_style="bold")
     for t in ("Layer", "Type", "Median", "Share", "MACs", "MAC/s", "MAC/B", "% peak",
               "% roofline", "Bound"):
         table.add_column(t, justify="left" if t in ("Layer", "Type", "Bound") else "right",
                          no_wrap=t == "Layer")
     for l in layers:
-        table.add_row(l["name"], l["type"], human_time(l["median_s"]), _pct(l["share"]),
-                      human(l["macs"]) if l["macs"] else "-",
-                      _rate(l.get("macs_per_s"), "") if l["macs"] else "-",
-                      _num(l.get("intensity_mac_per_byte")) if l["macs"] else "0",
-                      _pct(l.get("fraction_of_peak")) if l["macs"] else "-",
-                      _pct(l.get("fraction_of_roofline")), l.get("bound") or "-")
+        table.add_row(*_cells(l["name"], l["type"], human_time(l["median_s"]), _pct(l["share"]),
+                              human(l["macs"]) if l["macs"] else "-",
+                              _rate(l.get("macs_per_s"), "") if l["macs"] else "-",
+                              _num(l.get("intensity_mac_per_byte")) if l["macs"] else "0",
+                              _pct(l.get("fraction_of_peak")) if l["macs"] else "-",
+                              _pct(l.get("fraction_of_roofline")), l.get("bound") or "-"))
     console.print(table)
     plain = (cfg.get("latency") or {}).get("median_s")
-    text = (f"Per-layer mode: hooked forward {human_time(hooked)} vs {human_time(plain)} plain "
+    line = (f"Per-layer mode: hooked forward {human_time(hooked)} vs {human_time(plain)} plain "
             f"(overhead {human_time(pl['overhead_s'])}, {_pct(pl['overhead_fraction'])}); "
             f"layers sum {human_time(pl['sum_of_layers_s'])}, between layers "
             f"{human_time(pl['unattributed_s'])}")
     if pl.get("untimed"):
-        text += f"; not timed: {', '.join(pl['untimed'][:5])}"
-    console.print(text, highlight=False, markup=False)
+        line += f"; not timed: {', '.join(map(text, pl['untimed'][:5]))}"
+    console.print(line, highlight=False, markup=False)
 
 
 # --------------------------------------------------------------------- progress
@@ -247,8 +260,8 @@ def _RichProgress(base):  # noqa: N802 - a class built on the torch-side base
             self.bar.advance(self.configs, 1)
             self._refresh(force=True)
 
-        def message(self, text: str) -> None:
-            self.bar.console.print(text, highlight=False, markup=False)
+        def message(self, line: str) -> None:
+            self.bar.console.print(text(line), highlight=False, markup=False)
 
         def stop(self) -> None:
             self.bar.stop()

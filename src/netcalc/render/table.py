@@ -49,8 +49,10 @@ def summary_lines(report: Report) -> list[str]:
     outputs = ", ".join(f"{k} {shape_text(v)}" for k, v in report.outputs.items())
     lines = [
         f"Outputs: {outputs}",
-        f"Params: {t.params:,} ({human(t.params)}); trainable {t.trainable_params:,}; "
-        f"buffers {t.buffers:,}",
+        f"Params: {t.params:,} ({human(t.params)}); "
+        + (f"active per token {t.active_params:,} ({human(t.active_params)}); "
+           if t.active_params != t.params else "")
+        + f"trainable {t.trainable_params:,}; buffers {t.buffers:,}",
         f"MACs: {t.macs:,} ({human(t.macs, 'MAC')}); FLOPs: {t.flops:,} ({human(t.flops, 'FLOP')})",
         f"Memory at {report.dtypes.label()}: weights {human_bytes(t.weight_bytes)}, activations "
         f"{human_bytes(t.activation_bytes)} (all layer outputs), inference peak "
@@ -98,7 +100,9 @@ def _sequence_lines(seq: dict, batch: int) -> list[str]:
         f"({batch} × {seq['n_ctx']:,}"
         + (f" of {text(seq['tokens_input'])}, the first int64 input: name another with "
            "`tokens:`" if seq.get("tokens_chosen_by") == "first" else "")
-        + f"); non-embedding params {seq['non_embedding_params']:,}",
+        + f"); non-embedding params {seq['non_embedding_params']:,}"
+        + (f", active per token {seq['active_non_embedding_params']:,}"
+           if seq["active_non_embedding_params"] != seq["non_embedding_params"] else ""),
         f"Per token: {human(seq['macs_per_token'], 'MAC')}, {human(seq['flops_per_token'], 'FLOP')} "
         f"exact; Kaplan et al. (2020) 2N + 2·n_layer·n_ctx·d_model = "
         f"{human(seq['kaplan_flops_per_token'], 'FLOP')}"

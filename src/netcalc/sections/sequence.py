@@ -18,7 +18,10 @@ leaves a remainder):
   embedding adds none, an untied head counts) and the attention term summed over the
   attentions (``Layer.attention_terms``) ``sum_i 2 * S_i * d_attn_i`` (``S_i`` the key
   length, ``d_attn_i`` heads x head dim); with ``n_layer`` identical layers this is
-  exactly ``2 n_layer n_ctx d_model``.
+  exactly ``2 n_layer n_ctx d_model``. With a mixture of experts ``N`` is what one
+  token uses: ``active_non_embedding_params`` (``active_params`` less the embeddings:
+  the router and ``top_k`` experts of each MixtureOfExperts), as ``macs_per_token``
+  counts ``top_k`` experts per token.
   ``kaplan_ratio`` = Kaplan / (2 * macs_per_token) shows where the rule of thumb
   drifts (it ignores element-wise work, embeddings and an output head it assumes
   tied, and counts causal attention at half the full L x L products).
@@ -186,9 +189,10 @@ def sequence_section(report: "Report") -> dict[str, Any] | None:
     # rows follow graph.nodes; a row's params already leave out tied weights
     embedding = sum(r.params for r, lay in zip(report.layers, layers) if lay.EMBEDDING)
     non_embedding = totals.params - embedding
+    active_non_embedding = totals.active_params - embedding  # a token's share of N
     terms = [term for lay in layers for term in lay.attention_terms()]
     attention_flops = sum(2 * s * d for s, d in terms)
-    kaplan = 2 * non_embedding + attention_flops
+    kaplan = 2 * active_non_embedding + attention_flops
     macs_per_token = Fraction(totals.macs, tokens)
 
     section: dict[str, Any] = {
@@ -199,6 +203,8 @@ def sequence_section(report: "Report") -> dict[str, Any] | None:
         "params": totals.params,
         "embedding_params": embedding,
         "non_embedding_params": non_embedding,
+        "active_params": totals.active_params,
+        "active_non_embedding_params": active_non_embedding,
         "macs": totals.macs,
         "flops": totals.flops,
         "macs_per_token": _exact(macs_per_token),

@@ -57,7 +57,7 @@ from ..graph import Graph
 from ..rf import RF
 from ..spec import Spec
 from . import guard
-from .build import NetcalcModule, _module_of, flatten_outputs, inputs_for, prepare
+from .build import NetcalcModule, _module_of, adopt, flatten_outputs, inputs_for, prepare
 
 MATCH, CONVENTION, MISMATCH, SKIPPED = "match", "convention", "MISMATCH", "skipped"
 METRICS = ("shape", "params", "trainable", "buffers", "fvcore", "flopcounter", "torchinfo", "rf")
@@ -305,8 +305,8 @@ def count_torchinfo(model: NetcalcModule, inputs: tuple[torch.Tensor, ...]) -> t
 # ============================================================================ the check
 def crosscheck(spec: str | Path | Spec | Graph, *, batch: int = 1, device: str = "cpu",
                convention: str = "netcalc", input_shapes: dict[str, tuple[int, ...]] | None = None,
-               tools: tuple[str, ...] = TOOLS, rf: bool | None = None, seed: int = 0
-               ) -> CrossCheckResult:
+               tools: tuple[str, ...] = TOOLS, rf: bool | None = None, seed: int = 0,
+               module: nn.Module | None = None) -> CrossCheckResult:
     """Compare every analytic number of ``spec`` with PyTorch (see the module docstring).
 
     ``device="meta"`` checks shapes, params, buffers and the FLOP counter without
@@ -326,12 +326,12 @@ def crosscheck(spec: str | Path | Spec | Graph, *, batch: int = 1, device: str =
     graph, report = prepare(spec, batch=batch, input_shapes=input_shapes)
     guard.check_domain(graph, batch, input_shapes)
     dev = str(device)
-    fallback = _too_big(report, dev) if dev != "meta" else None
+    fallback = _too_big(report, dev) if dev != "meta" and module is None else None
     try:
         return _check(graph, report, "meta" if fallback else dev, fallback, convention, tools,
-                      rf, seed)
+                      rf, seed, module)
     except (*guard.TORCH_ERRORS, MemoryError) as exc:
-        if fallback or dev == "meta" or not guard.is_out_of_memory(exc):
+        if fallback or dev == "meta" or module is not None or not guard.is_out_of_memory(exc):
             raise SpecError(f"torch cannot check this spec: {guard.one_line(exc)}") from exc
         why = guard.one_line(exc)
     # outside the handler, so the failed attempt's tensors are freed before the retry
@@ -340,11 +340,12 @@ def crosscheck(spec: str | Path | Spec | Graph, *, batch: int = 1, device: str =
 
 
 def _check(graph: Graph, report: Report, dev: str, fallback: str | None, convention: str,
-           tools: tuple[str, ...], rf: bool | None, seed: int) -> CrossCheckResult:
+           tools: tuple[str, ...], rf: bool | None, seed: int,
+           module: nn.Module | None = None) -> CrossCheckResult:
     meta = dev == "meta"
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = _module_of(graph, device=dev).eval()
+    model = (_module_of(graph, device=dev) if module is None else adopt(graph, module)).eval()
     inputs = inputs_for(graph, device=dev, generator=gen)
     result = CrossCheckResult(report.name, report.file, report.batch, dev, convention, [], [],
                               versions=_versions(tools))

@@ -1,7 +1,9 @@
 """Small generic nn.Modules for layers torch.nn does not have as modules.
 
 Imported only from ``Layer.torch_module`` methods, so the analytic core never
-imports torch.
+imports torch. Every constructor argument is kept as the attribute of its name:
+``netcalc export`` writes the constructor call back from them and inlines the class
+(its source, read from this file) so that the exported file stands alone.
 """
 
 from __future__ import annotations
@@ -93,16 +95,18 @@ class FlatRecurrent(nn.Module):
         return output, state
 
 
-class AttentionOutput(nn.Module):
+class AttentionOutput(nn.MultiheadAttention):
     """nn.MultiheadAttention returning only the attention output (need_weights=False).
 
     One input: self-attention; two: (query, key=value); three: (query, key, value);
-    with ``masked`` one more, last: the additive ``attn_mask``.
+    with ``masked`` one more, last: the additive ``attn_mask``. A subclass, not a
+    wrapper, so the weights sit at the layer's path as torch names them
+    (``self_attention.in_proj_weight``, as torchvision's ViT).
     """
 
-    def __init__(self, mha: nn.Module, masked: bool = False):
-        super().__init__()
-        self.attn, self.masked = mha, masked
+    def __init__(self, *args, masked: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.masked = masked
 
     def forward(self, *xs):
         mask = xs[-1] if self.masked else None
@@ -110,7 +114,7 @@ class AttentionOutput(nn.Module):
         query = qkv[0]
         key = qkv[1] if len(qkv) > 1 else query
         value = qkv[2] if len(qkv) > 2 else key
-        return self.attn(query, key, value, need_weights=False, attn_mask=mask)[0]
+        return super().forward(query, key, value, need_weights=False, attn_mask=mask)[0]
 
 
 class ScaledDotProductAttention(nn.Module):
@@ -147,6 +151,16 @@ class ScaledDotProductAttention(nn.Module):
 
 # ---------------------------------------------------------------- tensors of the model
 # (netcalc.layers.tensors builds these)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """torchvision.models.convnext.LayerNorm2d: layer_norm over the channels of
+    (N, C, H, W), channel-last in between (torchvision's forward)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
 
 
 class HeldTensor(nn.Module):
@@ -248,6 +262,7 @@ class Slice(nn.Module):
 
     def __init__(self, dim: int, start: int, end: int | None, step: int):
         super().__init__()
+        self.dim, self.start, self.end, self.step = dim, start, end, step
         self.index = (slice(None),) * dim + (slice(start, end, step),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -394,7 +409,7 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, dim: int, base: float):
         super().__init__()
-        self.dim = dim
+        self.dim, self.base = dim, base
         inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
@@ -410,3 +425,52 @@ class RotaryEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+# ---------------------------------------------------------------- mixture of experts
+class MixtureOfExperts(nn.Module):
+    """Mixtral's sparse MoE block (netcalc.layers.moe): router ``gate``, ``experts.i``.
+
+    Deterministic routing: each token's ``top_k`` experts are those of largest router
+    logit, ties going to the lower expert index (a stable descending sort), weighted by
+    the softmax renormalised over them. The routed copies are grouped by expert (a
+    stable sort: token order within an expert), each expert runs once on its tokens
+    (experts without tokens are not called), and the weighted results are added back
+    per token: exactly ``top_k`` expert calls per token. ``tokens_per_expert`` holds
+    the counts of the last forward (for hooks and tests). On the meta device, which
+    holds no values, the ``top_k * T`` routed copies are dealt out to the experts in
+    turn: the same counts in total.
+    """
+
+    def __init__(self, d: int, top_k: int, experts: list[nn.Module], router_bias: bool):
+        super().__init__()
+        self.top_k = top_k
+        self.gate = nn.Linear(d, len(experts), bias=router_bias)
+        self.experts = nn.ModuleList(experts)
+        self.tokens_per_expert: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, e = self.top_k, len(self.experts)
+        h = x.reshape(-1, x.shape[-1])
+        logits = self.gate(h)
+        # float32 routing weights for 16-bit models, as Mixtral's (float64 stays float64)
+        probs = torch.softmax(logits, -1, dtype=torch.promote_types(logits.dtype, torch.float32))
+        chosen = torch.sort(logits.detach(), dim=-1, descending=True, stable=True)[1][:, :k]
+        top = probs.gather(-1, chosen.contiguous())
+        weights = top / top.sum(-1, keepdim=True)
+        flat = chosen.reshape(-1)
+        order = torch.sort(flat, stable=True)[1]  # routed copies grouped by expert
+        token = order // k
+        if flat.is_meta:  # no values to route by: the copies dealt out in turn
+            counts = [len(range(i, flat.numel(), e)) for i in range(e)]
+        else:
+            counts = torch.bincount(flat, minlength=e).tolist()
+        self.tokens_per_expert = counts
+        routed = h[token]
+        outs = [expert(part) for expert, part, n in zip(self.experts, routed.split(counts), counts)
+                if n]
+        ys = torch.cat(outs) * weights.reshape(-1)[order].to(h.dtype)[:, None]
+        return torch.zeros_like(h).index_add_(0, token, ys).reshape(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"top_k={self.top_k}"
