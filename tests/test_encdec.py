@@ -195,6 +195,20 @@ def test_tiny_copies_pass_verify_train(path, replacements):
     assert not exact, exact[:5]
 
 
+def test_cache_fields_only_with_kv_cache(runner):
+    import json
+
+    spec = str(SPECS / "whisper_tiny.yaml")
+    plain = json.loads(runner.invoke(app, ["shapes", spec, "-f", "json"]).stdout)["sequence"]
+    full = json.loads(runner.invoke(app, ["shapes", spec, "-f", "json", "--kv-cache"])
+                      .stdout)["sequence"]
+    assert not any("cache" in k or k.startswith("cross") for k in plain)
+    assert {k: full[k] for k in full if k not in plain} == {
+        "kv_cache_bytes_per_token": 12_288, "kv_cache_bytes": 12_288 * 448 + 18_432_000,
+        "self_attention_cache_bytes": 12_288 * 448, "cross_attention_cache_bytes": 18_432_000,
+        "cross_attention_layers": 4, "cross_attention_length": 1500}
+
+
 # ------------------------------------------------------------------ the token input
 TWO_INTS = """
 inputs: {ids: {shape: [6], dtype: int64}, pos: {shape: [6], dtype: int64}}

@@ -89,6 +89,12 @@ def _layers(report: "Report") -> list[Layer]:
     return [node.layer for node in report.graph.nodes] if report.graph is not None else []
 
 
+#: the fields ``shapes`` shows only with ``--kv-cache``
+KV_CACHE_FIELDS = ("kv_cache_bytes_per_token", "kv_cache_bytes", "self_attention_cache_bytes",
+                   "cross_attention_cache_bytes", "cross_attention_layers",
+                   "cross_attention_length")
+
+
 def token_input(graph: "Graph") -> tuple[str, str] | None:
     """(name, chosen_by) of the token input: the spec's ``tokens:`` ("tokens"), the only
     int64 input ("only") or the first of several ("first"); None without one."""
