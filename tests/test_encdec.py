@@ -259,7 +259,8 @@ def test_tokens_errors(tokens, message):
                                      "`tokens:`)"),
     (TWO_INTS.replace("is_causal: true", "is_causal: false") % "",
      "its self-attention over 'ids' is not causal (an encoder: nothing is cached token by "
-     "token; a decoder sets is_causal, beside a bias input too)"),
+     "token; a decoder sets is_causal, beside a bias input too) (the first of several "
+     "int64 inputs: name another with `tokens:`)"),
     ("inputs: {ids: {shape: [6], dtype: int64}}\nlayers:\n"
      "  - {Embedding: {num_embeddings: 10, embedding_dim: 8}}\n",
      "no attention reads the token input 'ids'"),
