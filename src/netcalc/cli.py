@@ -249,7 +249,9 @@ def shapes(
             report = conventions.apply(report, convention)
         seq = report.sections.get("sequence")
         if seq is not None and not kv_cache:
-            for key in ("kv_cache_bytes_per_token", "kv_cache_bytes"):
+            from .sections.sequence import KV_CACHE_FIELDS
+
+            for key in KV_CACHE_FIELDS:
                 seq.pop(key, None)
         if kv_cache and (seq is None or "kv_cache_bytes_per_token" not in seq):
             from .sections.sequence import kv_cache_absence
