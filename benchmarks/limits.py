@@ -47,13 +47,17 @@ def distinct_instances(levels: int) -> str:
 
 CASES: dict[str, tuple[str, list[str]]] = {
     # accepted at the limits
-    "20k TransformerEncoderLayer, 2 reports": (
+    # (a Transformer layer counts as the 10 or 14 modules torch builds for it)
+    "2,000 TransformerEncoderLayer, 2 reports": (
         "input: [4, 8]\n" + SETTINGS + "layers: [{TransformerEncoderLayer: {nhead: 2, "
-        f"dim_feedforward: 16}}, repeat: {N}}}]\n", []),
-    "20k TransformerDecoderLayer, 2 reports": (
+        f"dim_feedforward: 16}}, repeat: {N // 10}}}]\n", []),
+    "1,428 TransformerDecoderLayer, 2 reports": (
         "inputs: {x: [4, 8], m: [4, 8]}\n" + SETTINGS + "layers:\n  - {name: t, "
         "TransformerDecoderLayer: {nhead: 2, dim_feedforward: 16}, from: [x, m], "
-        f"repeat: {N}}}\n", []),
+        f"repeat: {N // 14}}}\n", []),
+    "10k MultiheadAttention, 2 reports": (
+        "input: [4, 8]\n" + SETTINGS + "layers: [{MultiheadAttention: 2, "
+        f"repeat: {N // 2}}}]\n", []),
     "20k Conv2d lines + 490k YAML nodes, 2 reports": (
         "input: [4, 8, 8]\n" + SETTINGS + "description: [" + "0," * 310_000 + "]\n"
         "layers:\n" + f"  - {CONV}\n" * N, []),
@@ -68,6 +72,9 @@ CASES: dict[str, tuple[str, list[str]]] = {
         "input: [8]\nlayers:\n  - {name: r, ReLU: ~}\n  - {Add: ~, from: ["
         + ", ".join(["r"] * 10_000) + "]}\n", []),
     # refused
+    "20k TransformerEncoderLayer (200k modules)": (
+        "input: [4, 8]\nlayers: [{TransformerEncoderLayer: {nhead: 2, "
+        f"dim_feedforward: 16}}, repeat: {N}}}]\n", []),
     "20,001 layers (nested repeats)": (
         "input: [8]\nblocks:\n  A: [{ReLU: ~, repeat: 4001}]\n  B: [{A: ~, repeat: 5}]\n"
         "layers: [B]\n", []),

@@ -20,8 +20,8 @@ from netcalc.errors import Mark, SpecError
 from netcalc.layers import REGISTRY
 from netcalc.layers.activation import _Elementwise
 from netcalc.layers.attention import causal_kept
-from netcalc.layers.base import (CONTRACT, FLOAT, INT, Ctx, DataMovement, Layer, MacFree,
-                                 Parameterless, TensorInfo, register)
+from netcalc.layers.base import (CONTRACT, FLOAT, INT, AttentionCache, Ctx, DataMovement, Layer,
+                                 MacFree, Parameterless, TensorInfo, register)
 from netcalc.rf import GLOBAL, RF, WHOLE, RFDim
 
 F = Fraction
@@ -532,28 +532,34 @@ def test_sequence_hooks():
     sdpa = make("ScaledDotProductAttention", {"enable_gqa": True})
     infer(sdpa, q, k, v)
     assert sdpa.attention_terms() == [(12, 4 * 8)]  # key length, heads x head dim
-    assert (sdpa.causal_macs(), sdpa.kv_cache_elements()) == (None, 0)
+    assert sdpa.causal_macs() is None
+    assert sdpa.attention_caches() == [AttentionCache(0, (1, 2), 2 * 8 + 2 * 6, 12, False)]
     causal = make("ScaledDotProductAttention", {"enable_gqa": True, "is_causal": True})
     infer(causal, q, k, v)
     assert causal.macs() == 2 * 4 * 10 * 12 * (8 + 6)
     assert causal.causal_macs() == 2 * 4 * causal_kept(10, 12) * (8 + 6) == 2 * 4 * 55 * 14
-    assert causal.kv_cache_elements() == 2 * 8 + 2 * 6  # k and v of the 2 kv heads
+    # k and v of the 2 kv heads per key position
+    assert causal.attention_caches() == [AttentionCache(0, (1, 2), 2 * 8 + 2 * 6, 12, True)]
 
     mha = make("MultiheadAttention", {"num_heads": 2})
     infer(mha, (2, 5, 8), (2, 7, 8))
     assert mha.attention_terms() == [(7, 8)]
-    assert (mha.causal_macs(), mha.kv_cache_elements()) == (None, 0)  # no causal mask
+    assert mha.causal_macs() is None  # no causal mask; k and v from input 1, projected
+    assert mha.attention_caches() == [AttentionCache(0, (1,), 2 * 8, 7, False)]
     enc = make("TransformerEncoderLayer", {"nhead": 2, "dim_feedforward": 16})
     infer(enc, (2, 5, 8))
-    assert enc.attention_terms() == [(5, 8)] and enc.kv_cache_elements() == 0
+    assert enc.attention_terms() == [(5, 8)]
+    assert enc.attention_caches() == [AttentionCache(0, (0,), 2 * 8, 5, False)]
     dec = make("TransformerDecoderLayer", {"nhead": 2, "dim_feedforward": 16})
     infer(dec, (2, 5, 8), (2, 9, 8))
     assert dec.attention_terms() == [(5, 8), (9, 8)]
-    assert dec.kv_cache_elements() == 2 * 8  # self-attention only; memory is per sequence
+    # causal self-attention over tgt; cross-attention over the memory
+    assert dec.attention_caches() == [AttentionCache(0, (0,), 2 * 8, 5, True),
+                                      AttentionCache(0, (1,), 2 * 8, 9, False)]
 
     relu = make("ReLU")
     infer(relu, X4)
-    assert (relu.attention_terms(), relu.causal_macs(), relu.kv_cache_elements()) == ([], None, 0)
+    assert (relu.attention_terms(), relu.causal_macs(), relu.attention_caches()) == ([], None, [])
     assert {n for n, cls in REGISTRY.items() if cls.EMBEDDING} == {"Embedding", "EmbeddingBag"}
 
 

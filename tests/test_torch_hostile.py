@@ -266,3 +266,32 @@ def test_one_line():
     assert guard.one_line(RuntimeError("first\nException raised from\nframe #0")) == "first"
     assert guard.one_line(RuntimeError("")) == "RuntimeError"
     assert len(guard.one_line(ValueError("x" * 1000))) == 300
+
+
+# ---------------------------------------------------------------- output that cannot be forged
+FORGED_NAME = 'name: "a\\n::error file=README.md::x\\e[31m\\u202e[bold]b[/bold]"\n'
+
+
+def test_verify_table_escapes_the_spec_name(runner, tmp_path):
+    """The cross-check table's title prints the name as text: no new line, no escape
+    sequence, no bidirectional override, no rich markup read from it."""
+    r = runner.invoke(app, ["verify", str(write(tmp_path, FORGED_NAME + TINY[11:])), "--no-rf"])
+    assert r.exit_code == 0, r.output
+    assert "a\\n::error file=README.md::x\\x1b[31m\\u202e[bold]b[/bold]" in r.output
+    for bad in ("\n::error", "\x1b", "\u202e"):
+        assert bad not in r.output
+
+
+# ---------------------------------------------------------------- bounded cost
+@pytest.mark.parametrize("name", ["TransformerEncoderLayer", "TransformerDecoderLayer",
+                                  "MultiheadAttention", "Linear"])
+def test_a_layer_counts_toward_the_limit_as_the_modules_torch_builds(name):
+    """Layer.MODULES, what a layer weighs against graph.MAX_NODES, is torch's own count of
+    the modules it builds for that layer (itself included)."""
+    from netcalc.layers import REGISTRY
+
+    module = {"TransformerEncoderLayer": lambda: torch.nn.TransformerEncoderLayer(8, 2, 16),
+              "TransformerDecoderLayer": lambda: torch.nn.TransformerDecoderLayer(8, 2, 16),
+              "MultiheadAttention": lambda: torch.nn.MultiheadAttention(8, 2),
+              "Linear": lambda: torch.nn.Linear(8, 4)}[name]()
+    assert REGISTRY[name].MODULES == len(list(module.modules()))

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from math import prod
-from typing import TYPE_CHECKING, Any
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import sections
 from .dtypes import INT_BYTES, Dtypes, nbytes
@@ -22,6 +23,7 @@ from .layers.base import INT, MAX_NUMEL, TensorInfo
 from .metrics import METRICS, SUMMED
 from .perf import paused_gc
 from .rf import RF
+from .rfgrowth import rf_growth
 
 if TYPE_CHECKING:
     from .training import TrainOptions
@@ -70,10 +72,12 @@ def sum_rows(rows: list[LayerResult], base: Totals | None = None) -> Totals:
     its own counts its metric's fallback); the other totals are kept from ``base``."""
     totals = Totals() if base is None else replace(base)
     for m in SUMMED:
-        values = [getattr(r, m.name) for r in rows]
+        values = list(map(attrgetter(m.name), rows))
         if m.fallback is not None:
-            values = [getattr(r, m.fallback) if v is None else v for v, r in zip(values, rows)]
-        elif m.training and all(v is None for v in values):
+            if None in values:
+                values = [getattr(r, m.fallback) if v is None else v
+                          for v, r in zip(values, rows)]
+        elif m.training and values.count(None) == len(values):
             continue
         setattr(totals, m.key, sum(values))
     return totals
@@ -100,6 +104,10 @@ class Report:
     timelines: dict[str, list[tuple[int, str]]] = field(default_factory=dict, repr=False,
                                                         compare=False)
     dtypes: Dtypes = field(default_factory=Dtypes)
+    #: receptive-field growth along the path that sets each output's field
+    #: (netcalc.rfgrowth); outputs without a field (token models) are left out
+    rf_growth: dict[str, list[tuple[str, RF]]] = field(default_factory=dict, repr=False,
+                                                       compare=False)
 
 
 def tensor_bytes(t: TensorInfo, dtype: str) -> int:
@@ -123,15 +131,16 @@ def analyze_graph(graph: Graph, dtype: "str | Dtypes" = "float32",
     values: dict[Ref, TensorInfo] = {Ref(n): t for n, t in graph.inputs.items()}
     fields: dict[Ref, RF | None] = {Ref(n): input_field(t) for n, t in graph.inputs.items()}
     rows: list[LayerResult] = []
+    ref = tuple.__new__  # Ref(name, i) without NamedTuple's Python __new__ (10^4 nodes)
     try:
         for node in graph.nodes:
-            ins = [_value(graph, values, s, node) for s in node.sources]
+            ins = [values.get(s) or _missing(graph, s, node) for s in node.sources]
             outs = node.layer.infer(ins)
-            for i, t in enumerate(outs):
-                values[Ref(node.name, i)] = t
             rfs = node.layer.output_fields([fields[s] for s in node.sources])
-            for i, rf in enumerate(rfs):
-                fields[Ref(node.name, i)] = rf
+            for i, t in enumerate(outs):
+                key = ref(Ref, (node.name, i))
+                values[key] = t
+                fields[key] = rfs[i]
             rows.append(_row(graph, node, outs, rfs[0], dtypes))
         for name, ref in graph.outputs:
             if ref not in values:
@@ -157,6 +166,7 @@ def analyze_graph(graph: Graph, dtype: "str | Dtypes" = "float32",
         train=train,
         timelines={"inference": timeline},
         dtypes=dtypes,
+        rf_growth=rf_growth(graph, fields),
     )
     try:
         for s in sections.SECTIONS:
@@ -171,15 +181,12 @@ def analyze_graph(graph: Graph, dtype: "str | Dtypes" = "float32",
     return report
 
 
-def _value(graph: Graph, values: dict[Ref, TensorInfo], ref: Ref, node: Node) -> TensorInfo:
-    """The tensor ``ref`` names; ``x:k`` past the outputs of a layer whose count follows
-    from its input (Split by size) is an error located at the reader."""
-    t = values.get(ref)
-    if t is None:
-        n = len(graph.by_name[ref.node].layer.outputs)
-        raise node.layer.fail(f"{ref.node!r} has {n} output(s) (0 to {n - 1}), not {ref.out}",
-                              "from")
-    return t
+def _missing(graph: Graph, ref: Ref, node: Node) -> NoReturn:
+    """``x:k`` past the outputs of a layer whose count follows from its input (Split by
+    size): an error located at the reader."""
+    n = len(graph.by_name[ref.node].layer.outputs)
+    raise node.layer.fail(f"{ref.node!r} has {n} output(s) (0 to {n - 1}), not {ref.out}",
+                          "from")
 
 
 def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None,
@@ -216,7 +223,7 @@ def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None,
         trainable_params=params if node.trainable else 0,
         buffers=layer.buffers(),
         macs=macs,
-        flops=layer.flops(),
+        flops=layer.flops(macs),
         activation_bytes=0 if layer.HELD else sum(tensor_bytes(t, dtypes.activation)
                                                   for t in outs),
         # a layer's parameters are stored as one packed tensor (int4: whole bytes)
@@ -226,6 +233,7 @@ def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None,
         tied_to=tied_to,
         nonzero_params=nonzero_params,
         nonzero_macs=nonzero_macs,
+        active_params=layer.active_params(),
         extra=layer.extras(),
     )
 
@@ -246,7 +254,8 @@ def _timeline(graph: Graph, rows: list[LayerResult], dtype: str) -> list[tuple[i
         out = size[node.name] = row.activation_bytes
         live += out
         timeline.append((live, node.name))
-        for s in set(x.node for x in node.sources):
+        sources = node.sources
+        for s in (sources[0].node,) if len(sources) == 1 else {x.node for x in sources}:
             if last_use.get(s) == i:
                 live -= size[s]
         if last_use.get(node.name, -1) <= i:  # unused result dies at once

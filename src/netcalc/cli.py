@@ -213,6 +213,9 @@ def shapes(
     checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
     loss: str = typer.Option("square", "--loss", help=LOSS_HELP),
     max_file_size: str = typer.Option(MAX_FILE_SIZE, "--max-file-size", help=MAX_FILE_SIZE_HELP),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE",
+                                        help="also plot the cost per layer, e.g. costs.png "
+                                             "(needs matplotlib: the plots extra)"),
 ) -> None:
     """Per-layer output shapes, receptive fields, params, MACs and memory (no torch needed).
 
@@ -221,35 +224,183 @@ def shapes(
     --train adds the backward pass and the memory of a training step (netcalc.training).
     """
     from . import analysis, graph, spec as spec_mod
+    from .perf import paused_gc
     from .render import FORMATS, render
 
     if format not in FORMATS:
         fail(f"--format: unknown format {format!r} ({', '.join(FORMATS)})")
     _check_convention(convention)
+    _plots_available(plot)
+    max_bytes = _file_size(max_file_size)
+    with paused_gc():  # one pause from parse to output (10^5 live objects): netcalc.perf
+        try:
+            dtypes = dtypes_option(dtype, weight_dtype, activation_dtype, kv_dtype,
+                                   quant_group_size)  # an option's fault, not the spec's
+            options = train_options(train, device, optimizer, precision, checkpoint, loss,
+                                    convention)
+            s = spec_mod.load(spec_file, max_bytes)
+            g = graph.build(s, batch, _input_shapes(s, input))
+            report = analysis.analyze_graph(g, dtypes, options)
+        except SpecError as err:
+            fail(err)
+        if convention != "netcalc":  # netcalc's counts need no conversion (nor its import)
+            from . import conventions
+
+            report = conventions.apply(report, convention)
+        seq = report.sections.get("sequence")
+        if seq is not None and not kv_cache:
+            for key in ("kv_cache_bytes_per_token", "kv_cache_bytes"):
+                seq.pop(key, None)
+        if kv_cache and (seq is None or "kv_cache_bytes_per_token" not in seq):
+            from .sections.sequence import kv_cache_absence
+
+            why = kv_cache_absence(report) or "it has no causal self-attention"
+            typer.echo(f"--kv-cache: no KV cache for this model: {text(why)}", err=True)
+        sys.stdout.write(render(report, format, depth))
+        if plot is not None:
+            _plot(lambda plots: plots.costs_plot(report, depth, plot))
+
+
+def _plot(draw) -> None:
+    """Run ``draw(netcalc.render.plots)``; no matplotlib or an unwritable file: exit 2."""
+    from .render import plots
+
+    try:
+        draw(plots)
+    except plots.PlotError as err:
+        fail(str(err))
+
+
+def _plots_available(plot: "Path | None") -> None:
+    """With --plot, fail at once (before any work) when matplotlib is not installed."""
+    if plot is not None:
+        from .render.plots import PlotError, pyplot
+
+        try:
+            pyplot()
+        except PlotError as err:
+            fail(str(err))
+
+
+def _analyze(spec_file: Path, input: "list[str] | None", batch: int, max_file_size: str,
+             train=None, dtype: str = "float32"):
+    """Load and analyse a spec for a picture command (a SpecError is one line, exit 2)."""
+    from . import analysis, graph, spec as spec_mod
+
     max_bytes = _file_size(max_file_size)
     try:
-        dtypes = dtypes_option(dtype, weight_dtype, activation_dtype, kv_dtype,
-                               quant_group_size)  # an option's fault, not the spec's
-        options = train_options(train, device, optimizer, precision, checkpoint, loss,
-                                convention)
+        dtypes = dtypes_option(dtype, None, None, None, None)
         s = spec_mod.load(spec_file, max_bytes)
-        report = analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)), dtypes,
-                                        options)
+        return analysis.analyze_graph(graph.build(s, batch, _input_shapes(s, input)),
+                                      dtypes, train)
     except SpecError as err:
         fail(err)
-    if convention != "netcalc":  # netcalc's own counts need no conversion (nor its import)
-        from . import conventions
 
-        report = conventions.apply(report, convention)
-    seq = report.sections.get("sequence")
-    if seq is not None and not kv_cache:
-        for key in ("kv_cache_bytes_per_token", "kv_cache_bytes"):
-            seq.pop(key, None)
-    if kv_cache and (seq is None or "kv_cache_bytes_per_token" not in seq):
-        why = ("it has no token input (an int64 input)" if seq is None
-               else "it has no causal self-attention")
-        typer.echo(f"--kv-cache: no KV cache for this model: {why}", err=True)
-    sys.stdout.write(render(report, format, depth))
+
+def _write(path: Path, data: "bytes | str") -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, str):
+            path.write_text(data, encoding="utf-8")
+        else:
+            path.write_bytes(data)
+    except OSError as exc:
+        fail(f"--output {text(path)}: cannot write: {exc.strerror or exc}")
+
+
+DEPTH_HELP = "collapse block instances below this depth"
+
+
+@app.command()
+def draw(
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="YAML spec file"),
+    output: Path = typer.Option(..., "--output", "-o",
+                                help="net.svg | net.png (laid out by Graphviz's dot) | net.dot"),
+    depth: Optional[int] = typer.Option(None, min=1, help=DEPTH_HELP),
+    rankdir: str = typer.Option("TB", "--rankdir", help="TB (top to bottom) | LR (left to right)"),
+    params: bool = typer.Option(False, "--params", help="show each node's params"),
+    macs: bool = typer.Option(False, "--macs", help="show each node's MACs"),
+    max_nodes: int = typer.Option(250, "--max-nodes", min=1,
+                                  help="fold repeat groups, then depths, beyond this many nodes"),
+    input: Optional[list[str]] = typer.Option(None, "--input", "-i",
+                                              help="per-sample input shape, e.g. 3x224x224"),
+    batch: int = typer.Option(1, "--batch", "-b", min=1, max=2**63 - 1, help="batch size (dim 0)"),
+    max_file_size: str = typer.Option(MAX_FILE_SIZE, "--max-file-size", help=MAX_FILE_SIZE_HELP),
+) -> None:
+    """Draw the layer graph: nodes with name, type and output shape, blocks as clusters.
+
+    Graphs of more than --max-nodes nodes (250) fold their repeat groups after the first
+    instance, then lower the depth until they fit (the picture's caption says so). SVG
+    and PNG need Graphviz's `dot` on PATH (run with a 60 s timeout); .dot needs nothing.
+    """
+    from .render.dot import FORMATS, RANKDIRS, DotError, run_dot, to_dot
+
+    fmt = output.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        fail(f"--output: unknown picture format {text(output.suffix or output.name)!r} "
+             "(.svg, .png, .dot)")
+    if rankdir not in RANKDIRS:
+        fail(f"--rankdir: unknown value {text(rankdir)!r} (TB, LR)")
+    report = _analyze(spec_file, input, batch, max_file_size)
+    try:
+        dot_text = to_dot(report, depth, rankdir, params, macs, max_nodes)
+        _write(output, dot_text if fmt == "dot" else run_dot(dot_text, fmt))
+    except DotError as err:
+        fail(str(err))
+
+
+@app.command()
+def report(
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="YAML spec file"),
+    output: Path = typer.Option(..., "--output", "-o", help="the HTML file to write"),
+    profile: Optional[Path] = typer.Option(None, "--profile",
+                                           help="a `netcalc profile --format json` file of "
+                                                "this spec: adds the measured roofline"),
+    profile_config: int = typer.Option(0, "--profile-config", min=0, metavar="N",
+                                       help="which run of the profile: the index in its "
+                                            "configs (default 0, the first)"),
+    depth: Optional[int] = typer.Option(None, min=1, help=DEPTH_HELP),
+    input: Optional[list[str]] = typer.Option(None, "--input", "-i",
+                                              help="per-sample input shape, e.g. 3x224x224"),
+    batch: int = typer.Option(1, "--batch", "-b", min=1, max=2**63 - 1, help="batch size (dim 0)"),
+    dtype: str = typer.Option("float32", help=DTYPE_HELP),
+    train: bool = typer.Option(False, "--train", help=TRAIN_HELP),
+    device: str = typer.Option("cuda", "--device", "-d", help=DEVICE_HELP),
+    optimizer: str = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP),
+    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
+    checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
+    loss: str = typer.Option("square", "--loss", help=LOSS_HELP),
+    max_file_size: str = typer.Option(MAX_FILE_SIZE, "--max-file-size", help=MAX_FILE_SIZE_HELP),
+) -> None:
+    """One self-contained HTML report that works offline (no torch needed).
+
+    Totals, the graph (laid out by Graphviz's dot; left out with a note without it),
+    the per-layer table (sortable, filterable, folded at --depth), per-layer cost bars,
+    receptive-field growth, memory over the layer order and, with --profile, the
+    measured per-layer roofline.
+    """
+    from .render.dot import DotError, run_dot, to_dot
+    from .render.html import clean_svg, load_profile, render_html, roofline_data
+
+    try:
+        options = train_options(train, device, optimizer, precision, checkpoint, loss)
+    except SpecError as err:
+        fail(err)
+    rep = _analyze(spec_file, input, batch, max_file_size, options, dtype)
+    roof = None
+    if profile is not None:
+        try:
+            roof = roofline_data(load_profile(profile), rep, profile_config)
+        except SpecError as err:
+            fail(err)
+        except ValueError as exc:
+            fail(f"--profile {text(profile)}: {exc}")
+    svg = note = None
+    try:
+        svg = clean_svg(run_dot(to_dot(rep, depth), "svg"))
+    except DotError as err:
+        note = f"Graph left out: {err}"
+    _write(output, render_html(rep, depth, svg, note, roof))
 
 
 @app.command()
@@ -429,6 +580,9 @@ def profile(
     input: Optional[list[str]] = typer.Option(None, "--input", "-i",
                                               help="per-sample input shape, e.g. 3x224x224"),
     format: str = typer.Option("table", "--format", "-f", help="table | json"),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE",
+                                        help="also plot the per-layer roofline, e.g. "
+                                             "roofline.png (needs matplotlib: the plots extra)"),
 ) -> None:
     """Time the network on CPU and/or CUDA: latency, throughput, per-layer, roofline (needs torch).
 
@@ -441,6 +595,7 @@ def profile(
         fail(f"--format: unknown format {format!r} (table, json)")
     if repeat is not None and min_time is not None:
         fail("use one of --repeat N or --min-time S, not both")
+    _plots_available(plot)
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -465,22 +620,24 @@ def profile(
     except ProfileError as err:
         fail(err)
     for skipped in result.skipped:
-        typer.echo(f"{skipped['device']} skipped: {skipped['reason']}", err=True)
+        typer.echo(f"{skipped['device']} skipped: {text(skipped['reason'])}", err=True)
     data = result.to_dict()
+    if plot is not None:
+        _plot(lambda plots: plots.roofline_plot(data, plot))
     if format == "json":
-        sys.stdout.write(render_profile_json(data))
+        sys.stdout.write(render_profile_json(result))
     else:
-        sys.stdout.write(render_profile_table(data, top))
+        sys.stdout.write(render_profile_table(result, top))
     if result.interrupted:
         typer.echo("interrupted: reported what was measured", err=True)
         raise typer.Exit(130)
     if not result.ok:
-        cc = result.crosscheck or {}
-        if cc.get("ran"):
-            typer.echo(f"cross-check failed: {len(cc.get('mismatches') or [])} mismatch(es) "
+        cc = result.crosscheck
+        if cc.ran:
+            typer.echo(f"cross-check failed: {len(cc.mismatches)} mismatch(es) "
                        "between the built module and the analysis (see the report)", err=True)
         else:
-            typer.echo(f"cross-check could not run: {cc.get('error')}", err=True)
+            typer.echo(f"cross-check could not run: {text(cc.error)}", err=True)
         raise typer.Exit(1)
 
 
@@ -545,3 +702,209 @@ def verify(
     sys.stdout.write(render_crosscheck(result, format, show))
     if not result.ok:
         raise typer.Exit(1)
+
+
+IMPORT_INPUT_HELP = ("per-sample input shape, e.g. 3x224x224, or NAME=SIZES[:int64] "
+                     "(repeatable; int64 for token ids)")
+INPUT_DTYPES = ("float32", "int64")
+
+
+def parse_import_inputs(values: list[str] | None) -> list[tuple[str, tuple[int, ...], str]]:
+    """``--input`` of ``import``: ``3x224x224``, or ``NAME=SIZES[:DTYPE]`` (repeatable);
+    DTYPE is float32 (default) or int64. Returns (name, sizes, dtype) in order; the name
+    is '' for an unnamed input, which then must be the only one."""
+    parsed = []
+    for value in values or ():
+        sizes, _, dtype = value.partition(":")
+        dtype = dtype or "float32"
+        if dtype not in INPUT_DTYPES:
+            raise SpecError(f"{value!r}: unknown dtype {dtype!r} ({' | '.join(INPUT_DTYPES)})",
+                            file="--input")
+        shape = parse_input_option([sizes])
+        assert shape is not None
+        [(name, dims)] = shape.items()
+        if name and not name.isidentifier():
+            raise SpecError(f"{value!r}: the input name must be an identifier", file="--input")
+        if any(n == name for n, _, _ in parsed):
+            raise SpecError(f"{value!r}: input {name or '(unnamed)'!r} given twice",
+                            file="--input")
+        parsed.append((name, dims, dtype))
+    if len(parsed) > 1 and any(not name for name, _, _ in parsed):
+        raise SpecError("several inputs: name each one, NAME=SIZES", file="--input")
+    return parsed
+
+
+def _kwargs_option(value: str | None) -> dict:
+    if value is None:
+        return {}
+    import json
+
+    try:
+        kwargs = json.loads(value)
+    except ValueError as exc:
+        raise SpecError(f"not JSON: {exc}", file="--kwargs") from None
+    if not isinstance(kwargs, dict):
+        raise SpecError(f"expected a JSON object like '{{\"num_classes\": 10}}', got "
+                        f"{type(kwargs).__name__}", file="--kwargs")
+    return kwargs
+
+
+def _write_spec(spec_text: str, output: Path | None, force: bool) -> None:
+    """The spec to ``-o`` (refusing to overwrite without --force) or to stdout."""
+    if output is None:
+        sys.stdout.write(spec_text)
+        return
+    try:
+        with open(output, "w" if force else "x", encoding="utf-8") as f:
+            f.write(spec_text)
+    except FileExistsError:
+        fail(f"-o {output}: the file exists (--force overwrites it)")
+    except OSError as exc:
+        fail(f"-o {output}: cannot write: {exc.strerror or exc}")
+
+
+@app.command("import")
+def import_(
+    target: Optional[str] = typer.Argument(None, metavar="[TARGET]",
+                                           help="package.module:callable building an "
+                                                "nn.Module, e.g. torchvision.models:resnet50"),
+    input: Optional[list[str]] = typer.Option(None, "--input", "-i", help=IMPORT_INPUT_HELP),
+    kwargs: Optional[str] = typer.Option(None, "--kwargs",
+                                         help="keyword arguments of TARGET as a JSON object"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="write the spec to this file (else stdout)"),
+    force: bool = typer.Option(False, "--force", help="overwrite the -o file"),
+    opaque: bool = typer.Option(False, "--opaque",
+                                help="write what cannot be expressed as Opaque layers "
+                                     "(measured shape and params; MACs unknown)"),
+    verify: bool = typer.Option(False, "--verify",
+                                help="prove the spec against the source module (netcalc verify)"),
+    hf_config: Optional[Path] = typer.Option(None, "--hf-config",
+                                             help="a local Hugging Face config.json "
+                                                  "(instead of TARGET)"),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", min=1,
+                                          help="with --hf-config: the sequence length"),
+    decoder_seq_len: Optional[int] = typer.Option(None, "--decoder-seq-len", min=1,
+                                                  help="with --hf-config: the decoder's "
+                                                       "sequence length (seq2seq)"),
+    task: Optional[str] = typer.Option(None, "--task",
+                                       help="with --hf-config: causal-lm | seq2seq | encoder"),
+) -> None:
+    """Write a spec from a PyTorch module (TARGET) or a Hugging Face config (--hf-config).
+
+    The spec keeps the module's names (its state_dict keys), starts with a provenance
+    comment and an `expect:` block measured on the source; --verify proves it against
+    the source module. Import runs TARGET's code: use it on trusted code only.
+    Exit codes: 0 written (and verified); 1 --verify found a mismatch; 2 invalid input.
+    """
+    if (target is None) == (hf_config is None):
+        fail("give one of TARGET (package.module:callable) or --hf-config config.json")
+    try:
+        if hf_config is not None:
+            if input or kwargs is not None or opaque:
+                raise SpecError("--input, --kwargs and --opaque are for TARGET; "
+                                "--hf-config takes --seq-len, --decoder-seq-len, --task",
+                                file="--hf-config")
+            _import_hf(str(hf_config), task, seq_len, decoder_seq_len, output, force, verify)
+        else:
+            if seq_len is not None or decoder_seq_len is not None or task is not None:
+                raise SpecError("--seq-len, --decoder-seq-len and --task are for "
+                                "--hf-config; TARGET takes --input", file="--task")
+            _import_target(target or "", parse_import_inputs(input), _kwargs_option(kwargs),
+                           opaque, output, force, verify)
+    except SpecError as err:
+        fail(err)
+
+
+def _import_hf(path: str, task: str | None, seq_len: int | None, decoder_seq_len: int | None,
+               output: Path | None, force: bool, verify: bool) -> None:
+    try:
+        from .importers import hf
+    except ImportError as exc:
+        fail(f"--hf-config: the Hugging Face importer is not available ({exc})")
+    spec_text = hf.spec_text(path, task=task, seq_len=seq_len, decoder_seq_len=decoder_seq_len)
+    _write_spec(spec_text, output, force)
+    if verify:
+        _report_verify(hf.verify(path, spec_text, task=task), output)
+
+
+def _import_target(target: str, inputs: list, kwargs: dict, opaque: bool,
+                   output: Path | None, force: bool, verify: bool) -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        fail(f"netcalc import needs torch: pip install torch ({exc})")
+    from .torch import importer
+
+    imported = importer.import_target(target, kwargs, inputs, opaque=opaque)
+    _write_spec(imported.text, output, force)
+    if verify:
+        _report_verify(importer.verify(imported), output)
+
+
+def _report_verify(result, output: Path | None) -> None:
+    """The cross-check of an imported spec: to stdout when the spec went to a file, else
+    to stderr (stdout holds the spec); exit 1 on a mismatch."""
+    from .render.crosscheck import render_crosscheck
+
+    typer.echo(render_crosscheck(result, "table", "differences").rstrip("\n"),
+               err=output is None)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="YAML spec file"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Python file to write (default: stdout)"),
+    force: bool = typer.Option(False, "--force", help="overwrite --output if it exists"),
+    input: Optional[list[str]] = typer.Option(None, "--input", "-i",
+                                              help="per-sample input shape, e.g. 3x224x224 "
+                                                   "(for arguments inferred from it)"),
+    verify: bool = typer.Option(False, "--verify",
+                                help="load the written code and cross-check it against the "
+                                     "spec (as netcalc verify, on the meta device)"),
+) -> None:
+    """Write the spec as readable PyTorch code (needs torch): one nn.Module class per block.
+
+    Submodules are created under the spec's names (state_dict keys are the report's
+    paths), forward is straight-line code. The file imports only torch.
+    Exit codes: 0 written; 1 --verify found a mismatch; 2 invalid input, an existing
+    --output without --force, or torch missing.
+    """
+    from . import spec as spec_mod
+
+    try:
+        from .torch.export import export_source, verify_source
+    except ImportError as exc:
+        fail(f"netcalc export needs torch: pip install torch ({exc})")
+    if output is not None and output.exists() and not force:
+        fail(f"--output: {output} exists (add --force to overwrite it)")
+    try:
+        s = spec_mod.load(spec_file)
+        source = export_source(s, input_shapes=_input_shapes(s, input))
+    except SpecError as err:
+        fail(err.located(str(spec_file)))
+    if output is None:
+        sys.stdout.write(source)
+    else:
+        try:
+            with open(output, "w" if force else "x", encoding="utf-8") as f:
+                f.write(source)
+        except FileExistsError:
+            fail(f"--output: {output} exists (add --force to overwrite it)")
+        except OSError as exc:
+            fail(f"--output: cannot write {output}: {exc.strerror or exc}")
+    if verify:
+        from .render.crosscheck import render_crosscheck
+
+        try:
+            result = verify_source(s, source, input_shapes=_input_shapes(s, input))
+        except SpecError as err:
+            fail(err.located(str(spec_file)))
+        if not result.ok:
+            sys.stderr.write(render_crosscheck(result, "table", "differences"))
+            raise typer.Exit(1)
+        typer.echo(f"verified: {len(result.rows)} checks of the exported module against the "
+                   "spec match", err=True)

@@ -388,6 +388,7 @@ PIXEL = "PixelShuffle PixelUnshuffle ChannelShuffle"
 MATRIX = "Linear MatMul"
 RNNS = "RNN GRU LSTM"
 TRANSFORMERS = "TransformerEncoderLayer TransformerDecoderLayer"
+MOE = "MixtureOfExperts"  # counted by its parts: the router and the expert's layers
 EMBEDDINGS = "Embedding EmbeddingBag"
 ELEMENTWISE = "Add Mul"
 TENSORS = "Parameter Buffer Constant"
@@ -397,7 +398,7 @@ POINTWISE = "Scale RotaryEmbedding"
 
 # netcalc: the engine's own MACS_FORMULA for every type
 for _t in " ".join([CONV, NORM_STATS, BATCHNORM, ACTIVATIONS, MOVES, POOLS, PADS, RESAMPLE,
-                    PIXEL, MATRIX, RNNS, TRANSFORMERS, EMBEDDINGS, ELEMENTWISE, "Bilinear",
+                    PIXEL, MATRIX, RNNS, TRANSFORMERS, MOE, EMBEDDINGS, ELEMENTWISE, "Bilinear",
                     "LayerNorm LayerNorm2d RMSNorm LocalResponseNorm MultiheadAttention",
                     "ScaledDotProductAttention AdaptiveAvgPool1d AdaptiveAvgPool2d",
                     "AdaptiveAvgPool3d", TENSORS, PARTS, REDUCTIONS, POINTWISE,
@@ -428,6 +429,8 @@ _add("fvcore", "MultiheadAttention", "attention", "aten::linear projections only
 _add("fvcore", TRANSFORMERS, "parts", "sum of its parts under fvcore's rules "
      "(attention projections, feed-forward linears, 5 per element per LayerNorm)",
      _parts("fvcore"))
+_add("fvcore", MOE, "parts", "sum of its parts under fvcore's rules (the router and the "
+     "expert's layers on the routed tokens; the routing itself: 0)", _parts("fvcore"))
 _add("fvcore", " ".join([RNNS, "ScaledDotProductAttention Bilinear RMSNorm LocalResponseNorm",
                          EMBEDDINGS, ACTIVATIONS, POOLS, ELEMENTWISE, PIXEL,
                          "AdaptiveAvgPool1d AdaptiveAvgPool3d"]),
@@ -454,6 +457,8 @@ _add("flopcounter", "MultiheadAttention", "attention", "CPU: 2 * projections (th
      "products run the CPU flash kernel); CUDA and meta: 2 * netcalc", _fc_mha)
 _add("flopcounter", TRANSFORMERS, "parts", "sum of its parts under FlopCounterMode's rules",
      _parts("flopcounter"))
+_add("flopcounter", MOE, "parts", "sum of its parts under FlopCounterMode's rules (the "
+     "router's and the experts' mm on the tokens routed to each)", _parts("flopcounter"))
 _add("flopcounter", "Einsum", "einsum", "einsum decomposes into one bmm per pair that "
      "contracts a label: 2 * netcalc (element-wise products and sums: 0)", _twice)
 _add("flopcounter", " ".join([TENSORS, PARTS, REDUCTIONS, POINTWISE]), "elementwise",
@@ -489,6 +494,8 @@ _add_backward("MultiheadAttention", "attention", "CPU: 2 * the projections' back
               "attention products run the CPU flash kernel), 2 * netcalc when an attn_mask "
               "needs a gradient (math path); CUDA: 2 * netcalc",
               _fc_mha_backward)
+_add_backward(MOE, "parts", "sum of its parts under FlopCounterMode's backward rules",
+              _fc_parts_backward)
 _add_backward(TRANSFORMERS, "parts", "sum of its parts under FlopCounterMode's backward rules",
               _fc_parts_backward)
 
@@ -506,6 +513,8 @@ _add("torchinfo", "MultiheadAttention", "not_leaf", "nn.MultiheadAttention has a
      "(out_proj) that is never called: 0", _zero)
 _add("torchinfo", TRANSFORMERS, "parts", "leaf modules only: the feed-forward Linears and "
      "LayerNorms, params * N each; attention 0", _parts("torchinfo"))
+_add("torchinfo", MOE, "parts", "leaf modules only: the router and, per expert called, "
+     "its leaf modules on the tokens routed to it", _parts("torchinfo"))
 _add("torchinfo", " ".join([ACTIVATIONS.replace("PReLU ", ""), MOVES, POOLS, PADS, RESAMPLE,
                             PIXEL, ELEMENTWISE, "MatMul ScaledDotProductAttention",
                             "LocalResponseNorm AdaptiveAvgPool1d AdaptiveAvgPool2d",

@@ -20,16 +20,16 @@ Expansion is bounded: every block instance and repeat is counted against
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from .args import INT64_MAX
 from .errors import Mark, SpecError, did_you_mean
 from .expr import ExprError, substitute
 from .layers import REGISTRY
-from .layers.base import MAX_NUMEL, Ctx, Layer, TensorInfo
+from .layers.base import FLOAT, MAX_NUMEL, Ctx, Layer, TensorInfo
 from .perf import paused_gc
-from .spec import BlockDef, Entry, Spec, parse_entry
+from .spec import BlockDef, Entry, InputSpec, Spec, parse_entry
 from .yamlsafe import LList, LMap
 
 MAX_NODES = 20_000  # layers after expansion: see README, "Limits"
@@ -72,6 +72,10 @@ class Graph:
     #: containers (block instances and repeat groups): name -> label such as "Bottleneck"
     containers: dict[str, str] = field(default_factory=dict)
     by_name: dict[str, Node] = field(default_factory=dict)
+    #: block instances: name -> the refs passed as the block's inputs, in its order
+    block_sources: dict[str, list[Ref]] = field(default_factory=dict)
+    #: block instances: name -> the block's argument values
+    block_args: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _subst(value: Any, env: dict[str, Any], mark: Mark) -> Any:
@@ -110,11 +114,14 @@ class _Builder:
                  max_nodes: int):
         self.spec = spec
         self.max_nodes = max_nodes
+        self.weighted = ""  # how a layer type weighing more than 1 counts, for the message
         self.types = set(REGISTRY) | set(spec.blocks)
         self.nodes: list[Node] = []
         self.by_name: dict[str, Node] = {}
         self.paths: dict[str, Ref] = {}  # every nameable path -> its output
         self.containers: dict[str, str] = {}
+        self.block_sources: dict[str, list[Ref]] = {}
+        self.block_args: dict[str, dict[str, Any]] = {}
         self.inputs: dict[str, TensorInfo] = {}
         for name, inp in spec.inputs.items():
             shape = (input_shapes or {}).get(name, inp.shape)
@@ -126,7 +133,7 @@ class _Builder:
                                 "--input" if given else None)
             self.paths[name] = Ref(name)
         self.block_stack: list[str] = []
-        self.parsed: dict[tuple[int, int], Entry] = {}  # see entry()
+        self.parsed: dict[tuple, Entry] = {}  # see entry()
         self.sparsity: float | None = None  # of the innermost block instance that sets one
 
     # -------------------------------------------------------------- references
@@ -213,20 +220,22 @@ class _Builder:
     def entry(self, entries: LList, i: int, env: dict[str, Any] | None) -> Entry:
         """Entry ``i`` of a list, its block arguments substituted.
 
-        The spec's top-level entries (nothing to substitute) are parsed once, for both
-        the count and the expansion; block bodies are parsed per instance.
+        Each entry is parsed once per distinct block arguments, for both the count and
+        the expansion (2^14 distinct block instances parse their bodies once, not twice).
         """
         mark = entries.item_mark(i)
-        if env is not None:
-            return parse_entry(_subst(entries[i], env, mark), mark, self.types)
-        key = (id(entries), i)
+        key = (id(entries), i, None if env is None else repr(sorted(env.items())))
         entry = self.parsed.get(key)
         if entry is None:
-            entry = self.parsed[key] = parse_entry(entries[i], mark, self.types)
+            entry = self.parsed[key] = (
+                parse_entry(entries[i], mark, self.types) if env is None else
+                parse_entry(_subst(entries[i], env, mark), mark, self.types, in_block=True))
         return entry
 
     def count(self, entries: LList, env: dict[str, Any] | None, seen: dict) -> int:
-        """Layers an entry list expands to, computed before anything is built.
+        """Layers an entry list expands to, computed before anything is built; a layer
+        type counts as the modules torch builds for it (``Layer.MODULES``: a
+        TransformerDecoderLayer is 14, its cost is that of its parts).
 
         Memoised per (block, arguments), so nested repeats cost one visit per
         distinct block instance; stops as soon as the count passes ``max_nodes``.
@@ -236,28 +245,59 @@ class _Builder:
             entry = self.entry(entries, i, env)
             mark = entries.item_mark(i)
             block = self.spec.blocks.get(entry.type)
-            each = 1
+            each = REGISTRY[entry.type].MODULES if entry.type in REGISTRY else 1
+            if each > 1:
+                self.weighted = f" (a {entry.type} counts as {each}: the modules torch builds)"
             if block is not None:
-                if block.name in self.block_stack:
-                    raise SpecError(f"block {block.name!r} uses itself "
-                                    f"({' -> '.join(self.block_stack + [block.name])})",
-                                    entry.type_mark)
-                benv = _block_env(block, entry)
-                key = (block.name, repr(sorted(benv.items())))
-                if key not in seen:
-                    if len(self.block_stack) >= MAX_BLOCK_DEPTH:
-                        raise SpecError(f"blocks nested more than {MAX_BLOCK_DEPTH} deep",
-                                        entry.type_mark)
-                    self.block_stack.append(block.name)
-                    try:
-                        seen[key] = self.count(block.layers, benv, seen)
-                    finally:
-                        self.block_stack.pop()
-                each = seen[key]
+                each = self._count_block(block, entry, entry.type_mark, seen)
+            else:  # a layer whose argument names a block (an expert): its graph counts too
+                for name, bmark in _block_args(entry):
+                    if name in self.spec.blocks:
+                        inner = Entry(name, None, bmark, bmark)
+                        each += self._count_block(self.spec.blocks[name], inner, bmark, seen)
             total += each * (entry.repeat or 1)
             if total > self.max_nodes:
-                raise SpecError(f"the spec expands to more than {self.max_nodes:,} layers", mark)
+                raise SpecError(f"the spec expands to more than {self.max_nodes:,} layers"
+                                f"{self.weighted}", mark)
         return total
+
+    def _count_block(self, block: BlockDef, entry: Entry, mark: Mark, seen: dict) -> int:
+        if block.name in self.block_stack:
+            raise SpecError(f"block {block.name!r} uses itself "
+                            f"({' -> '.join(self.block_stack + [block.name])})", mark)
+        benv = _block_env(block, entry)
+        key = (block.name, repr(sorted(benv.items())))
+        if key not in seen:
+            if len(self.block_stack) >= MAX_BLOCK_DEPTH:
+                raise SpecError(f"blocks nested more than {MAX_BLOCK_DEPTH} deep", mark)
+            self.block_stack.append(block.name)
+            try:
+                seen[key] = self.count(block.layers, benv, seen)
+            finally:
+                self.block_stack.pop()
+        return seen[key]
+
+    def block_graph(self, name: str, mark: Mark, what: str) -> Graph:
+        """A graph of its own for the one-input block ``name`` (an expert), its
+        arguments at their defaults; its input's size is set by the layer that uses it
+        (placeholder ``[1, 1]`` until then)."""
+        block = self.spec.blocks.get(name)
+        if block is None:
+            kind = " (a layer type: name a block of the spec's `blocks:`)" \
+                if name in REGISTRY else did_you_mean(name, self.spec.blocks)
+            raise SpecError(f"{what}: unknown block {name!r}{kind}", mark)
+        if len(block.inputs) != 1:
+            raise SpecError(f"{what}: block {name} takes {len(block.inputs)} inputs "
+                            f"({', '.join(block.inputs)}); it must take one", mark)
+        inp = block.inputs[0]
+        sub = replace(self.spec, name=name, layers=block.layers, outputs=None,
+                      inputs={inp: InputSpec(inp, (1,), FLOAT, mark)})
+        b = _Builder(sub, 1, None, self.max_nodes)
+        b.block_stack = [*self.block_stack, name]
+        env = _block_env(block, Entry(name, None, mark, mark))
+        last = b.scope(block.layers, "", env, dict(b.paths), [Ref(inp)], block.numbered)
+        return Graph(sub, b.inputs, b.nodes, [("output", last)], b.containers, b.by_name,
+                     b.block_sources, b.block_args)
 
     def instance(self, entry: Entry, full: str, sources: list[Ref]) -> Ref:
         block = self.spec.blocks.get(entry.type)
@@ -265,6 +305,10 @@ class _Builder:
             return self.block(block, entry, full, sources)
         args, marks = _layer_args(REGISTRY[entry.type], entry)
         layer = REGISTRY[entry.type](args, Ctx(full, entry.type_mark, marks))
+        for arg in layer.BLOCK_ARGS:
+            layer.bind_block(arg, self.block_graph(getattr(layer, arg),
+                                                   marks.get(arg, entry.type_mark),
+                                                   f"{full}: argument {arg}"))
         tie = None
         if entry.tie is not None:
             tname, tmark = entry.tie
@@ -285,6 +329,8 @@ class _Builder:
                             f"({', '.join(block.inputs)}), got {len(sources)}", entry.mark)
         env = _block_env(block, entry)
         self.containers[full] = block.name
+        self.block_sources[full] = list(sources)
+        self.block_args[full] = env
         scope = dict(zip(block.inputs, sources))
         self.block_stack.append(block.name)
         outer = self.sparsity
@@ -338,6 +384,15 @@ def _block_env(block: BlockDef, entry: Entry) -> dict[str, Any]:
     return env
 
 
+def _block_args(entry: Entry) -> list[tuple[str, Mark]]:
+    """The blocks an entry of a registered type names in its ``BLOCK_ARGS``."""
+    cls = REGISTRY.get(entry.type)
+    if cls is None or not cls.BLOCK_ARGS or not isinstance(entry.args, LMap):
+        return []
+    return [(entry.args[a], entry.args.value_mark(a)) for a in cls.BLOCK_ARGS
+            if isinstance(entry.args.get(a), str)]
+
+
 def _layer_args(cls: type[Layer], entry: Entry) -> tuple[dict[str, Any], dict[str, Mark]]:
     a = entry.args
     if a is None:
@@ -367,4 +422,5 @@ def build(spec: Spec, batch: int = 1, input_shapes: dict[str, tuple[int, ...]] |
             outputs = [(r, b.resolve(r, m, {}, "")) for r, m in spec.outputs]
     except SpecError as err:
         raise err.located(spec.file) from None
-    return Graph(spec, b.inputs, b.nodes, outputs, b.containers, b.by_name)
+    return Graph(spec, b.inputs, b.nodes, outputs, b.containers, b.by_name, b.block_sources,
+                 b.block_args)

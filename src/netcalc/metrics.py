@@ -38,6 +38,9 @@ class Metric:
     budget: bool = True
     #: table column title; None: not a column
     column: str | None = None
+    #: metrics with a fallback shown together: the JSON shows every total of a group as
+    #: soon as one of them differs from its fallback (pruning's two figures)
+    group: str = ""
 
     @property
     def key(self) -> str:
@@ -63,8 +66,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("peak_activation_bytes", "B", "largest set of tensors alive at once in inference",
            total=OWN, row=False),
     Metric("nonzero_params", "", "parameters left after `sparsity:` pruning",
-           fallback="params"),
-    Metric("nonzero_macs", "MAC", "MACs left after `sparsity:` pruning", fallback="macs"),
+           fallback="params", group="pruning"),
+    Metric("nonzero_macs", "MAC", "MACs left after `sparsity:` pruning", fallback="macs",
+           group="pruning"),
+    Metric("active_params", "",
+           "parameters one token uses: a MixtureOfExperts counts its router and top_k "
+           "of its experts (params counts all of them)", fallback="params", group="active"),
     Metric("backward_macs", "MAC",
            "multiply-accumulates of the backward pass: the gradient of every input that "
            "needs one and of every trainable weight (recomputation excluded)",

@@ -136,10 +136,12 @@ def _entry(registry: dict[str, type], templated: bool) -> dict:
         "additionalProperties": True,
         "allOf": one_type,
     }
-    mapping["propertyNames"] = {"pattern": IDENT}
+    # inside a block, a type may be a block argument: `- $act` or `- {$act: ~}`
+    type_name = r"^\$?[A-Za-z_][A-Za-z0-9_]*$" if templated else IDENT
+    mapping["propertyNames"] = {"pattern": type_name}
     return {
         "anyOf": [
-            {"type": "string", "pattern": IDENT,
+            {"type": "string", "pattern": type_name,
              "description": "a layer type (or block) with every argument defaulted"},
             mapping,
         ],
@@ -262,6 +264,9 @@ def spec_schema() -> dict:
         "inputs": {"type": "object", "propertyNames": {"pattern": IDENT},
                    "additionalProperties": _input(), "minProperties": 1,
                    "description": "several named inputs"},
+        "tokens": {"type": "string", "pattern": IDENT,
+                   "description": "the int64 input holding the token ids of a sequence model "
+                                  "(default: the only int64 input, or the first of several)"},
         "blocks": {"type": "object", "propertyNames": {"pattern": IDENT},
                    "additionalProperties": {"anyOf": [
                        block, {"type": "array", "items": _ref("templatedEntry"), "minItems": 1}]},

@@ -8,6 +8,7 @@ The format (documented in README.md, "Spec format")::
     blocks: {Name: {args: {...}, inputs: [input], layers: [...]}}
     layers: [...]                        # entries, see parse_entry
     outputs: [layer, ...]                # default: the last layer
+    tokens: decoder_input_ids            # the token-id input of a sequence model
     expect: {...}                        # checked by `netcalc check`
     budget: {...}
 
@@ -27,10 +28,11 @@ from typing import Any
 from . import yamlsafe
 from .errors import Mark, SpecError, did_you_mean
 from .layers.base import FLOAT, INT
+from .torch_names import BLOCK_RESERVED
 from .torch_names import RESERVED as TORCH_RESERVED
 from .yamlsafe import LList, LMap
 
-TOP_KEYS = ("name", "description", "input", "inputs", "blocks", "layers", "outputs",
+TOP_KEYS = ("name", "description", "input", "inputs", "tokens", "blocks", "layers", "outputs",
             "expect", "budget")
 RESERVED = ("name", "from", "repeat", "tie", "trainable", "sparsity")
 BLOCK_KEYS = ("args", "inputs", "layers", "numbered")
@@ -74,6 +76,8 @@ class Spec:
     expect: LMap | None
     budget: LMap | None
     raw: LMap
+    #: the input named by ``tokens:`` (an integer input), or None when not given
+    tokens: str | None = None
 
 
 @dataclass
@@ -100,17 +104,19 @@ def check_name(name: Any, mark: Mark, what: str = "name") -> str:
     return name
 
 
-def check_module_name(name: Any, mark: Mark, what: str = "name") -> str:
-    """An identifier that torch can use as a submodule or input name."""
+def check_module_name(name: Any, mark: Mark, what: str = "name", in_block: bool = False) -> str:
+    """An identifier that torch can use as a submodule or input name (``in_block``: of a
+    block's container, which lacks the root module's own attributes)."""
     check_name(name, mark, what)
-    if name in TORCH_RESERVED:
+    if name in (BLOCK_RESERVED if in_block else TORCH_RESERVED):
         raise SpecError(f"{what} {name!r} is an attribute of torch.nn.Module: torch cannot "
                         "build a module with this name", mark)
     return name
 
 
-def parse_entry(raw: Any, mark: Mark, known_types: set[str]) -> Entry:
-    """Parse a bare type name or a mapping with one type key plus reserved keys."""
+def parse_entry(raw: Any, mark: Mark, known_types: set[str], in_block: bool = False) -> Entry:
+    """Parse a bare type name or a mapping with one type key plus reserved keys
+    (``in_block``: an entry of a block's body)."""
     if isinstance(raw, str):
         _check_type(raw, mark, known_types)
         return Entry(raw, None, mark, mark)
@@ -128,7 +134,7 @@ def parse_entry(raw: Any, mark: Mark, known_types: set[str]) -> Entry:
     _check_type(type_name, raw.key_mark(type_name), known_types)
     entry = Entry(type_name, raw[type_name], raw.mark, raw.key_mark(type_name))
     if "name" in raw:
-        entry.name = check_module_name(raw["name"], raw.value_mark("name"))
+        entry.name = check_module_name(raw["name"], raw.value_mark("name"), in_block=in_block)
     if "from" in raw:
         entry.sources = _refs(raw["from"], raw.value_mark("from"))
     if "repeat" in raw:
@@ -305,9 +311,23 @@ def parse(text: str, file: str = "<spec>") -> Spec:
             if key in raw and not isinstance(raw[key], LMap):
                 raise SpecError(f"{key} must be a mapping", raw.value_mark(key))
         return Spec(file, str(name), inputs, blocks, layers, outputs,
-                    raw.get("expect"), raw.get("budget"), raw)
+                    raw.get("expect"), raw.get("budget"), raw, _tokens(raw, inputs))
     except SpecError as err:
         raise err.located(file) from None
+
+
+def _tokens(raw: LMap, inputs: dict[str, InputSpec]) -> str | None:
+    """``tokens: NAME``: the input holding the token ids (an int64 input)."""
+    if "tokens" not in raw:
+        return None
+    name, mark = raw["tokens"], raw.value_mark("tokens")
+    if not isinstance(name, str) or name not in inputs:
+        raise SpecError(f"tokens: {name!r} is not an input (inputs: {', '.join(inputs)})"
+                        f"{did_you_mean(str(name), inputs)}", mark)
+    if inputs[name].dtype != INT:
+        raise SpecError(f"tokens: input {name!r} is float, not int64: token ids are an "
+                        "integer input (dtype: int64)", mark)
+    return name
 
 
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),

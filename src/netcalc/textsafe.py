@@ -21,6 +21,18 @@ such text through one of these functions at the point it prints it:
 :func:`text` also serves JUnit XML: it leaves no character that XML 1.0 forbids, and
 ElementTree escapes the markup characters.
 
+* :func:`dot` for a line of a Graphviz label (inside a DOT quoted string): :func:`text`,
+  with ``\\`` and ``"`` escaped, so a name cannot end the string nor use Graphviz's
+  label escapes (``\\N``, ``\\l``); Graphviz itself escapes ``<`` and ``&`` in the SVG
+  it writes.
+* :func:`html` for HTML text and attribute values: :func:`text`, then ``& < > " '``
+  as entities (a layer named ``<script>`` is text).
+* :func:`plot_label` for matplotlib text: :func:`text`, with ``$`` escaped so that a
+  name cannot start mathtext (which would render markup, or fail to parse).
+* :func:`script_json` for data inside an HTML ``<script>`` element: JSON with every
+  non-ASCII character and ``< > &`` as ``\\uXXXX`` escapes, so ``</script>`` or
+  ``<!--`` in a name cannot end or change the element.
+
 JSON needs nothing: ``json`` escapes every control and non-ASCII character. Rich
 output is printed with markup off, so ``[bold]`` in a name is text, not a style.
 """
@@ -68,3 +80,28 @@ def github_data(value: object) -> str:
 def github_property(value: object) -> str:
     """A ``file=`` or ``title=`` value of a workflow command (the toolkit's escapeProperty)."""
     return github_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+def dot(value: object) -> str:
+    """``value`` as one line of a DOT quoted string (without the quotes)."""
+    return text(value).replace("\\", "\\\\").replace('"', '\\"')
+
+
+def html(value: object) -> str:
+    """``value`` as HTML text or a quoted attribute value."""
+    from html import escape
+
+    return escape(text(value), quote=True)
+
+
+def script_json(data: object) -> str:
+    """``data`` as JSON safe inside an HTML ``<script>`` element."""
+    import json
+
+    s = json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def plot_label(value: object) -> str:
+    """``value`` as matplotlib text: one line, no mathtext."""
+    return text(value).replace("$", "\\$")

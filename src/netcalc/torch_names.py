@@ -36,12 +36,20 @@ TORCH_MODULE = frozenset("""
     type xpu zero_grad
 """.split())
 
-#: what netcalc's root module (NetcalcModule) and its block containers add
-NETCALC_MODULE = frozenset("""
-    _bind _fill_indices _outputs _place _plan _region _run _steps _tie_and_freeze
-    checkpoint input_names label layer layer_names named_layers output_names return_dict
+#: what netcalc's block containers add (every level of the module tree)
+NETCALC_CONTAINER = frozenset({"label"})
+
+#: what netcalc's root module (NetcalcModule) adds besides
+NETCALC_MODULE = NETCALC_CONTAINER | frozenset("""
+    _bind _compile _fill_indices _fwd _graph _held _outputs _place _plan _region _run _steps
+    _tie_and_freeze
+    checkpoint input_names layer layer_names named_layers output_names return_dict
     spec_name
 """.split())
 
 #: plus ``self``: inputs are passed to ``forward(self, **inputs)`` by name
 RESERVED = TORCH_MODULE | NETCALC_MODULE | {"self"}
+
+#: names refused inside a block, whose layers are children of a container, not of the
+#: root: Hugging Face's T5 names a child ``layer`` (``encoder.block.0.layer.0``)
+BLOCK_RESERVED = TORCH_MODULE | NETCALC_CONTAINER

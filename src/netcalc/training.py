@@ -351,7 +351,8 @@ class _Step:
         return total
 
     def largest_tensor(self) -> int:
-        sizes = [prod(w) if (w := n.layer.weight_shape()) else self.trained(i)
+        sizes = [prod(w) if (w := n.layer.weight_shape()) else
+                 min(self.trained(i), n.layer.largest_param_tensor() or self.trained(i))
                  for i, n in enumerate(self.nodes) if self.trained(i)]
         return max(sizes, default=0)
 

@@ -104,6 +104,9 @@ class _Open:
 
 
 _NO_KEY = object()
+_IN_LIST: Any = Mark(0, 0)  # an _Open's key_mark while it reads a list (never a real mark)
+_SCALAR, _END_MAP, _END_SEQ = yaml.ScalarEvent, yaml.MappingEndEvent, yaml.SequenceEndEvent
+_IMMUTABLE = (str, int, float, bool)  # plain scalars that can be shared between nodes
 
 
 class _Reader:
@@ -114,6 +117,7 @@ class _Reader:
         self.count = 0  # nodes read, aliases counted at their expanded size
         self.anchors: dict[str, tuple[Any, int]] = {}  # name -> (value, size)
         self.constructor = yaml.constructor.SafeConstructor()
+        self.plain: dict[tuple, Any] = {}  # (text, implicit) -> value of an untagged scalar
 
     def document(self) -> Any:
         get = self.loader.get_event
@@ -131,29 +135,39 @@ class _Reader:
     def node(self, get: Any) -> Any:
         """Read one node (the document's root) without recursion."""
         stack: list[_Open] = []
+        plain = self.plain
+        new_mark = tuple.__new__  # Mark(line, col) without NamedTuple's Python __new__
         while True:
             event = get()
             kind = type(event)
-            if kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+            if kind is _END_MAP or kind is _END_SEQ:
                 done = stack.pop()
                 value, mark = done.value, done.value.mark
                 if done.anchor is not None:
                     self.anchors[done.anchor] = (value, self.count - done.start)
             else:
-                mark = _mark(event)
+                at = event.start_mark
+                mark = new_mark(Mark, (at.line + 1, at.column + 1))
                 self.count += 1
                 if self.count > self.limit:
                     raise SpecError(f"the document has more than {self.limit:,} YAML nodes",
                                     mark)
-                if kind is yaml.AliasEvent:
+                if kind is _SCALAR and event.anchor is None and event.tag is None:
+                    # the common case: a repeated plain scalar (Conv2d, 3, true) is a lookup
+                    key = (event.value, event.implicit)
+                    value = plain.get(key, _NO_KEY)
+                    if value is _NO_KEY:
+                        value = self.scalar(event, mark)
+                        if value is None or type(value) in _IMMUTABLE:
+                            plain[key] = value
+                elif kind is yaml.AliasEvent:
                     value = self.alias(event, mark)
                 elif event.tag is not None:
                     raise SpecError(f"YAML tag {event.tag!r} is not allowed (plain data only)",
                                     mark)
-                elif kind is yaml.ScalarEvent:
+                elif kind is _SCALAR:
                     value = self.scalar(event, mark)
-                    if event.anchor is not None:
-                        self.anchors[event.anchor] = (value, 1)
+                    self.anchors[event.anchor] = (value, 1)
                 else:
                     if len(stack) >= self.max_depth:
                         raise SpecError(f"YAML nested more than {self.max_depth} deep", mark)
@@ -166,11 +180,20 @@ class _Reader:
                     value.mark = mark
                     if event.anchor is not None:
                         self.anchors.pop(event.anchor, None)  # an alias inside is recursive
-                    stack.append(_Open(value, event.anchor, self.count - 1))
+                    opened = _Open(value, event.anchor, self.count - 1)
+                    if kind is not yaml.MappingStartEvent:
+                        opened.key_mark = _IN_LIST
+                    stack.append(opened)
                     continue
             if not stack:
                 return value
-            self.add(stack[-1], value, mark)
+            parent = stack[-1]
+            if parent.key_mark is _IN_LIST:
+                target = parent.value
+                target.append(value)
+                target.marks.append(mark)
+            else:
+                self.add(parent, value, mark)
 
     def alias(self, event: yaml.AliasEvent, mark: Mark) -> Any:
         found = self.anchors.get(event.anchor)
@@ -185,11 +208,9 @@ class _Reader:
 
     @staticmethod
     def add(parent: _Open, value: Any, mark: Mark) -> None:
+        """Add to a mapping being read (lists are appended to inline)."""
         target = parent.value
-        if type(target) is LList:
-            target.append(value)
-            target.marks.append(mark)
-        elif parent.key is _NO_KEY:
+        if parent.key is _NO_KEY:
             if isinstance(value, (LMap, LList)):
                 raise SpecError("mapping keys must be scalars", mark)
             if value in target:

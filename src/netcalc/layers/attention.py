@@ -27,7 +27,10 @@ dense kernel computes them all and masks); the causal-only figure
 is reported beside it as ``extra["causal_macs"]``. A fourth input is an additive bias
 or mask broadcast to the scores (T5's relative positions; torch's ``attn_mask``);
 ``window: N`` is a causal sliding window (Mistral), built in torch as a band mask, its
-kept products beside the full count as ``extra["window_macs"]``.
+kept products beside the full count as ``extra["window_macs"]``. ``is_causal`` (or
+``window``) with a bias: torch's function takes one or the other, so the builder folds
+the causal mask into the bias (``bias.masked_fill(~causal, -inf)``, as Hugging Face's T5
+adds its causal mask to the position bias); still one add per score.
 
 Grouped-query attention is written from primitives (separate k/v projections with
 fewer heads, then SDPA with ``enable_gqa``), as Llama-style checkpoints hold it;
@@ -52,8 +55,8 @@ from typing import Any
 
 from ..args import Arg, Bool, Choice, Float, PosInt, Probability
 from .activation import Softmax
-from .base import (ACC, ACT, LOWER, Ctx, Grads, Layer, Parameterless, Saved, Shape, TensorInfo,
-                   register, saved_extra, saved_input, saved_output)
+from .base import (ACC, ACT, LOWER, AttentionCache, Ctx, Grads, Layer, Parameterless, Saved,
+                   Shape, TensorInfo, register, saved_extra, saved_input, saved_output)
 from .recurrent import check_sequence, sequence_field
 
 
@@ -84,6 +87,7 @@ class MultiheadAttention(Layer):
     PRIMARY = "num_heads"
     ARITY = (1, 4)
     AUTOCAST = LOWER
+    MODULES = 2  # and its out_proj
     PARAMS_FORMULA = ("E*E + E*kdim + E*vdim + (3E if bias) + E*E + (E if bias) "
                       "+ (2E if add_bias_kv)")
     MACS_FORMULA = "N*(L*E*E + S*E*kdim + S*E*vdim + 2*L*S'*E + L*E*E)"
@@ -263,12 +267,39 @@ class MultiheadAttention(Layer):
         _, _, s, _ = self._lengths
         return [(s, self.embed_dim)]
 
+    def attention_caches(self) -> list[AttentionCache]:
+        """Keys and values projected to E each, from the key and value inputs; no causal
+        mask of its own (an attn_mask's values are not known)."""
+        _, _, s, _ = self._lengths
+        kv = tuple(sorted(set(self._projection_inputs()[1:])))
+        return [AttentionCache(0, kv, 2 * self.embed_dim, s, False)]
+
     def torch_module(self) -> Any:
         from ..torch.modules import AttentionOutput
 
         args = self.arg_values()
         masked = args.pop("attn_mask")  # a forward input in torch, not an argument
         return AttentionOutput(**args, batch_first=True, masked=masked)
+
+    @classmethod
+    def args_from_torch(cls, module: Any) -> dict[str, Any]:
+        """The arguments of a torch.nn.MultiheadAttention (``netcalc import``): torch
+        keeps ``bias`` and ``add_bias_kv`` as tensors, ``kdim``/``vdim`` filled in."""
+        if not module.batch_first:
+            raise ValueError("batch_first=False (netcalc's attention is batch-first)")
+        args: dict[str, Any] = {"num_heads": module.num_heads}
+        if module.dropout:
+            args["dropout"] = module.dropout
+        if module.in_proj_bias is None:
+            args["bias"] = False
+        if module.bias_k is not None:
+            args["add_bias_kv"] = True
+        if module.add_zero_attn:
+            args["add_zero_attn"] = True
+        for key in ("kdim", "vdim"):
+            if getattr(module, key) != module.embed_dim:
+                args[key] = getattr(module, key)
+        return args
 
 
 # ---------------------------------------------------------------------- SDPA
@@ -328,9 +359,6 @@ class ScaledDotProductAttention(Parameterless):
             if not broadcasts_to(mask, scores):
                 raise self.fail(f"the bias {list(mask)} does not broadcast to the scores "
                                 f"{list(scores)} (..., L, S)")
-            if self.is_causal:  # torch refuses both
-                raise self.fail("is_causal (or window) with a bias input: torch takes one or "
-                                "the other (add the causal mask to the bias)", "is_causal")
         return (*q[:-1], v[-1])
 
     @property
@@ -388,14 +416,25 @@ class ScaledDotProductAttention(Parameterless):
         b, length, s, e, ev = self._dims()
         if device == "cpu" and not self.fused_on_cpu(grads=grads):
             scores = [saved_extra(b * length * s)] * (3 if self.dropout_p else 1)
+            # folding the causal mask into a bias that needs a gradient: masked_fill keeps
+            # its boolean mask
+            fold = ([saved_extra(length * s, "bool")]
+                    if self.is_causal and self.has_mask and grads.inputs[3] else [])
             return [saved_extra(b * length * e), saved_extra(b * s * e), *scores,
-                    saved_input(2)]
+                    saved_input(2), *fold]
         rows = length if device == "cpu" else -(-length // 32) * 32
         mask = [saved_input(3)] if self.has_mask else []
-        if self.window:  # the builder's band mask, made float for the kernel
+        if self.is_causal and self.has_mask:  # the bias with the mask folded in: a new tensor
+            mask = [saved_extra(self._folded_numel())]
+        elif self.window:  # the builder's band mask, made float for the kernel
             mask = [saved_extra(length * s)]
         return [saved_input(0), saved_input(1), saved_input(2), saved_output(),
                 saved_extra(b * rows, ACC), *mask]
+
+    def _folded_numel(self) -> int:
+        """Elements of the bias with the causal mask folded in: broadcast to (..., L, S)."""
+        _, length, s, _, _ = self._dims()
+        return prod(self.inputs[3].shape[:-2]) * length * s
 
     def output_order(self, device: str) -> tuple[int, ...] | None:
         """The fused kernels write the output (B, H, L, Ev) as (B, L, H, Ev) in memory
@@ -405,12 +444,15 @@ class ScaledDotProductAttention(Parameterless):
 
     def fused_on_cpu(self, training: bool = True, grads: Grads | None = None) -> bool:
         """torch's CPU flash kernel takes 4-d q, k, v of equal head dims, no dropout
-        (measured: with dropout in training the math path runs) and no bias that needs a
-        gradient (``grads``; forward counts run under no_grad, where none does)."""
+        (measured: with dropout in training the math path runs), no bias that needs a
+        gradient (``grads``; forward counts run under no_grad, where none does) and no
+        3-d bias (measured: a (H, L, S) bias takes the math path, (L, S) and (1, H, L, S)
+        the kernel)."""
         q, k, v = (t.shape for t in self.inputs[:3])
         bias_grad = self.has_mask and grads is not None and grads.inputs[3]
+        bias_3d = self.has_mask and len(self.inputs[3].shape) == 3
         return (len(q) == 4 and q[-1] == k[-1] == v[-1] and not (training and self.dropout_p)
-                and not bias_grad)
+                and not bias_grad and not bias_3d)
 
     def receptive_field(self, fields):
         return sequence_field(fields)
@@ -420,16 +462,13 @@ class ScaledDotProductAttention(Parameterless):
         q, k = (t.shape for t in self.inputs[:2])
         return [(k[-2], prod(q[1:-2]) * q[-1])]
 
-    def kv_cache_window(self) -> int | None:
-        return self.window
-
-    def kv_cache_elements(self) -> int:
-        """Causal only: k and v features of all kv heads (the dims between batch and
-        length), so grouped-query attention is counted right."""
-        if not self.is_causal:
-            return 0
+    def attention_caches(self) -> list[AttentionCache]:
+        """q is input 0, k and v inputs 1 and 2: per key position, k and v features of
+        all kv heads (the dims between batch and length), so grouped-query attention is
+        counted right."""
         k, v = (t.shape for t in self.inputs[1:3])
-        return prod(k[1:-2]) * k[-1] + prod(v[1:-2]) * v[-1]
+        return [AttentionCache(0, (1, 2), prod(k[1:-2]) * k[-1] + prod(v[1:-2]) * v[-1],
+                               k[-2], self.is_causal, self.window)]
 
     def torch_module(self) -> Any:
         from ..torch.modules import ScaledDotProductAttention as Module
@@ -552,6 +591,7 @@ class TransformerEncoderLayer(_TransformerLayer):
 
     PARAMS_FORMULA = "4*d*d + 2*d*ff + (bias: 4d + ff + d) + 2 LayerNorms"
     MACS_FORMULA = "N*(4*L*d*d + 2*L*L*d + 2*L*d*ff)"
+    MODULES = 10  # self_attn (+ out_proj), linear1, linear2, norm1, norm2, 3 Dropouts
     n_residuals = 2
 
     def shape(self, x: Shape) -> Shape:
@@ -567,12 +607,17 @@ class TransformerEncoderLayer(_TransformerLayer):
     def attention_terms(self) -> list[tuple[int, int]]:
         return [(self.x[1], self.d_model)]
 
+    def attention_caches(self) -> list[AttentionCache]:
+        """Self-attention without a causal mask: what a KV cache would hold, never cached."""
+        return [AttentionCache(0, (0,), 2 * self.d_model, self.x[1], False)]
+
 
 @register
 class TransformerDecoderLayer(_TransformerLayer):
     """torch.nn.TransformerDecoderLayer: inputs (tgt, memory) -> (N, T, d_model)."""
 
     ARITY = (2, 2)
+    MODULES = 14  # two attentions (+ out_proj each), 2 Linear, 3 LayerNorm, 4 Dropout
     PARAMS_FORMULA = "8*d*d + 2*d*ff + (bias: 8d + ff + d) + 3 LayerNorms"
     MACS_FORMULA = "N*(4*T*d*d + 2*T*T*d + 2*T*d*d + 2*S*d*d + 2*T*S*d + 2*T*d*ff)"
     n_residuals = 3
@@ -597,8 +642,11 @@ class TransformerDecoderLayer(_TransformerLayer):
         tgt, memory = (t.shape for t in self.inputs)
         return [(tgt[1], self.d_model), (memory[1], self.d_model)]
 
-    def kv_cache_elements(self) -> int:
-        """The causal self-attention's keys and values, ``2 * d_model`` (the memory's are
-        per sequence, not per token)."""
-        return 2 * self.d_model
+    def attention_caches(self) -> list[AttentionCache]:
+        """The causal self-attention over tgt (input 0) and the cross-attention over
+        memory (input 1): each caches its projected keys and values, ``2 * d_model`` per
+        key position."""
+        tgt, memory = (t.shape for t in self.inputs)
+        return [AttentionCache(0, (0,), 2 * self.d_model, tgt[1], True),
+                AttentionCache(0, (1,), 2 * self.d_model, memory[1], False)]
 

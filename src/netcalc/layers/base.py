@@ -53,6 +53,23 @@ MAX_NUMEL = 2**60
 LOWER, FP32, FOLLOW = "lower", "fp32", "follow"
 
 
+class AttentionCache(NamedTuple):
+    """One attention, as a KV cache sees it (see :meth:`Layer.attention_caches`).
+
+    ``query`` and ``kv`` index the layer's inputs; ``elements`` are the key + value
+    elements one key position of one sample holds (all kv heads: ``H_kv*E + H_kv*Ev``);
+    ``length`` the key length S; ``causal`` whether a causal mask (or ``window``, a
+    sliding window of that many keys) limits each query to earlier keys.
+    """
+
+    query: int
+    kv: tuple[int, ...]
+    elements: int
+    length: int
+    causal: bool
+    window: int | None = None
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """What the analytic engine knows of a tensor: its shape (batch at dim 0) and kind."""
@@ -63,6 +80,16 @@ class TensorInfo:
     @property
     def numel(self) -> int:
         return prod(self.shape)
+
+
+_MEMO_SIZE = 1024  # distinct argument sets remembered per layer type
+
+
+def _frozen(value: Any) -> bool:
+    """An argument value that instances may share: a scalar, or a tuple of scalars."""
+    if type(value) is tuple:
+        return all(map(_frozen, value))
+    return value is None or type(value) in (int, float, bool, str)
 
 
 @dataclass
@@ -167,45 +194,71 @@ class Layer:
     #: the output is the layer's own parameter or buffer (Parameter, Buffer): counted as
     #: weights or buffers, never as an activation
     HELD: ClassVar[bool] = False
+    #: modules torch builds for one such layer, itself included (``len(list(m.modules()))``):
+    #: what it counts toward the limit of layers after expansion (graph.MAX_NODES), since
+    #: analysing it costs about as much as analysing its parts
+    MODULES: ClassVar[int] = 1
+    #: arguments that name a block of the spec's ``blocks:`` (MixtureOfExperts' ``expert``):
+    #: the graph builder expands the block into a graph of its own and hands it to
+    #: :meth:`bind_block`
+    BLOCK_ARGS: ClassVar[tuple[str, ...]] = ()
 
     args: ClassVar[dict[str, Arg]] = {}
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
         collected: dict[str, Arg] = {}
-        for base in reversed(cls.__mro__):
-            for key, value in vars(base).items():
-                if isinstance(value, Arg):
-                    value.attr = key
-                    value.name = value.name or key
-                    collected[value.name] = value
+        for base in reversed(cls.__mro__[1:]):  # the bases' own, already collected
+            collected.update(base.__dict__.get("args", {}))
+        for key, value in cls.__dict__.items():
+            if isinstance(value, Arg):
+                value.attr = key
+                value.name = value.name or key
+                collected[value.name] = value
         cls.args = collected
 
     # ------------------------------------------------------------------ arguments
     def __init__(self, raw: dict[str, Any] | None, ctx: Ctx):
         self.ctx = ctx
-        raw = dict(raw or {})
-        for key in raw:
-            if key not in self.args:
-                hint = did_you_mean(str(key), self.args)
-                raise ctx.error(f"{type(self).__name__} has no argument {key!r}{hint}", key)
-        values = dict(self._defaults())  # keyed by attribute, as the instance holds them
-        for name, value in raw.items():
-            if value is None:
-                continue
-            arg = self.args[name]
-            try:
-                values[arg.attr] = arg.type.check(value, self.nd)
-            except ValueError as exc:
-                raise ctx.error(f"argument {name}: {exc}", name) from None
-        for name, arg in self.args.items():
-            if arg.required and arg.attr not in values:
-                raise ctx.error(f"{type(self).__name__} needs argument {name!r}", None)
-        for attr, value in values.items():
-            setattr(self, attr, value)
+        self.__dict__.update(self._checked(raw or {}, ctx))
         self.inputs: list[TensorInfo] = []
         self.outputs: list[TensorInfo] = []
         self.validate()
+
+    @classmethod
+    def _checked(cls, raw: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+        """The normalised argument values by attribute, defaults filled in, or a located
+        error. Remembered per distinct set of scalar arguments (a 10^4-layer spec repeats
+        a few): the same arguments check the same way, and the values are immutable."""
+        try:
+            key: tuple | None = tuple((k, type(v), v) for k, v in raw.items())
+            memo = cls.__dict__.get("_checked_memo")
+            if memo is None:
+                memo = cls._checked_memo = {}
+            hit = memo.get(key)
+            if hit is not None:
+                return hit
+        except TypeError:  # a list argument: not hashable, checked each time
+            key = None
+        for k in raw:
+            if k not in cls.args:
+                hint = did_you_mean(str(k), cls.args)
+                raise ctx.error(f"{cls.__name__} has no argument {k!r}{hint}", k)
+        values = dict(cls._defaults())  # keyed by attribute, as the instance holds them
+        for name, value in raw.items():
+            if value is None:
+                continue
+            arg = cls.args[name]
+            try:
+                values[arg.attr] = arg.type.check(value, cls.nd)
+            except ValueError as exc:
+                raise ctx.error(f"argument {name}: {exc}", name) from None
+        for name, arg in cls.args.items():
+            if arg.required and arg.attr not in values:
+                raise ctx.error(f"{cls.__name__} needs argument {name!r}", None)
+        if key is not None and len(memo) < _MEMO_SIZE and all(map(_frozen, values.values())):
+            memo[key] = values
+        return values
 
     @classmethod
     def _defaults(cls) -> dict[str, Any]:
@@ -269,7 +322,7 @@ class Layer:
         result = self.shape(*(t.shape for t in inputs))
         shapes = [result] if result and isinstance(result[0], int) else list(result)
         for s in shapes:
-            if any(d <= 0 for d in s):
+            if s and min(s) <= 0:
                 raise self.fail(f"output shape {list(s)} has a non-positive size "
                                 f"(input {self.in_shapes_text()})")
             if prod(s) > MAX_NUMEL:
@@ -322,6 +375,22 @@ class Layer:
             return 0
         return 1 + (getattr(self, "bias", False) is True)
 
+    def largest_param_tensor(self) -> int | None:
+        """Elements of the largest parameter tensor, for a layer without one main weight
+        (:meth:`weight_shape` None) that holds several tensors; None: all its parameters
+        count as one."""
+        return None
+
+    def active_params(self) -> int | None:
+        """Parameters one token uses, where that is fewer than :meth:`params` (a mixture
+        of experts: the router and ``top_k`` experts); None: all of them."""
+        return None
+
+    def bind_block(self, arg: str, graph: Any) -> None:
+        """Receive the graph (:class:`netcalc.graph.Graph`) of the block that argument
+        ``arg`` (one of ``BLOCK_ARGS``) names."""
+        raise NotImplementedError
+
     def int_buffers(self) -> int:
         """Buffer elements that are int64 whatever the dtype (``num_batches_tracked``)."""
         return 0
@@ -334,8 +403,9 @@ class Layer:
         """FLOPs that are not MACs (bias adds, activations, norms, pooling, softmax)."""
         raise NotImplementedError
 
-    def flops(self) -> int:
-        return 2 * self.macs() + self.elementwise_flops()
+    def flops(self, macs: int | None = None) -> int:
+        """2 x MACs + element-wise FLOPs (``macs``: the MACs, when already computed)."""
+        return 2 * (self.macs() if macs is None else macs) + self.elementwise_flops()
 
     # ------------------------------------------------------------------ training
     def backward_macs(self, grads: Grads) -> int:
@@ -398,14 +468,11 @@ class Layer:
         """MACs counting only the products a sliding window keeps; None without one."""
         return None
 
-    def kv_cache_elements(self) -> int:
-        """Key + value elements one token of one sequence adds to a KV cache (causal
-        self-attention only)."""
-        return 0
-
-    def kv_cache_window(self) -> int | None:
-        """The most tokens the layer's KV cache holds (a sliding window); None: all."""
-        return None
+    def attention_caches(self) -> list["AttentionCache"]:
+        """Each attention inside the layer, as a KV cache would hold it (which of the
+        layer's inputs give its query and its keys/values; the sequence section tells
+        self- from cross-attention by whether those descend from the token input)."""
+        return []
 
     # ------------------------------------------------------------------ torch
     def torch_module(self) -> Any:

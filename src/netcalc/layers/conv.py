@@ -22,6 +22,9 @@ from ..window import Window, windowed
 from .base import LOWER, Grads, Layer, Saved, Shape, register, saved_input
 
 
+_WINDOWS: dict[tuple, tuple[Window, ...]] = {}
+
+
 class _ConvBase(Layer):
     PRIMARY = "out_channels"
     TRANSPOSED: ClassVar[bool] = False
@@ -46,7 +49,19 @@ class _ConvBase(Layer):
     def pads(self, length: int, dim: int) -> tuple[int, int]:
         raise NotImplementedError
 
-    def windows(self) -> list[Window]:
+    def windows(self) -> tuple[Window, ...]:
+        """The sliding window along each spatial dim: made once per distinct arguments
+        (shape and receptive field both ask; a 10^4-layer spec repeats a few convs)."""
+        key = (type(self), self.kernel_size, self.stride, self.padding, self.dilation,
+               getattr(self, "output_padding", None))
+        found = _WINDOWS.get(key)
+        if found is None:
+            if len(_WINDOWS) >= 4096:  # bounded in a long-lived process
+                _WINDOWS.clear()
+            found = _WINDOWS[key] = tuple(self.make_windows())
+        return found
+
+    def make_windows(self) -> list[Window]:
         raise NotImplementedError
 
     def shape(self, x: Shape) -> Shape:
@@ -119,7 +134,7 @@ class _Conv(_ConvBase):
             raise self.fail("padding='same' is not supported for strided convolutions "
                             "(torch refuses it)", "padding")
 
-    def windows(self) -> list[Window]:
+    def make_windows(self) -> list[Window]:
         out = []
         for i in range(self.nd):
             k, d = self.kernel_size[i], self.dilation[i]
@@ -150,7 +165,7 @@ class _ConvTranspose(_ConvBase):
                 raise self.fail(f"output_padding={op} must be smaller than either stride={s} "
                                 f"or dilation={d}", "output_padding")
 
-    def windows(self) -> list[Window]:
+    def make_windows(self) -> list[Window]:
         return [
             Window(self.kernel_size[i], self.stride[i], self.padding[i], self.padding[i],
                    self.dilation[i], transposed=True, output_padding=self.output_padding[i])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..analysis import Report
+from ..perf import paused_gc
 
 Renderer = Callable[[Report, "int | None"], str]
 
@@ -60,5 +61,6 @@ FORMATS: dict[str, Renderer] = {
 }
 
 
+@paused_gc()  # 10^4 rows of small objects: see netcalc.perf
 def render(report: Report, fmt: str = "table", depth: int | None = None) -> str:
     return FORMATS[fmt](report, depth)

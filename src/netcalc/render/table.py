@@ -49,8 +49,10 @@ def summary_lines(report: Report) -> list[str]:
     outputs = ", ".join(f"{k} {shape_text(v)}" for k, v in report.outputs.items())
     lines = [
         f"Outputs: {outputs}",
-        f"Params: {t.params:,} ({human(t.params)}); trainable {t.trainable_params:,}; "
-        f"buffers {t.buffers:,}",
+        f"Params: {t.params:,} ({human(t.params)}); "
+        + (f"active per token {t.active_params:,} ({human(t.active_params)}); "
+           if t.active_params != t.params else "")
+        + f"trainable {t.trainable_params:,}; buffers {t.buffers:,}",
         f"MACs: {t.macs:,} ({human(t.macs, 'MAC')}); FLOPs: {t.flops:,} ({human(t.flops, 'FLOP')})",
         f"Memory at {report.dtypes.label()}: weights {human_bytes(t.weight_bytes)}, activations "
         f"{human_bytes(t.activation_bytes)} (all layer outputs), inference peak "
@@ -59,6 +61,7 @@ def summary_lines(report: Report) -> list[str]:
     if t.nonzero_params != t.params:
         lines.append(f"After pruning: {t.nonzero_params:,} non-zero params, "
                      f"{t.nonzero_macs:,} MACs")
+    lines += _expert_lines(report)
     training = report.sections.get("training")
     if training:
         lines += training_lines(report, training)
@@ -70,6 +73,19 @@ def summary_lines(report: Report) -> list[str]:
         lines.append(f"Convention {conv['name']}: MACs and FLOPs as {conv['rule']}; the tool "
                      f"reports {conv['total']:,} {conv['unit']} in total")
     return lines
+
+
+def _expert_lines(report: Report) -> list[str]:
+    """One line per kind of MixtureOfExperts layer: its router and experts' parameters."""
+    kinds: dict[tuple, int] = {}
+    for r in report.layers:
+        if "params_per_expert" in r.extra:
+            e = r.extra
+            key = (e["router_params"], e["num_experts"], e["params_per_expert"], e["top_k"])
+            kinds[key] = kinds.get(key, 0) + 1
+    return [f"Mixture of experts: {n} layer{'s' * (n != 1)} × (router {router:,} + {experts} "
+            f"experts × {each:,} params), {k} expert{'s' * (k != 1)} per token"
+            for (router, experts, each, k), n in kinds.items()]
 
 
 def training_lines(report: Report, tr: dict) -> list[str]:
@@ -95,11 +111,16 @@ def _sequence_lines(seq: dict, batch: int) -> list[str]:
     """The sequence-model summary: per-token cost beside Kaplan et al.'s rule of thumb."""
     lines = [
         f"Sequence: {seq['tokens']:,} token{'s' * (seq['tokens'] != 1)} "
-        f"({batch} × {seq['n_ctx']:,}); "
-        f"non-embedding params {seq['non_embedding_params']:,}",
+        f"({batch} × {seq['n_ctx']:,}"
+        + (f" of {text(seq['tokens_input'])}, the first int64 input: name another with "
+           "`tokens:`" if seq.get("tokens_chosen_by") == "first" else "")
+        + f"); non-embedding params {seq['non_embedding_params']:,}"
+        + (f", active per token {seq['active_non_embedding_params']:,}"
+           if seq["active_non_embedding_params"] != seq["non_embedding_params"] else ""),
         f"Per token: {human(seq['macs_per_token'], 'MAC')}, {human(seq['flops_per_token'], 'FLOP')} "
         f"exact; Kaplan et al. (2020) 2N + 2·n_layer·n_ctx·d_model = "
-        f"{human(seq['kaplan_flops_per_token'], 'FLOP')} ({seq['kaplan_ratio']:.2f}× of 2·MACs)",
+        f"{human(seq['kaplan_flops_per_token'], 'FLOP')}"
+        + (f" ({seq['kaplan_ratio']:.2f}× of 2·MACs)" if seq["kaplan_ratio"] is not None else ""),
     ]
     if "causal_macs" in seq:
         lines.append(f"Causal attention: {seq['causal_macs']:,} MACs counting only the causal "
@@ -108,8 +129,18 @@ def _sequence_lines(seq: dict, batch: int) -> list[str]:
         lines.append(f"Sliding-window attention: {seq['window_macs']:,} MACs counting only the "
                      "products each window keeps")
     if "kv_cache_bytes_per_token" in seq:
-        lines.append(f"KV cache: {human_bytes(seq['kv_cache_bytes_per_token'])} per token; "
-                     f"{human_bytes(seq['kv_cache_bytes'])} for {seq['tokens']:,} tokens"
-                     + (" (a sliding window caches only its last tokens)"
-                        if "window_macs" in seq else ""))
+        window = " (a sliding window caches only its last tokens)" if "window_macs" in seq else ""
+        if "cross_attention_cache_bytes" in seq:
+            length = seq.get("cross_attention_length")
+            over = f"{length:,} encoder positions" if length else "the encoder's outputs"
+            lines.append(
+                f"KV cache: {human_bytes(seq['kv_cache_bytes_per_token'])} per token "
+                f"(decoder self-attention), {human_bytes(seq['self_attention_cache_bytes'])} "
+                f"for {seq['tokens']:,} tokens{window} + cross-attention "
+                f"{human_bytes(seq['cross_attention_cache_bytes'])} over {over} "
+                f"(computed once) = {human_bytes(seq['kv_cache_bytes'])}")
+        else:
+            lines.append(f"KV cache: {human_bytes(seq['kv_cache_bytes_per_token'])} per token; "
+                         f"{human_bytes(seq['kv_cache_bytes'])} for {seq['tokens']:,} tokens"
+                         + window)
     return lines

@@ -23,39 +23,62 @@ def collapse(report: Report, depth: int | None) -> list[LayerResult]:
     """
     if depth is None:
         return list(report.layers)
-    rows: list[LayerResult] = []
-    index: dict[str, int] = {}
-    for layer in report.layers:
-        parts = layer.name.split(".")
+    return fold(report, depth_key(report, depth))
+
+
+#: which row a layer folds into: (row name, row type), or None for a row of its own
+FoldKey = Callable[[str], "tuple[str, str] | None"]
+
+
+def depth_key(report: Report, depth: int) -> FoldKey:
+    """``--depth``'s folding: a layer deeper than ``depth`` folds into its container there."""
+    def key(name: str) -> tuple[str, str] | None:
+        parts = name.split(".")
         if len(parts) <= depth:
+            return None
+        prefix = ".".join(parts[:depth])  # every proper prefix of a path is a container
+        return prefix, report.containers.get(prefix, "…")
+    return key
+
+
+def fold(report: Report, key: FoldKey) -> list[LayerResult]:
+    """Rows with the layers that ``key`` maps to one name folded into one row each, at
+    the place of the first; the row sums their metrics and has the last one's shape and
+    receptive field."""
+    rows: list[LayerResult | None] = []
+    groups: dict[str, tuple[int, str, list[LayerResult]]] = {}
+    for layer in report.layers:
+        k = key(layer.name)
+        if k is None:
             rows.append(layer)
             continue
-        key = ".".join(parts[:depth])  # every proper prefix of a path is a container
-        if key in index:
-            row = rows[index[key]]
-            rows[index[key]] = replace(row, shape=layer.shape, output_shapes=layer.output_shapes,
-                                       rf=layer.rf, **_added(row, layer))
-        else:
-            index[key] = len(rows)
-            rows.append(replace(layer, name=key, type=report.containers.get(key, "…"),
-                                tied_to=None, extra={}))
-    return rows
+        group = groups.get(k[0])
+        if group is None:
+            groups[k[0]] = group = (len(rows), k[1], [])
+            rows.append(None)
+        group[2].append(layer)
+    for name, (i, type_, members) in groups.items():
+        last = members[-1]
+        rows[i] = replace(members[0], name=name, type=type_, tied_to=None, extra={},
+                          shape=last.shape, output_shapes=last.output_shapes, rf=last.rf,
+                          **_summed(members))
+    return rows  # type: ignore[return-value]
 
 
-def _added(row: LayerResult, layer: LayerResult) -> dict[str, Any]:
-    """Metrics of a container row plus one more layer. None stays None (the report does
-    not carry the metric, or no layer was pruned); a metric with a fallback counts the
-    fallback for layers without a value of their own, as its total does."""
+def _summed(members: list[LayerResult]) -> dict[str, Any]:
+    """The metrics of a container row. None stays None (the report does not carry the
+    metric, or no layer was pruned); a metric with a fallback counts the fallback for
+    layers without a value of their own, as its total does."""
     out = {}
     for m in SUMMED:
-        a, b = getattr(row, m.name), getattr(layer, m.name)
-        if a is None and b is None:
+        values = [getattr(x, m.name) for x in members]
+        if all(v is None for v in values):
             out[m.name] = None
         elif m.fallback is None:
-            out[m.name] = (a or 0) + (b or 0)
-        else:  # the row's fallback is already the sum over its layers so far
-            out[m.name] = (getattr(row, m.fallback) if a is None else a) + \
-                (getattr(layer, m.fallback) if b is None else b)
+            out[m.name] = sum(v or 0 for v in values)
+        else:
+            out[m.name] = sum(getattr(x, m.fallback) if v is None else v
+                              for v, x in zip(values, members))
     return out
 
 
@@ -96,15 +119,19 @@ def _frac(x) -> str:
     return str(x.numerator) if x.denominator == 1 else f"{x.numerator}/{x.denominator}"
 
 
+_ROW_NAMES = tuple(m.name for m in ROW_METRICS)
+
+
 def layer_dict(r: LayerResult) -> dict[str, Any]:
     """A row as JSON: every metric the row has (None: the report does not carry it)."""
     d: dict[str, Any] = {"name": r.name, "type": r.type, "from": r.sources,
                          "shape": list(r.shape), "receptive_field": rf_json(r.rf),
                          "line": r.line}
-    for m in ROW_METRICS:
-        value = getattr(r, m.name)
+    values = r.__dict__
+    for name in _ROW_NAMES:
+        value = values[name]
         if value is not None:
-            d[m.name] = value
+            d[name] = value
     if len(r.output_shapes) > 1:
         d["output_shapes"] = [list(s) for s in r.output_shapes]
     if r.tied_to:
@@ -114,20 +141,22 @@ def layer_dict(r: LayerResult) -> dict[str, Any]:
 
 
 def totals_dict(report: Report) -> dict[str, Any]:
-    """Every total the report carries; one with a fallback only when it differs from it
-    (pruning figures only for pruned models)."""
+    """Every total the report carries; one with a fallback only when it or another of
+    its group differs from its fallback (pruning figures only for pruned models,
+    ``active_params`` only with a mixture of experts)."""
     t = report.totals
     out: dict[str, Any] = {}
     for m in METRICS:
         value = getattr(t, m.key)
-        if value is None or (m.fallback is not None and _unpruned(t)):
+        if value is None or (m.fallback is not None and _as_fallback(t, m.group)):
             continue
         out[m.key] = value
     return out
 
 
-def _unpruned(t: Any) -> bool:
-    return all(getattr(t, m.key) == getattr(t, m.fallback) for m in METRICS if m.fallback)
+def _as_fallback(t: Any, group: str) -> bool:
+    return all(getattr(t, m.key) == getattr(t, m.fallback) for m in METRICS
+               if m.fallback and m.group == group)
 
 
 def report_dict(report: Report, depth: int | None = None) -> dict[str, Any]:

@@ -29,12 +29,15 @@ What the module is:
   ``requires_grad=False`` on the parameters the layer owns;
 * built under ``torch.device(device)``, so ``device="meta"`` allocates nothing.
 
-Tensors are freed as soon as no later node needs them (inference memory follows
-the report's peak).
+The forward is straight-line code generated from the graph
+(:func:`netcalc.codegen.builder_forward`: one call per layer, no per-node interpreter);
+tensors are freed as soon as no later node needs them (inference memory follows the
+report's peak).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -43,6 +46,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..analysis import Report, analyze_graph
+from ..codegen import builder_forward
 from ..errors import SpecError
 from ..graph import Graph, Ref
 from ..graph import build as build_graph
@@ -52,7 +56,7 @@ from ..spec import load as load_spec
 from .guard import is_out_of_memory, one_line
 from .modules import HeldTensor
 
-__all__ = ["Container", "NetcalcModule", "build_module", "example_inputs", "flatten_outputs",
+__all__ = ["Container", "NetcalcModule", "adopt", "build_module", "example_inputs", "flatten_outputs",
            "index_bound", "prepare"]
 
 
@@ -115,21 +119,8 @@ class NetcalcModule(nn.Module):
             self._place(node.name, module, graph.containers)
         self._fill_indices(graph)
         self._tie_and_freeze(graph)
-        # the plan: (name, input keys, number of outputs, keys to free after the node)
-        last_use: dict[str, int] = {}
-        for i, node in enumerate(graph.nodes):
-            for s in node.sources:
-                last_use[_key(s)] = i
-        for _, ref in graph.outputs:
-            last_use[_key(ref)] = len(graph.nodes)
-        plan = []
-        for i, node in enumerate(graph.nodes):
-            n_out = len(node.layer.outputs)
-            free = sorted({_key(s) for s in node.sources if last_use.get(_key(s)) == i})
-            plan.append((node.name, tuple(_key(s) for s in node.sources), n_out, tuple(free)))
-        self._plan = tuple(plan)
-        self._steps: tuple[tuple[str | None, tuple], ...] = tuple((None, (p,)) for p in plan)
-        self._outputs = tuple((name, _key(ref)) for name, ref in graph.outputs)
+        self.__dict__["_graph"] = _Shared(graph)  # not copied by deepcopy: read only
+        self._compile(())
 
     # ---------------------------------------------------------------- structure
     def _place(self, name: str, module: nn.Module, labels: dict[str, str]) -> None:
@@ -185,65 +176,26 @@ class NetcalcModule(nn.Module):
             owned_by_earlier.update(id(p) for p in mine)
 
     # ---------------------------------------------------------------- running
+    def _compile(self, regions: Sequence[str]) -> None:
+        """The forward: straight-line code generated from the graph
+        (:func:`netcalc.codegen.builder_forward`), compiled once per distinct source."""
+        self.__dict__["_fwd"] = _compiled(builder_forward(self._graph.value, regions))
+
     def checkpoint(self, regions: Sequence[str]) -> None:
         """Run each region (a block instance or container path) under
         ``torch.utils.checkpoint`` (``use_reentrant=False``): it keeps its inputs and
         runs its forward again in backward. Its layers must be consecutive in graph order."""
-        spans: dict[int, tuple[str, int]] = {}  # first plan index -> (region, end)
-        for prefix in regions:
-            inside = [i for i, step in enumerate(self._plan) if step[0].startswith(prefix + ".")]
-            if not inside or inside != list(range(inside[0], inside[-1] + 1)):
-                raise SpecError(f"checkpoint: {prefix!r} is not a run of consecutive layers")
-            spans[inside[0]] = (prefix, inside[-1] + 1)
-        steps: list[tuple[str | None, tuple]] = []
-        i = 0
-        while i < len(self._plan):
-            prefix, end = spans.get(i, (None, i + 1))
-            steps.append((prefix, self._plan[i:end]))
-            i = end
-        self._steps = tuple(steps)
+        self._compile(tuple(regions))
 
     def forward(self, *args: torch.Tensor, **kwargs: torch.Tensor) -> Any:
-        values = self._bind(args, kwargs)
-        for region, plan in self._steps:
-            if region is None:
-                self._run(plan, values)
-                continue
-            # the region's inputs: values it reads that exist before it
-            keys = sorted({s for _, srcs, _, _ in plan for s in srcs if s in values})
-            outs = checkpoint(self._region, plan, keys, *(values[k] for k in keys),
-                              use_reentrant=False)
-            freed = {s for *_, free in plan for s in free}
-            for k in keys:
-                if k in freed:
-                    del values[k]
-            values.update(outs)
-        results = [values[key] for _, key in self._outputs]
+        if kwargs or len(args) != len(self.input_names):
+            args = self._bind(args, kwargs)
+        results = self._fwd(self, *args)
         if self.return_dict:
             return dict(zip(self.output_names, results))
-        return results[0] if len(results) == 1 else tuple(results)
+        return results[0] if len(results) == 1 else results
 
-    def _region(self, plan: tuple, keys: list[str], *tensors: torch.Tensor) -> dict[str, Any]:
-        values = dict(zip(keys, tensors))
-        self._run(plan, values)
-        return {k: v for k, v in values.items() if k not in keys}
-
-    def _run(self, plan: tuple, values: dict[str, Any]) -> None:
-        """Run plan steps on ``values``, adding outputs and freeing last uses."""
-        for name, srcs, n_out, free in plan:
-            module = self.layer(name)
-            result = module(*(values[s] for s in srcs))
-            outs = flatten_outputs(result) if n_out > 1 or isinstance(result, (tuple, list)) \
-                else [result]
-            if len(outs) < n_out:
-                raise RuntimeError(f"{name}: the module returned {len(outs)} output(s), "
-                                   f"the layer has {n_out}")
-            for k in range(n_out):
-                values[name if k == 0 else f"{name}:{k}"] = outs[k]
-            for s in free:
-                del values[s]
-
-    def _bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         names = self.input_names
         if len(args) > len(names):
             raise TypeError(f"{self.spec_name} takes {len(names)} input(s) "
@@ -258,7 +210,7 @@ class NetcalcModule(nn.Module):
         missing = [n for n in names if n not in values]
         if missing:
             raise TypeError(f"{self.spec_name}: missing input(s) {', '.join(missing)}")
-        return values
+        return tuple(values[n] for n in names)
 
     def named_layers(self) -> Iterable[tuple[str, nn.Module]]:
         """(report name, module) of every layer node, in graph order."""
@@ -266,8 +218,70 @@ class NetcalcModule(nn.Module):
             yield name, self.layer(name)
 
 
-def _key(ref: Ref) -> str:
-    return str(ref)
+def adopt(graph: Graph, module: nn.Module) -> NetcalcModule:
+    """A :class:`NetcalcModule` view of a module made elsewhere (an exported file's
+    model class), so that everything that reads a built module can read it.
+
+    The view shares the module's children, parameters and buffers (the same objects:
+    hooks on ``view.get_submodule("layer1.0.conv1")`` fire in the module's forward)
+    and runs the module class's own ``forward`` on them. A Parameter or Buffer layer is
+    a tensor at its path: its :class:`HeldTensor` is called once before each forward,
+    so per-layer hooks see it.
+    """
+    view = NetcalcModule.__new__(NetcalcModule)
+    nn.Module.__init__(view)
+    for attr in ("_modules", "_parameters", "_buffers", "_non_persistent_buffers_set"):
+        view.__dict__[attr] = module.__dict__[attr]
+    view.spec_name = graph.spec.name
+    view.input_names = tuple(graph.inputs)
+    view.output_names = tuple(name for name, _ in graph.outputs)
+    view.return_dict = False
+    view.layer_names = tuple(n.name for n in graph.nodes)
+    view._held = {}
+    for node in graph.nodes:
+        if node.layer.HELD:
+            parent, _, last = node.name.rpartition(".")
+            held = HeldTensor.__new__(HeldTensor)
+            nn.Module.__init__(held)
+            held.__dict__.update(owner=view.get_submodule(parent) if parent else view, name=last)
+            view._held[node.name] = held
+    forward = type(module).forward
+    several = len(view.output_names) > 1
+
+    def run(self: NetcalcModule, *inputs: Any) -> tuple[Any, ...]:
+        for held in self._held.values():
+            held()
+        result = forward(self, *inputs)
+        return tuple(result) if several else (result,)
+
+    view.__dict__["_fwd"] = run
+    return view
+
+
+class _Shared:
+    """Holds the graph on the module without deepcopy copying it."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __deepcopy__(self, memo: dict) -> "_Shared":
+        return self
+
+
+@lru_cache(maxsize=64)
+def _compiled(source: str) -> Any:
+    namespace: dict[str, Any] = {"checkpoint": checkpoint, "_outs": _outs}
+    exec(compile(source, "<netcalc forward>", "exec"), namespace)
+    return namespace["forward"]
+
+
+def _outs(result: Any, n: int, name: str) -> list[Any]:
+    """A layer's outputs: its module's return value flattened (LSTM: output, h_n, c_n)."""
+    outs = flatten_outputs(result)
+    if len(outs) < n:
+        raise RuntimeError(f"{name}: the module returned {len(outs)} output(s), "
+                           f"the layer has {n}")
+    return outs[:n]
 
 
 _RESERVED = set(dir(NetcalcModule)) | {"training", "spec_name", "input_names", "output_names",
@@ -277,7 +291,7 @@ _RESERVED = set(dir(NetcalcModule)) | {"training", "spec_name", "input_names", "
 def _check_free(parent: nn.Module, part: str, path: str) -> None:
     if part in parent._modules:
         raise SpecError(f"two layers are named {path!r}")
-    if part in _RESERVED or hasattr(parent, part):
+    if (isinstance(parent, NetcalcModule) and part in _RESERVED) or hasattr(parent, part):
         raise SpecError(f"layer name {path!r}: {part!r} is an attribute of torch.nn.Module "
                         "(or of netcalc's NetcalcModule); rename the layer to build it in torch")
 

@@ -1,7 +1,9 @@
 """Small generic nn.Modules for layers torch.nn does not have as modules.
 
 Imported only from ``Layer.torch_module`` methods, so the analytic core never
-imports torch.
+imports torch. Every constructor argument is kept as the attribute of its name:
+``netcalc export`` writes the constructor call back from them and inlines the class
+(its source, read from this file) so that the exported file stands alone.
 """
 
 from __future__ import annotations
@@ -129,10 +131,19 @@ class ScaledDotProductAttention(nn.Module):
 
         kw = {"enable_gqa": True} if self.enable_gqa else {}
         is_causal = self.is_causal
-        if self.window:  # torch has no window: a causal band mask, key i-window < j <= i
+        if self.window or (is_causal and attn_mask is not None):
+            # torch has no window, nor a causal mask beside a bias: the band i-window < j
+            # <= i (or j <= i) as a mask, folded into the bias as HF's T5 folds it
             i = torch.arange(q.shape[-2], device=q.device)[:, None]
             j = torch.arange(k.shape[-2], device=q.device)[None, :]
-            attn_mask, is_causal = (j <= i) & (j > i - self.window), False
+            keep = (j <= i) & (j > i - self.window) if self.window else j <= i
+            if attn_mask is None:
+                attn_mask = keep
+            elif attn_mask.dtype == torch.bool:
+                attn_mask = attn_mask & keep
+            else:
+                attn_mask = attn_mask.masked_fill(~keep, float("-inf"))
+            is_causal = False
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=self.scale,
             dropout_p=self.dropout_p if self.training else 0.0, **kw)
@@ -251,6 +262,7 @@ class Slice(nn.Module):
 
     def __init__(self, dim: int, start: int, end: int | None, step: int):
         super().__init__()
+        self.dim, self.start, self.end, self.step = dim, start, end, step
         self.index = (slice(None),) * dim + (slice(start, end, step),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -397,7 +409,7 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, dim: int, base: float):
         super().__init__()
-        self.dim = dim
+        self.dim, self.base = dim, base
         inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
@@ -413,3 +425,52 @@ class RotaryEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+# ---------------------------------------------------------------- mixture of experts
+class MixtureOfExperts(nn.Module):
+    """Mixtral's sparse MoE block (netcalc.layers.moe): router ``gate``, ``experts.i``.
+
+    Deterministic routing: each token's ``top_k`` experts are those of largest router
+    logit, ties going to the lower expert index (a stable descending sort), weighted by
+    the softmax renormalised over them. The routed copies are grouped by expert (a
+    stable sort: token order within an expert), each expert runs once on its tokens
+    (experts without tokens are not called), and the weighted results are added back
+    per token: exactly ``top_k`` expert calls per token. ``tokens_per_expert`` holds
+    the counts of the last forward (for hooks and tests). On the meta device, which
+    holds no values, the ``top_k * T`` routed copies are dealt out to the experts in
+    turn: the same counts in total.
+    """
+
+    def __init__(self, d: int, top_k: int, experts: list[nn.Module], router_bias: bool):
+        super().__init__()
+        self.top_k = top_k
+        self.gate = nn.Linear(d, len(experts), bias=router_bias)
+        self.experts = nn.ModuleList(experts)
+        self.tokens_per_expert: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, e = self.top_k, len(self.experts)
+        h = x.reshape(-1, x.shape[-1])
+        logits = self.gate(h)
+        # float32 routing weights for 16-bit models, as Mixtral's (float64 stays float64)
+        probs = torch.softmax(logits, -1, dtype=torch.promote_types(logits.dtype, torch.float32))
+        chosen = torch.sort(logits.detach(), dim=-1, descending=True, stable=True)[1][:, :k]
+        top = probs.gather(-1, chosen.contiguous())
+        weights = top / top.sum(-1, keepdim=True)
+        flat = chosen.reshape(-1)
+        order = torch.sort(flat, stable=True)[1]  # routed copies grouped by expert
+        token = order // k
+        if flat.is_meta:  # no values to route by: the copies dealt out in turn
+            counts = [len(range(i, flat.numel(), e)) for i in range(e)]
+        else:
+            counts = torch.bincount(flat, minlength=e).tolist()
+        self.tokens_per_expert = counts
+        routed = h[token]
+        outs = [expert(part) for expert, part, n in zip(self.experts, routed.split(counts), counts)
+                if n]
+        ys = torch.cat(outs) * weights.reshape(-1)[order].to(h.dtype)[:, None]
+        return torch.zeros_like(h).index_add_(0, token, ys).reshape(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"top_k={self.top_k}"

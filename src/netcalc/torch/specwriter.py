@@ -1,0 +1,128 @@
+"""The folded layer tree -> spec YAML text, one flow-style line per entry.
+
+The text starts with the schema header (as the bundled specs do), the provenance
+comment, the mapping of renamed modules if any, then ``name``, ``input(s)``,
+``blocks``, ``layers``, ``outputs`` (when the model's output is not the last layer) and
+the measured ``expect:`` block.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from ..layers import REGISTRY
+from .fold import BlockDef, Entry, Tree
+
+HEADER = "# yaml-language-server: $schema=https://netcalc.dev/netcalc.schema.json"
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "none", "~"}
+
+
+def scalar(value: Any) -> str:
+    if value is None:
+        return "~"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isinf(value) or math.isnan(value):
+            return ".inf" if value > 0 else "-.inf" if value < 0 else ".nan"
+        text = repr(value)  # YAML 1.1 reads 1e-06 as a string: write 1.0e-06
+        return text.replace("e", ".0e") if "e" in text and "." not in text else text
+    if isinstance(value, str):
+        if value.startswith("$") and value[1:].isidentifier():
+            return value
+        if _PLAIN.match(value) and value.lower() not in _YAML_WORDS:
+            return value
+        if value.startswith("${"):
+            return f"'{value}'"
+        return json.dumps(value)  # a JSON string is a YAML double-quoted scalar
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(scalar(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {scalar(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {value!r}")
+
+
+def _args(e: Entry) -> str:
+    """``~``, the primary argument alone (``Linear: 1000``), or the mapping."""
+    if not e.args:
+        return "~"
+    layer = REGISTRY.get(e.kind)
+    if layer is not None and list(e.args) == [layer.PRIMARY] and \
+            not isinstance(e.args[layer.PRIMARY], (list, dict)):
+        return scalar(e.args[layer.PRIMARY])
+    return scalar(e.args)
+
+
+def entry_line(e: Entry) -> str:
+    parts = []
+    if e.name:
+        parts.append(f"name: {e.name}")
+    parts.append(f"{e.kind}: {_args(e)}")
+    if e.sources is not None:
+        src = e.sources[0] if len(e.sources) == 1 else e.sources
+        parts.append(f"from: {scalar(src)}")
+    if e.repeat is not None:
+        parts.append(f"repeat: {scalar(e.repeat)}")
+    if e.tie is not None:
+        parts.append(f"tie: {e.tie}")
+    if len(parts) == 1 and not e.args:
+        return e.kind
+    return "{" + ", ".join(parts) + "}"
+
+
+def block_lines(b: BlockDef) -> list[str]:
+    lines = [f"  {b.name}:"]
+    if b.args:
+        lines.append("    args: {" + ", ".join(f"{a}: ~" for a in b.args) + "}")
+    if b.inputs != ["input"]:
+        lines.append(f"    inputs: {scalar(b.inputs)}")
+    if b.numbered:
+        lines.append("    numbered: true")
+    lines.append("    layers:")
+    lines += [f"      - {entry_line(e)}" for e in b.entries]
+    return lines
+
+
+def write_spec(name: str, tree: Tree, inputs: dict[str, tuple[tuple[int, ...], str]],
+               figures: dict[str, Any], provenance: list[str]) -> str:
+    lines = [HEADER, *(f"# {p}" for p in provenance)]
+    if tree.renamed:
+        lines.append("# Renamed (not identifiers): " + ", ".join(
+            f"{json.dumps(k)} -> {v}" for k, v in tree.renamed.items()))
+    lines.append(f"name: {scalar(name)}")
+    if list(inputs) == ["input"] and inputs["input"][1] == "float32":
+        lines.append(f"input: {scalar(list(inputs['input'][0]))}")
+    else:
+        lines.append("inputs:")
+        for n, (shape, dtype) in inputs.items():
+            value = {"shape": list(shape)}
+            if dtype != "float32":
+                value["dtype"] = dtype
+            lines.append(f"  {n}: {scalar(value)}")
+    if tree.blocks:
+        lines.append("blocks:")
+        for b in tree.blocks:
+            lines += block_lines(b)
+    lines.append("layers:")
+    lines += [f"  - {entry_line(e)}" for e in tree.entries]
+    if tree.outputs is not None:
+        lines.append(f"outputs: {scalar(tree.outputs)}")
+    expect: dict[str, Any] = {"convention": "flopcounter"}
+    outs = figures["outputs"]
+    if len(outs) == 1:
+        expect["output"] = outs[0]
+    elif tree.outputs is not None and len(tree.outputs) == len(outs):
+        expect["output"] = dict(zip(tree.outputs, outs))
+    expect["params"] = figures["params"]
+    if figures["buffers"]:
+        expect["buffers"] = figures["buffers"]
+    if figures.get("macs") is not None:
+        expect["macs"] = figures["macs"]
+    lines.append(f"expect: {scalar(expect)}")
+    return "\n".join(lines) + "\n"

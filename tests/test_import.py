@@ -1,0 +1,201 @@
+"""`netcalc import` / `netcalc.torch.to_spec`: a module in, a spec out, proven against torch.
+
+Hand-written modules are imported, the spec is built with netcalc's torch builder, the
+source's state_dict is loaded into it and both run on the same input (at another batch
+than the import's: views stay batch-generic); torchvision models are imported on the meta
+device and their params and MACs compared with torchvision's published figures of their
+first weights (`meta["num_params"]`, `meta["_ops"]`), and the round trip
+(`netcalc import --verify`) passes.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import netcalc  # noqa: E402
+from netcalc.cli import app  # noqa: E402
+from netcalc.errors import SpecError  # noqa: E402
+from netcalc.torch import build_module  # noqa: E402
+from netcalc.torch.importer import import_target, to_spec  # noqa: E402
+from netcalc.torch.roundtrip import roundtrip  # noqa: E402
+
+
+class Attention(nn.Module):
+    def __init__(self, d: int = 16, heads: int = 2):
+        super().__init__()
+        self.qkv, self.proj, self.heads = nn.Linear(d, 3 * d), nn.Linear(d, d), heads
+
+    def forward(self, x):
+        n, seq, d = x.shape
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        q = q.view(n, seq, self.heads, d // self.heads).transpose(1, 2)
+        k = k.view(n, seq, self.heads, d // self.heads).transpose(1, 2)
+        v = v.view(n, seq, self.heads, d // self.heads).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(y.transpose(1, 2).reshape(n, seq, d))
+
+
+class Tiny(nn.Module):
+    """Functional ops, a direct Parameter, a ModuleDict with a key that is no identifier,
+    a loop over it with adds between the children."""
+
+    def __init__(self):
+        super().__init__()
+        self.cls = nn.Parameter(torch.randn(1, 1, 16))
+        self.embed = nn.Conv2d(3, 16, 4, stride=4)
+        self.blocks = nn.ModuleDict({"attn-1": Attention(), "attn_2": Attention()})
+        self.norm = nn.LayerNorm(16)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.embed(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)
+        for blk in self.blocks.values():
+            x = x + blk(x)
+        x = self.norm(x)
+        a = torch.softmax(x @ x.transpose(-2, -1) * 0.25, dim=-1)
+        x = torch.einsum("bij,bjd->bid", a, x)
+        return self.head(F.relu(x[:, 0]).mean(dim=1, keepdim=True) * x[:, 1])
+
+
+class Shuffle(nn.Module):
+    """chunk, a branch on one piece, cat and a channel shuffle through views."""
+
+    def __init__(self):
+        super().__init__()
+        self.branch = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        a, b = x.chunk(2, dim=1)
+        y = torch.cat((a, self.branch(b)), dim=1)
+        n, c, h, w = y.shape
+        y = y.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+        return torch.flatten(self.pool(y[:, :, 1:, ::2]), 1)
+
+
+@pytest.mark.parametrize("make, shape, renamed", [
+    (Tiny, (3, 16, 16), {"attn-1": "attn_1"}),
+    (Shuffle, (8, 6, 6), {}),
+])
+def test_to_spec_computes_what_the_module_computes(make, shape, renamed):
+    torch.manual_seed(0)
+    source = make().eval()
+    text = to_spec(source, torch.randn(1, *shape))
+    for old, new in renamed.items():
+        assert f'"blocks.{old}" -> blocks.{new}' in text  # the mapping, in a comment
+    built = build_module(netcalc.parse(text, "t.yaml")).eval()
+    state = {k: v for k, v in source.state_dict().items()}
+    for old, new in renamed.items():
+        state = {k.replace(old, new): v for k, v in state.items()}
+    built.load_state_dict(state, strict=True)  # the same keys, the same shapes
+    x = torch.randn(3, *shape)  # batch 3: the import traced batch 2 and measured batch 1
+    torch.testing.assert_close(built(x), source(x))
+    report = netcalc.analyze(netcalc.parse(text, "t.yaml"))
+    assert report.totals.params == sum(p.numel() for p in source.parameters())
+
+
+def test_parameter_layer_at_its_attribute_path_and_ops_named_by_module():
+    text = to_spec(Tiny().eval(), torch.randn(1, 3, 16, 16))
+    assert "{name: cls, Parameter: {shape: [1, 1, 16]}}" in text
+    assert "{name: add, Add: ~, from: [input, attn_1]}" in text  # moved into blocks
+    assert "ScaledDotProductAttention" in text and "Einsum" in text
+
+
+def test_cannot_express_names_the_op_and_the_module():
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = nn.Sequential(nn.Linear(4, 4))
+
+        def forward(self, x):
+            return torch.cumsum(self.inner(x), dim=1)
+
+    with pytest.raises(SpecError, match=r"cumsum.*has no netcalc layer"):
+        to_spec(Odd(), torch.randn(1, 4))
+
+
+# ------------------------------------------------------------------ torchvision
+AUX = {"googlenet": {"aux_logits": False, "init_weights": False}}
+# the whole list: benchmarks/import_zoo.py; here a representative subset, the round trip
+# (slower: it builds and runs the spec too) for a part of it, within the suite's budget
+ZOO = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0",
+       "densenet121", "googlenet", "shufflenet_v2_x0_5", "squeezenet1_0", "convnext_tiny",
+       "vit_b_16"]
+ROUND_TRIP = {"resnet18", "mobilenet_v3_small", "shufflenet_v2_x0_5", "squeezenet1_0",
+              "convnext_tiny", "vit_b_16"}
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_torchvision_import(name):
+    weights = list(torchvision.models.get_model_weights(name))[0]
+    size = weights.transforms().crop_size[0]
+    imported = import_target(f"torchvision.models:{name}", AUX.get(name, {}),
+                             [("", (3, size, size), "float32")])
+    report = netcalc.analyze(netcalc.parse(imported.text, f"{name}.yaml"))
+    assert report.totals.params == weights.meta["num_params"]
+    assert round(report.totals.macs / 1e9, 3) == pytest.approx(weights.meta["_ops"], abs=5e-4)
+    if name in ROUND_TRIP:
+        result = roundtrip(imported.text, imported.module, imported.inputs)
+        assert result.ok, result.mismatches[0].message
+    if name == "resnet50":  # readable: the bottleneck folded
+        assert imported.text.count("\n") <= 80
+        assert "repeat: $repeats" in imported.text
+
+
+# ------------------------------------------------------------------ the command
+MODULE = """
+import torch.nn as nn
+
+class Net(nn.Sequential):
+    def __init__(self, width=8):
+        super().__init__(nn.Linear(4, width), nn.ReLU(), nn.Linear(width, 2))
+
+NOT_CALLABLE = 3
+"""
+
+
+@pytest.fixture
+def target(tmp_path, monkeypatch):
+    (tmp_path / "nc_import_target.py").write_text(textwrap.dedent(MODULE))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "nc_import_target"
+    sys.modules.pop("nc_import_target", None)
+
+
+def test_import_writes_and_refuses_to_overwrite(runner, target, tmp_path):
+    out = tmp_path / "net.yaml"
+    args = ["import", f"{target}:Net", "--input", "4", "--kwargs", '{"width": 16}', "-o", str(out)]
+    result = runner.invoke(app, [*args, "--verify"])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "kwargs {\"width\": 16}" in text and "params: 114" in text  # 4*16+16 + 16*2+2
+    assert runner.invoke(app, ["check", str(out)]).exit_code == 0
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "exists (--force" in again.stderr
+    assert runner.invoke(app, [*args, "--force"]).exit_code == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nc_no_such_module:Net", "--input", "4"], "cannot import 'nc_no_such_module'"),
+    (["{t}:Missing", "--input", "4"], "has no attribute 'Missing'"),
+    (["{t}:NOT_CALLABLE", "--input", "4"], "is not callable"),
+    (["{t}", "--input", "4"], "expected package.module:callable"),
+    (["{t}:Net", "--input", "4", "--kwargs", '{"depth": 2}'], "unexpected keyword argument"),
+    (["{t}:Net", "--input", "5"], "the model rejects the input"),
+    (["{t}:Net", "--input", "x=4"], "forward has no parameter 'x'"),
+])
+def test_bad_input_one_line_exit_2(runner, target, args, message):
+    result = runner.invoke(app, ["import", *(a.replace("{t}", target) for a in args)])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
