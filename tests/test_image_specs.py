@@ -13,7 +13,7 @@ What is compared, per spec in specs/:
   runs the flash kernel, which FlopCounterMode does not count: the meta forward
   counts it, as netcalc.conventions' ``flopcounter.attention`` says);
 * the output shape, and ``netcalc verify``'s checks with the receptive fields measured
-  by backpropagation (torch/crosscheck.py), FlopCounterMode as the counting tool.
+  by backpropagation (torch/rf_probe.py), FlopCounterMode as the counting tool.
 
 Measured (torch 2.14.1, torchvision 0.29.1): params ViT-B/16 86,567,656, ConvNeXt-Tiny
 28,589,128, Swin-T 28,288,354 (buffers 28,812: twelve relative_position_index of
@@ -115,19 +115,20 @@ MEASURED = {
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_verify_passes_with_measured_receptive_fields(name):
-    """verify's checks (shapes, params, buffers, FlopCounterMode per layer; on the meta
-    device at 224x224), and its receptive-field probe on CPU for the layers above (the
-    probe's forward stops after the deepest of them)."""
-    from netcalc.torch import crosscheck as cc
+    """verify's checks (shapes, params, buffers, FlopCounterMode per layer, on the meta
+    device: the CPU counts are the test above), and its receptive-field probe on CPU
+    for the layers above (the probe's forward stops after the deepest of them)."""
     from netcalc.torch.build import prepare
+    from netcalc.torch.crosscheck import crosscheck
+    from netcalc.torch.rf_probe import empirical_rf
 
     side, sizes = MEASURED[name]
     shapes = {"input": (3, side, side)}
-    result = cc.crosscheck(spec_path(name), input_shapes=shapes, tools=("flopcounter",),
-                           device="meta" if side == 224 else "cpu", rf=False)
+    result = crosscheck(spec_path(name), input_shapes=shapes, tools=("flopcounter",),
+                        device="meta", rf=False)
     assert result.ok, result.message
     graph, report = prepare(spec_path(name), input_shapes=shapes)
-    rows = {r.layer: r for r in cc.empirical_rf(graph, report, layers=list(sizes))}
+    rows = {r.layer: r for r in empirical_rf(graph, report, layers=list(sizes))}
     fields = {r.name: r.rf for r in report.layers}
     for layer, size in sizes.items():
         assert layer in rows, f"{layer}: receptive field not measured"
