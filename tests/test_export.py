@@ -128,7 +128,7 @@ blocks:
     inputs: [a, b]
     layers:
       - {name: lin, Linear: 6, from: a}
-      - {name: add, Add: ~, from: [lin, b, norm, mix.0.lin]}
+      - {name: add, Add: ~, from: [lin, b, side, mix.0.lin]}
 layers:
   - {name: pre, Linear: 6, from: x, repeat: 2}
   - {name: cls, Parameter: {shape: [1, 1, 6]}}
@@ -137,6 +137,7 @@ layers:
   - {name: head, Linear: {out_features: 7, bias: false}, from: emb, tie: emb}
   - {name: norm, LayerNorm: ~, from: pre, trainable: false}
   - {name: parts, Chunk: {chunks: 2, dim: 1}, from: norm}
+  - {name: side, Linear: 6, from: parts:1}
   - {name: mix, Mix: ~, from: [parts, parts:1], repeat: 2}
   - {name: pick, Embedding: {num_embeddings: 5, embedding_dim: 2}, from: table}
 outputs: [mix, head, cls, pick]

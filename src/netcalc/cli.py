@@ -396,7 +396,7 @@ def report(
         except SpecError as err:
             fail(err)
         except ValueError as exc:
-            fail(f"--profile {text(profile)}: {exc}")
+            fail(f"--profile {text(profile)}: {text(exc)}")
     svg = note = None
     try:
         svg = clean_svg(run_dot(to_dot(rep, depth), "svg"))
@@ -623,9 +623,8 @@ def profile(
         fail(err)
     for skipped in result.skipped:
         typer.echo(f"{skipped['device']} skipped: {text(skipped['reason'])}", err=True)
-    data = result.to_dict()
     if plot is not None:
-        _plot(lambda plots: plots.roofline_plot(data, plot))
+        _plot(lambda plots: plots.roofline_plot(result, plot))
     if format == "json":
         sys.stdout.write(render_profile_json(result))
     else:

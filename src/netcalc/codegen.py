@@ -266,11 +266,13 @@ class Call:
     defaults: dict[str, str] = field(default_factory=dict)
     order: tuple[str, ...] = ()
 
-    def render(self, indent: int = 8, width: int = 96) -> str:
+    def render(self, indent: int = 8, width: int = 96, column: int | None = None) -> str:
+        """One line when it fits from ``column`` (default: ``indent``) to ``width``,
+        else one argument per line, indented by ``indent + 4``."""
         parts = [_render(a, indent + 4, width) for a in self.args] + \
             [f"{k}={_render(v, indent + 4, width)}" for k, v in self.kwargs]
         one = f"{self.callee}({', '.join(parts)})"
-        if len(one) + indent <= width and "\n" not in one:
+        if len(one) + (indent if column is None else column) <= width and "\n" not in one:
             return one
         pad = " " * (indent + 4)
         return f"{self.callee}(\n" + "".join(f"{pad}{p},\n" for p in parts) + " " * indent + ")"
@@ -405,9 +407,10 @@ def module_source(graph: Graph, calls: dict[str, Call], held: dict[str, tuple[st
 
 
 def _assign(attr: str, v: Value) -> str:
-    if _plain(attr):
-        return f"        self.{attr} = {_render(v, 8, 96)}"
-    return f"        self.add_module({attr!r}, {_render(v, 8, 96)})"
+    head = f"        self.{attr} = " if _plain(attr) else f"        self.add_module({attr!r}, "
+    tail = "" if _plain(attr) else ")"
+    body = v.render(8, 96, len(head) + len(tail)) if isinstance(v, Call) else v
+    return head + body + tail
 
 
 def _docline(text: str) -> str:
