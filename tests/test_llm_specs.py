@@ -128,3 +128,15 @@ def test_tiny_forward_macs_equal_flopcountermode(kind):
     if kind == "mixtral":  # the per-token line: a token uses the router and 2 of 4 experts
         expert = 3 * 64 * 96
         assert seq["active_non_embedding_params"] == seq["non_embedding_params"] - 2 * 2 * expert
+
+
+def test_mistral_sliding_window_bounds_the_kv_cache():
+    from netcalc.layers.attention import causal_kept, window_kept
+
+    seq = netcalc.analyze(SPECS / "mistral_7b.yaml", dtype="bfloat16").sections["sequence"]
+    per_token = 32 * 2 * 8 * 128 * 2  # layers, k and v, kv heads, head dim, bfloat16
+    assert seq["kv_cache_bytes_per_token"] == per_token
+    assert seq["kv_cache_bytes"] == per_token * 4096  # 8,192 tokens, the window's 4,096 kept
+    full = 32 * 32 * 8192 * 8192 * 256  # layers, heads, L x S, q.k and p.v products
+    assert seq["macs"] - seq["window_macs"] == full - 32 * 32 * window_kept(8192, 8192, 4096) * 256
+    assert seq["macs"] - seq["causal_macs"] == full - 32 * 32 * causal_kept(8192, 8192) * 256

@@ -42,6 +42,7 @@ router's Linear and the expert's layers, each by its own rule.
 
 from __future__ import annotations
 
+import re
 from math import prod
 from typing import Any
 
@@ -60,8 +61,9 @@ class BlockName(ArgType):
     name = "block name"
 
     def check(self, value: Any, nd: int) -> str:
-        if not isinstance(value, str) or not value.isidentifier():
-            raise ValueError(f"expected the name of a block of `blocks:`, got {value!r}")
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", value):
+            shown = repr(value) if len(repr(value)) <= 80 else f"{repr(value)[:77]}..."
+            raise ValueError(f"expected the name of a block of `blocks:`, got {shown}")
         return value
 
     def schema(self) -> dict:
