@@ -52,7 +52,8 @@ def test_counts_equal_the_built_module_and_flopcountermode():
     moe = next(r for r in report.layers if r.name == "moe")
     assert moe.params == ROUTER + E * EXPERT
     assert moe.active_params == ROUTER + K * EXPERT
-    assert moe.extra == {"router_params": ROUTER, "params_per_expert": EXPERT}
+    assert moe.extra == {"num_experts": E, "top_k": K, "router_params": ROUTER,
+                         "params_per_expert": EXPERT}
     tokens = 2 * T
     assert moe.macs == tokens * D * E + K * tokens * EXPERT  # router + top_k experts per token
 
@@ -145,6 +146,8 @@ def test_active_params_in_totals_json_check_and_sequence(runner, tmp_path):
     table = runner.invoke(app, ["shapes", str(path)]).stdout
     assert f"active per token {active:,}" in table
     assert f"active per token {active - 50 * D:,}" in table
+    assert (f"Mixture of experts: 1 layer × (router {ROUTER} + {E} experts × {EXPERT:,} "
+            f"params), {K} experts per token") in table
 
 
 def test_errors_are_located():

@@ -263,7 +263,6 @@ def shapes(
             _plot(lambda plots: plots.costs_plot(report, depth, plot))
 
 
-
 def _plot(draw) -> None:
     """Run ``draw(netcalc.render.plots)``; no matplotlib or an unwritable file: exit 2."""
     from .render import plots
@@ -628,19 +627,19 @@ def profile(
     if plot is not None:
         _plot(lambda plots: plots.roofline_plot(data, plot))
     if format == "json":
-        sys.stdout.write(render_profile_json(data))
+        sys.stdout.write(render_profile_json(result))
     else:
-        sys.stdout.write(render_profile_table(data, top))
+        sys.stdout.write(render_profile_table(result, top))
     if result.interrupted:
         typer.echo("interrupted: reported what was measured", err=True)
         raise typer.Exit(130)
     if not result.ok:
-        cc = result.crosscheck or {}
-        if cc.get("ran"):
-            typer.echo(f"cross-check failed: {len(cc.get('mismatches') or [])} mismatch(es) "
+        cc = result.crosscheck
+        if cc.ran:
+            typer.echo(f"cross-check failed: {len(cc.mismatches)} mismatch(es) "
                        "between the built module and the analysis (see the report)", err=True)
         else:
-            typer.echo(f"cross-check could not run: {text(cc.get('error'))}", err=True)
+            typer.echo(f"cross-check could not run: {text(cc.error)}", err=True)
         raise typer.Exit(1)
 
 

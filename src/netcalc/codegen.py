@@ -132,7 +132,9 @@ def builder_forward(graph: Graph, regions: Sequence[str] = ()) -> str:
     """
     nodes = graph.nodes
     flow = _Flow.of(graph)
-    namer = Namer()
+    # the function's own names first: _d<k> (module dicts), _h, _region<i>, _outs
+    namer = Namer(["_h", "_outs", *(f"_d{k}" for k in range(len(nodes) + 1)),
+                   *(f"_region{i}" for i in range(len(nodes)))])
     local: dict[Ref, str] = {Ref(n): namer.new(n) for n in graph.inputs}
     for node in nodes:
         for ref, want in zip(_refs_of(node), _out_names(node, node.name)):
@@ -366,6 +368,7 @@ def module_source(graph: Graph, calls: dict[str, Call], held: dict[str, tuple[st
 
     visit(root)
     by_id = {id(c): c for c in classes.values()}
+    taken = reserved | {c.name for c in classes.values()}
     done: set[int] = set()
     ordered: list[_Class] = []
 
@@ -375,7 +378,7 @@ def module_source(graph: Graph, calls: dict[str, Call], held: dict[str, tuple[st
         done.add(id(cls))
         for u in sorted(cls.uses):
             finish(by_id[u])
-        _write_class(cls)
+        _write_class(cls, taken)
         ordered.append(cls)
 
     for cls in classes.values():
@@ -637,7 +640,7 @@ def _plain_value(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v
 
 
-def _write_class(cls: _Class) -> None:
+def _write_class(cls: _Class, taken: set[str]) -> None:
     """The class's source, and every instance's constructor call: values that differ
     between instances become ``__init__`` arguments (one per distinct column of
     values), named after the torch argument (``stride``) or, when two differ,
@@ -662,7 +665,7 @@ def _write_class(cls: _Class) -> None:
     counts: dict[str, int] = {}
     for ps in columns.values():
         counts[kw(ps[0])] = counts.get(kw(ps[0]), 0) + 1
-    namer = Namer()
+    namer = Namer(sorted(taken))  # not a class name: __init__ creates them
     param: dict[tuple, str] = {}
     block_args: dict[tuple, str] = {}  # a column that is a block argument takes its name
     for arg in cls.first.args:

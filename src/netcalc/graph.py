@@ -133,7 +133,7 @@ class _Builder:
                                 "--input" if given else None)
             self.paths[name] = Ref(name)
         self.block_stack: list[str] = []
-        self.parsed: dict[tuple[int, int], Entry] = {}  # see entry()
+        self.parsed: dict[tuple, Entry] = {}  # see entry()
         self.sparsity: float | None = None  # of the innermost block instance that sets one
 
     # -------------------------------------------------------------- references
@@ -220,16 +220,16 @@ class _Builder:
     def entry(self, entries: LList, i: int, env: dict[str, Any] | None) -> Entry:
         """Entry ``i`` of a list, its block arguments substituted.
 
-        The spec's top-level entries (nothing to substitute) are parsed once, for both
-        the count and the expansion; block bodies are parsed per instance.
+        Each entry is parsed once per distinct block arguments, for both the count and
+        the expansion (2^14 distinct block instances parse their bodies once, not twice).
         """
         mark = entries.item_mark(i)
-        if env is not None:
-            return parse_entry(_subst(entries[i], env, mark), mark, self.types, in_block=True)
-        key = (id(entries), i)
+        key = (id(entries), i, None if env is None else repr(sorted(env.items())))
         entry = self.parsed.get(key)
         if entry is None:
-            entry = self.parsed[key] = parse_entry(entries[i], mark, self.types)
+            entry = self.parsed[key] = (
+                parse_entry(entries[i], mark, self.types) if env is None else
+                parse_entry(_subst(entries[i], env, mark), mark, self.types, in_block=True))
         return entry
 
     def count(self, entries: LList, env: dict[str, Any] | None, seen: dict) -> int:
@@ -296,7 +296,8 @@ class _Builder:
         b.block_stack = [*self.block_stack, name]
         env = _block_env(block, Entry(name, None, mark, mark))
         last = b.scope(block.layers, "", env, dict(b.paths), [Ref(inp)], block.numbered)
-        return Graph(sub, b.inputs, b.nodes, [("output", last)], b.containers, b.by_name)
+        return Graph(sub, b.inputs, b.nodes, [("output", last)], b.containers, b.by_name,
+                     b.block_sources, b.block_args)
 
     def instance(self, entry: Entry, full: str, sources: list[Ref]) -> Ref:
         block = self.spec.blocks.get(entry.type)

@@ -26,8 +26,9 @@ which experts the router picks (the experts are token-wise):
 The expert's counts are its block's, analysed on ``(top_k*T, d)``: as if all routed
 tokens went through one expert, which for token-wise experts is the sum over the
 experts of what each one computes on the tokens routed to it. The report shows one row
-per MixtureOfExperts with ``router_params``, ``params_per_expert`` and the row's
-``active_params``; its activations are its output (like torch's transformer layers).
+per MixtureOfExperts with ``num_experts``, ``top_k``, ``router_params``,
+``params_per_expert`` and the row's ``active_params`` (the table's summary says them in a
+line); its activations are its output (like torch's transformer layers).
 
 Training (what :class:`netcalc.torch.modules.MixtureOfExperts`' step keeps, measured on
 CPU): the router's input (the layer's own, for the weight gradient), the softmax
@@ -154,7 +155,8 @@ class MixtureOfExperts(Layer):
                 + 2 * k * t * self.x[-1] + expert.flops - 2 * expert.macs)
 
     def extras(self) -> dict[str, Any]:
-        return {"router_params": self.router.params(),
+        return {"num_experts": self.num_experts, "top_k": self.top_k,
+                "router_params": self.router.params(),
                 "params_per_expert": self.expert_report.totals.params}
 
     def receptive_field(self, fields):
