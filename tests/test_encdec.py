@@ -180,15 +180,20 @@ def test_caches_and_macs_equal_a_real_hugging_face_forward(hf, case):
 @pytest.mark.torch
 @pytest.mark.parametrize("path, replacements", [("t5_small", T5_SHRINK),
                                                 ("whisper_tiny", WHISPER_SHRINK)])
-def test_tiny_copies_pass_verify_train(path, replacements):
-    """The training rules of every layer of the two specs (backward FLOPs, saved
-    tensors), against a real CPU step of the tiny copy: the bundled specs' check in
-    test_training_torch.py cuts their token inputs but not their Constants."""
+def test_tiny_copies_pass_verify_and_verify_train(path, replacements):
+    """``verify`` on CPU (the bundled cross-check runs the full specs on meta), and the
+    training rules of every layer (backward FLOPs, saved tensors) against a real CPU
+    step: the bundled training check cuts their token inputs but not their Constants."""
     pytest.importorskip("torch")
-    from netcalc.torch import traincheck
+    from netcalc.torch import crosscheck, traincheck
     from netcalc.training import TrainOptions
 
     spec = netcalc.parse(shrink(SPECS / f"{path}.yaml", replacements), f"{path}.yaml")
+    forward = crosscheck.crosscheck(spec, batch=2, device="cpu", tools=("flopcounter",),
+                                    rf=False)
+    assert forward.ok, [r.message for r in forward.mismatches[:5]]
+    assert {r.metric: r.verdict for r in forward.totals}["flopcounter"] in ("match",
+                                                                            "convention")
     result = traincheck.crosscheck_training(spec, TrainOptions(device="cpu"), batch=2)
     exact = [r.message for r in (*result.rows, *result.totals)
              if r.metric != "peak_bytes" and r.verdict == "MISMATCH"]
