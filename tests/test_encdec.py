@@ -316,3 +316,18 @@ def test_causal_beside_a_bias_folds_the_mask_into_the_bias():
         q, k, v, attn_mask=bias.masked_fill(~causal, float("-inf")))
     got = ScaledDotProductAttention(is_causal=True)(q, k, v, bias)
     assert torch.allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.torch
+def test_layer_is_a_free_name_inside_a_block_only():
+    """netcalc's root module has a ``layer`` method, its block containers do not: T5's
+    ``encoder.block.0.layer.0`` is buildable, a top-level ``layer`` is not."""
+    pytest.importorskip("torch")
+    from netcalc.torch.build import build_module
+
+    with pytest.raises(netcalc.SpecError, match="'layer' is an attribute of torch.nn.Module"):
+        analyze_text("input: [4]\nlayers:\n  - {name: layer, Linear: 4}\n")
+    inner = ("input: [4]\nblocks:\n  B:\n    layers:\n      - {name: layer, Linear: 4}\n"
+             "layers:\n  - {name: b, B: ~}\n")
+    assert set(build_module(netcalc.parse(inner, "t.yaml"), device="meta").state_dict()) \
+        == {"b.layer.weight", "b.layer.bias"}
