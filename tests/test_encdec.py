@@ -195,6 +195,20 @@ def test_tiny_copies_pass_verify_train(path, replacements):
     assert not exact, exact[:5]
 
 
+def test_cache_fields_only_with_kv_cache(runner):
+    import json
+
+    spec = str(SPECS / "whisper_tiny.yaml")
+    plain = json.loads(runner.invoke(app, ["shapes", spec, "-f", "json"]).stdout)["sequence"]
+    full = json.loads(runner.invoke(app, ["shapes", spec, "-f", "json", "--kv-cache"])
+                      .stdout)["sequence"]
+    assert not any("cache" in k or k.startswith("cross") for k in plain)
+    assert {k: full[k] for k in full if k not in plain} == {
+        "kv_cache_bytes_per_token": 12_288, "kv_cache_bytes": 12_288 * 448 + 18_432_000,
+        "self_attention_cache_bytes": 12_288 * 448, "cross_attention_cache_bytes": 18_432_000,
+        "cross_attention_layers": 4, "cross_attention_length": 1500}
+
+
 # ------------------------------------------------------------------ the token input
 TWO_INTS = """
 inputs: {ids: {shape: [6], dtype: int64}, pos: {shape: [6], dtype: int64}}
@@ -245,7 +259,8 @@ def test_tokens_errors(tokens, message):
                                      "`tokens:`)"),
     (TWO_INTS.replace("is_causal: true", "is_causal: false") % "",
      "its self-attention over 'ids' is not causal (an encoder: nothing is cached token by "
-     "token; a decoder sets is_causal, beside a bias input too)"),
+     "token; a decoder sets is_causal, beside a bias input too) (the first of several "
+     "int64 inputs: name another with `tokens:`)"),
     ("inputs: {ids: {shape: [6], dtype: int64}}\nlayers:\n"
      "  - {Embedding: {num_embeddings: 10, embedding_dim: 8}}\n",
      "no attention reads the token input 'ids'"),

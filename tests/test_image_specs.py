@@ -13,7 +13,7 @@ What is compared, per spec in specs/:
   runs the flash kernel, which FlopCounterMode does not count: the meta forward
   counts it, as netcalc.conventions' ``flopcounter.attention`` says);
 * the output shape, and ``netcalc verify``'s checks with the receptive fields measured
-  by backpropagation (torch/crosscheck.py), FlopCounterMode as the counting tool.
+  by backpropagation (torch/rf_probe.py), FlopCounterMode as the counting tool.
 
 Measured (torch 2.14.1, torchvision 0.29.1): params ViT-B/16 86,567,656, ConvNeXt-Tiny
 28,589,128, Swin-T 28,288,354 (buffers 28,812: twelve relative_position_index of
@@ -115,19 +115,20 @@ MEASURED = {
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_verify_passes_with_measured_receptive_fields(name):
-    """verify's checks (shapes, params, buffers, FlopCounterMode per layer; on the meta
-    device at 224x224), and its receptive-field probe on CPU for the layers above (the
-    probe's forward stops after the deepest of them)."""
-    from netcalc.torch import crosscheck as cc
+    """verify's checks (shapes, params, buffers, FlopCounterMode per layer, on the meta
+    device: the CPU counts are the test above), and its receptive-field probe on CPU
+    for the layers above (the probe's forward stops after the deepest of them)."""
     from netcalc.torch.build import prepare
+    from netcalc.torch.crosscheck import crosscheck
+    from netcalc.torch.rf_probe import empirical_rf
 
     side, sizes = MEASURED[name]
     shapes = {"input": (3, side, side)}
-    result = cc.crosscheck(spec_path(name), input_shapes=shapes, tools=("flopcounter",),
-                           device="meta" if side == 224 else "cpu", rf=False)
+    result = crosscheck(spec_path(name), input_shapes=shapes, tools=("flopcounter",),
+                        device="meta", rf=False)
     assert result.ok, result.message
     graph, report = prepare(spec_path(name), input_shapes=shapes)
-    rows = {r.layer: r for r in cc.empirical_rf(graph, report, layers=list(sizes))}
+    rows = {r.layer: r for r in empirical_rf(graph, report, layers=list(sizes))}
     fields = {r.name: r.rf for r in report.layers}
     for layer, size in sizes.items():
         assert layer in rows, f"{layer}: receptive field not measured"
@@ -146,3 +147,40 @@ def test_channel_last_rows_keep_their_field():
     swin = {r.name: r.rf for r in netcalc.analyze(spec_path("swin_t")).layers}
     assert swin["features.1.0.norm1"].dims[0].size == 4
     assert swin["features.1.0.attn.windows"] is GLOBAL
+
+
+FLATTEN_AND_BACK = """
+name: flatten-and-back
+input: [4, 12, 10]
+layers:
+  - {name: conv, Conv2d: {out_channels: 6, kernel_size: 3, padding: 1}}
+  - {name: tokens, Flatten: {start_dim: 2}}            # (N, 6, 120): H, W share one axis
+  - {name: t, Permute: [0, 2, 1]}                      # (N, 120, 6): tokens, channel-last
+  - {name: ln, LayerNorm: ~}
+  - {name: fc, Linear: 8}                              # over the channels only
+  - {name: back, Permute: [0, 2, 1]}
+  - {name: map, Unflatten: {dim: 2, unflattened_size: [12, 10]}}   # H and W again
+  - {name: conv2, Conv2d: {out_channels: 5, kernel_size: 3, stride: 2}}
+  - {name: roll, Roll: {shifts: 2, dims: 2}}           # along H only
+  - {name: conv3, Conv2d: {out_channels: 5, kernel_size: 3}}
+"""
+
+
+def test_flatten_and_back_and_per_dim_global_are_measured():
+    """A ViT/Swin-style detour through tokens keeps the field exact (probed at the
+    unit's index in the merged axis), and a Roll along H makes H alone global: W is
+    still measured exact by backpropagation."""
+    from netcalc.torch.crosscheck import crosscheck
+
+    spec = netcalc.parse(FLATTEN_AND_BACK, "fb.yaml")
+    report = netcalc.analyze(spec)
+    fields = {r.name: r.rf for r in report.layers}
+    assert fields["tokens"].packing == ((10, 12), (1, 10)) and fields["fc"].dims[0].size == 3
+    assert fields["map"] == fields["conv"]  # back where it was, exact
+    assert fields["roll"].dims[0].whole and fields["conv3"].dims[1].size == 9
+    result = crosscheck(spec, tools=("flopcounter",))
+    assert result.ok, result.message
+    rf = {r.layer: r for r in result.rows if r.metric == "rf"}
+    assert set(rf) >= {"conv", "tokens", "t", "fc", "back", "map", "conv2", "roll", "conv3"}
+    assert all(r.verdict == "match" for r in rf.values())
+    assert rf["conv3"].analytic[0] == "global" and rf["conv3"].analytic[1] == [1, 9]

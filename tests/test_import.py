@@ -126,13 +126,17 @@ def test_cannot_express_names_the_op_and_the_module():
 
 # ------------------------------------------------------------------ torchvision
 AUX = {"googlenet": {"aux_logits": False, "init_weights": False}}
+# the whole list: benchmarks/import_zoo.py; here a representative subset, the round trip
+# (slower: it builds and runs the spec too) for a part of it, within the suite's budget
 ZOO = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0",
        "densenet121", "googlenet", "shufflenet_v2_x0_5", "squeezenet1_0", "convnext_tiny",
        "vit_b_16"]
+ROUND_TRIP = {"resnet18", "mobilenet_v3_small", "shufflenet_v2_x0_5", "squeezenet1_0",
+              "convnext_tiny", "vit_b_16"}
 
 
 @pytest.mark.parametrize("name", ZOO)
-def test_torchvision_round_trip(name):
+def test_torchvision_import(name):
     weights = list(torchvision.models.get_model_weights(name))[0]
     size = weights.transforms().crop_size[0]
     imported = import_target(f"torchvision.models:{name}", AUX.get(name, {}),
@@ -140,8 +144,9 @@ def test_torchvision_round_trip(name):
     report = netcalc.analyze(netcalc.parse(imported.text, f"{name}.yaml"))
     assert report.totals.params == weights.meta["num_params"]
     assert round(report.totals.macs / 1e9, 3) == pytest.approx(weights.meta["_ops"], abs=5e-4)
-    result = roundtrip(imported.text, imported.module, imported.inputs)
-    assert result.ok, result.mismatches[0].message
+    if name in ROUND_TRIP:
+        result = roundtrip(imported.text, imported.module, imported.inputs)
+        assert result.ok, result.mismatches[0].message
     if name == "resnet50":  # readable: the bottleneck folded
         assert imported.text.count("\n") <= 80
         assert "repeat: $repeats" in imported.text

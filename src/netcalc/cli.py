@@ -249,7 +249,9 @@ def shapes(
             report = conventions.apply(report, convention)
         seq = report.sections.get("sequence")
         if seq is not None and not kv_cache:
-            for key in ("kv_cache_bytes_per_token", "kv_cache_bytes"):
+            from .sections.sequence import KV_CACHE_FIELDS
+
+            for key in KV_CACHE_FIELDS:
                 seq.pop(key, None)
         if kv_cache and (seq is None or "kv_cache_bytes_per_token" not in seq):
             from .sections.sequence import kv_cache_absence
@@ -394,7 +396,7 @@ def report(
         except SpecError as err:
             fail(err)
         except ValueError as exc:
-            fail(f"--profile {text(profile)}: {exc}")
+            fail(f"--profile {text(profile)}: {text(exc)}")
     svg = note = None
     try:
         svg = clean_svg(run_dot(to_dot(rep, depth), "svg"))
@@ -621,9 +623,8 @@ def profile(
         fail(err)
     for skipped in result.skipped:
         typer.echo(f"{skipped['device']} skipped: {text(skipped['reason'])}", err=True)
-    data = result.to_dict()
     if plot is not None:
-        _plot(lambda plots: plots.roofline_plot(data, plot))
+        _plot(lambda plots: plots.roofline_plot(result, plot))
     if format == "json":
         sys.stdout.write(render_profile_json(result))
     else:

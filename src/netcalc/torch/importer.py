@@ -108,15 +108,25 @@ def _spec(module: nn.Module, inputs: dict[str, tuple[tuple[int, ...], str]], nam
     module.eval()
     device = _device(module)
     feeds = {n: _example(shape, dtype, TRACE_BATCH, device) for n, (shape, dtype) in inputs.items()}
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
     try:
-        with torch.no_grad():
-            traced = Tracer(module, feeds).run()
+        with torch.no_grad(), counter:
+            tracer = Tracer(module, feeds)
+            traced = tracer.run()
         tree = fold(traced)
     except Unsupported as exc:
         raise SpecError(f"cannot express {exc}", file=name) from None
     except InputRejected as exc:
         raise SpecError(f"the model rejects the input: {one_line(exc)}", file="--input") from None
-    figures = measure(module, inputs)
+    macs, rest = divmod(counter.get_total_flops() // 2, TRACE_BATCH)
+    if rest:  # samples that are not independent: measure batch 1 itself
+        figures = measure(module, inputs)
+    else:  # what the source says of itself, from the traced run
+        figures = {"params": sum(p.numel() for p in module.parameters()),
+                   "buffers": sum(b.numel() for b in module.buffers()), "macs": macs,
+                   "outputs": [list(t.shape[1:]) for t in _tensors(tracer.result)]}
     return write_spec(name, tree, traced.inputs, figures, provenance)
 
 

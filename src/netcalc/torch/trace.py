@@ -409,6 +409,7 @@ class Tracer:
         self.names: set[str] = set()
         self.scopes: dict[str, str] = {}
         self.owner: dict[str, str] = {}
+        self.result: Any = None  # what the module returned
 
     def shape_of(self, node: fx.Node) -> tuple[int, ...]:
         return tuple(self.shapes[node].shape)
@@ -427,8 +428,9 @@ class Tracer:
         feeds = list(self.inputs.items())
         if len(feeds) > len(placeholders):
             raise Unsupported(f"{len(feeds)} inputs given, forward takes {len(placeholders)}")
-        self._interpret(gm, graph, placeholders, feeds)
+        real = self._interpret(gm, graph, placeholders, feeds)
         out_node = next(n for n in graph.nodes if n.op == "output")
+        self.result = fx.map_arg(out_node.args[0], lambda n: real[n])
         outputs = self._refs_of(self.values[out_node.args[0]] if isinstance(out_node.args[0], fx.Node)
                                 else fx.map_arg(out_node.args[0], lambda n: self.values[n]))
         return Traced(self.ops, {name: (tuple(x.shape[1:]), "int64" if x.dtype == torch.int64
@@ -474,6 +476,7 @@ class Tracer:
             real[node] = result
             self.shapes[node] = result
             self.values[node] = self._convert(node, result)
+        return real
 
     def _scope(self, node: fx.Node) -> str:
         stack = node.meta.get("nn_module_stack") or {}
