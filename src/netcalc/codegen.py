@@ -154,13 +154,13 @@ def builder_forward(graph: Graph, regions: Sequence[str] = ()) -> str:
                 dicts[path] = f"_d{len(dicts)}"
                 lines.append(f"    {dicts[path]} = {parent}[{parts[i]!r}]._modules")
     spans = _spans(graph, regions)
-    ends = {len(nodes)}
+    returned = {r for _, r in graph.outputs}
     i = 0
     while i < len(nodes):
         end = spans.get(i)
         if end is None:
             lines += _leaf(nodes[i], local, dicts, "    ")
-            lines += _dels([i], i, flow, local, ends, "    ", graph)
+            lines += _dels(i, graph, flow, local, "    ", len(nodes), returned)
             i += 1
             continue
         span = range(i, end)
@@ -171,13 +171,14 @@ def builder_forward(graph: Graph, regions: Sequence[str] = ()) -> str:
         lines.append(f"    def {fn}({args}):")
         for j in span:
             lines += _leaf(nodes[j], local, dicts, "        ")
-            lines += _dels([j], j, flow, local, {end} | set(), "        ", graph, keep=set(outs),
-                           within=span)
+            lines += _dels(j, graph, flow, local, "        ", end, set(outs))
         lines.append(f"        return ({''.join(local[r] + ', ' for r in outs)})")
         call = f"checkpoint({fn}, {args + ', ' if args else ''}use_reentrant=False)"
         lines.append(f"    ({''.join(local[r] + ', ' for r in outs)}) = {call}" if outs
                      else f"    {call}")
-        lines += _dels(list(span), end - 1, flow, local, ends, "    ", graph, only=set(ins))
+        dead = [local[r] for r in ins if r not in returned and max(flow.readers[r]) < end]
+        if dead:
+            lines.append(f"    del {', '.join(dead)}")
         i = end
     lines.append(f"    return ({''.join(local[r] + ', ' for _, r in graph.outputs)})")
     return "\n".join(lines) + "\n"
@@ -222,30 +223,16 @@ def _leaf(node: Node, local: dict[Ref, str], dicts: dict[str, str], pad: str) ->
     return [f"{pad}({targets}) = _outs({call}, {len(refs)}, {node.name!r})"]
 
 
-def _dels(steps: list[int], at: int, flow: _Flow, local: dict[Ref, str], ends: set[int],
-          pad: str, graph: Graph, keep: set[Ref] = frozenset(), within: range | None = None,
-          only: set[Ref] | None = None) -> list[str]:
-    """``del`` of the values whose last reader is node ``at`` (or that nobody reads),
-    among those read or made by ``steps``; ``within``: a region, reading after it is
-    the caller's business (``keep`` lists what it returns)."""
-    cands: dict[Ref, None] = {}
-    for j in steps:
-        for s in graph.nodes[j].sources:
-            cands.setdefault(s)
-        for r in _refs_of(graph.nodes[j]):
-            cands.setdefault(r)
-    dead = []
-    for r in cands:
-        if r in keep or (only is not None and r not in only):
-            continue
-        readers = flow.readers.get(r, [])
-        if within is not None:
-            if any(k >= within.stop for k in readers):
-                continue
-            readers = [k for k in readers if k in within]
-        last = max(readers, default=flow.made(r))
-        if last == at and not (ends & set(readers)):
-            dead.append(local[r])
+def _dels(j: int, graph: Graph, flow: _Flow, local: dict[Ref, str], pad: str, stop: int,
+          keep: set[Ref]) -> list[str]:
+    """``del`` after node ``j`` of the values it reads or makes that no node after it
+    and before ``stop`` reads: ``stop`` is the end of the graph, or of the checkpoint
+    region running ``j`` (the caller holds its own reference to what the region
+    reads); ``keep``: what must outlive ``stop`` (the outputs, or what the region
+    returns)."""
+    node = graph.nodes[j]
+    dead = [local[r] for r in dict.fromkeys([*node.sources, *_refs_of(node)])
+            if r not in keep and not any(j < k < stop for k in flow.readers.get(r, ()))]
     return [f"{pad}del {', '.join(dead)}"] if dead else []
 
 
