@@ -160,3 +160,12 @@ def test_errors_are_located():
         with pytest.raises(SpecError) as err:
             netcalc.analyze(netcalc.parse(SPEC.replace(old, new), "moe.yaml"))
         assert str(err.value).startswith("moe.yaml:") and message in str(err.value), str(err.value)
+
+
+def test_torch_builds_at_most_max_nodes_expert_layers():
+    """The analysis builds one graph for all experts; torch builds each: bounded too."""
+    spec = netcalc.parse(SPEC.replace("num_experts: 4,", "num_experts: 5000,"), "moe.yaml")
+    assert netcalc.analyze(spec).totals.params == 5000 * EXPERT + D * 5000 + 1600
+    with pytest.raises(SpecError, match=r":14:\d+: moe: 5,000 experts of 5 layers: "
+                                        r"torch would build 25,000 layers \(at most 20,000\)"):
+        build_module(spec, device="meta")

@@ -76,6 +76,10 @@ class MixtureOfExperts(Layer):
 
     PRIMARY = None
     BLOCK_ARGS = ("expert",)
+    # itself, gate and the experts' ModuleList; the expert block's layers count once more
+    # against graph.MAX_NODES (the analysis builds one graph for all experts), and the
+    # torch builder refuses more than MAX_NODES expert layers in all (torch_module)
+    MODULES = 3
     PARAMS_FORMULA = "d*E (+E if router_bias) + E * params(expert)"
     MACS_FORMULA = "T*d*E + MACs(expert on top_k*T tokens), T = tokens"
 
@@ -221,8 +225,15 @@ class MixtureOfExperts(Layer):
 
     # ------------------------------------------------------------------ torch
     def torch_module(self) -> Any:
+        from ..graph import MAX_NODES
         from ..torch.build import NetcalcModule
         from ..torch.modules import MixtureOfExperts as Module
+
+        built = self.num_experts * len(self.expert_graph.nodes)
+        if built > MAX_NODES:
+            raise self.fail(f"{self.num_experts:,} experts of {len(self.expert_graph.nodes):,} "
+                            f"layers: torch would build {built:,} layers (at most "
+                            f"{MAX_NODES:,})", "num_experts")
 
         experts = [NetcalcModule(self.expert_graph) for _ in range(self.num_experts)]
         return Module(self.x[-1], self.top_k, experts, self.router_bias)
