@@ -184,3 +184,24 @@ def test_flatten_and_back_and_per_dim_global_are_measured():
     assert set(rf) >= {"conv", "tokens", "t", "fc", "back", "map", "conv2", "roll", "conv3"}
     assert all(r.verdict == "match" for r in rf.values())
     assert rf["conv3"].analytic[0] == "global" and rf["conv3"].analytic[1] == [1, 9]
+
+
+@pytest.mark.parametrize("name", ["convnext_tiny", "shufflenet_v2_x1_0"])
+def test_saved_activation_bytes_match_autograd(name):
+    """What autograd keeps in train mode (tests/test_torchvision_oracle.py's measure),
+    ConvNeXt's StochasticDepth noise and LayerNorm2d included, at batch 2 and 32x32.
+    Measured the same way, exact too (batch 2, 224x224): Swin-T 213,268,432 bytes and
+    ViT-B/16 236,321,360 (too slow for the suite)."""
+    from test_torchvision_oracle import autograd_saved_bytes
+
+    model = torchvision_model(name).train()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.02)
+        for b in model.buffers():
+            if b.is_floating_point():
+                b.fill_(1.0)
+    expected = autograd_saved_bytes(model, torch.randn(2, 3, 32, 32))
+    report = netcalc.analyze(spec_path(name), batch=2, input_shapes={"input": (3, 32, 32)},
+                             train=netcalc.TrainOptions(device="cpu"))
+    assert report.totals.saved_activation_bytes == expected
