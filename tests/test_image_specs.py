@@ -13,7 +13,8 @@ What is compared, per spec in specs/:
   runs the flash kernel, which FlopCounterMode does not count: the meta forward
   counts it, as netcalc.conventions' ``flopcounter.attention`` says);
 * the output shape, and ``netcalc verify``'s checks with the receptive fields measured
-  by backpropagation (torch/rf_probe.py), FlopCounterMode as the counting tool.
+  by backpropagation (torch/rf_probe.py), FlopCounterMode as the counting tool;
+* the activations autograd keeps in train mode (ConvNeXt and ShuffleNet).
 
 Measured (torch 2.14.1, torchvision 0.29.1): params ViT-B/16 86,567,656, ConvNeXt-Tiny
 28,589,128, Swin-T 28,288,354 (buffers 28,812: twelve relative_position_index of
