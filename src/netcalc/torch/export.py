@@ -137,19 +137,22 @@ def _from_args(module: nn.Module, args: dict[str, Any], extra: dict[str, Any]) -
 
 
 def _params(cls: type) -> list[inspect.Parameter]:
-    """The arguments of ``cls``'s constructor; a constructor taking ``*args, **kwargs``
-    (LSTM) passes them on to its base's (less ``mode``, which it fixes)."""
+    """The arguments of ``cls``'s constructor; one taking ``*args, **kwargs`` passes
+    them on to its base's, whose arguments are then its own too (AttentionOutput's
+    are MultiheadAttention's and ``masked``; LSTM's are RNNBase's less ``mode``, which
+    LSTM fixes)."""
+    out: list[inspect.Parameter] = []
     for base in cls.__mro__:
-        if "__init__" not in vars(base):
+        if "__init__" not in vars(base) or base is nn.Module:
             continue
         params = [p for p in inspect.signature(base.__init__).parameters.values()
                   if p.name not in _SKIP]
-        if all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
-            continue
-        fixed = {"mode"} if base is not cls else set()
-        return [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-                and p.name not in fixed]
-    return []
+        out += [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                and all(p.name != q.name for q in out) and not (base is not cls and
+                                                                 p.name == "mode")]
+        if not any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+            break
+    return out
 
 
 def _callee(cls: type, used: set[type]) -> str:
@@ -229,8 +232,8 @@ def _state(module: nn.Module) -> list[Any]:
 
 
 def _norm(v: Any) -> Any:
-    if isinstance(v, (tuple, list)) and len(v) > 1 and len(set(v)) == 1 and \
-            type(v[0]) is int:
+    if isinstance(v, (tuple, list)) and len(v) > 1 and all(type(x) is int for x in v) and \
+            len(set(v)) == 1:
         return v[0]
     if v is None or isinstance(v, (bool, int, float, str, tuple, list)):
         return v
