@@ -46,7 +46,7 @@ def export_source(spec_or_graph: str | Path | Spec | Graph, *, batch: int = 1,
     graph, _ = prepare(spec_or_graph, batch=batch, input_shapes=input_shapes)
     model = _module_of(graph, device="meta")
     calls: dict[str, Call] = {}
-    held: dict[str, tuple[str, bool]] = {}
+    held: dict[str, tuple[Call, bool]] = {}
     used: set[type] = set()
     known: dict[str, Call] = {}  # one proof per distinct module
     for node in graph.nodes:
@@ -241,16 +241,19 @@ def _norm(v: Any) -> Any:
 
 
 # ---------------------------------------------------------------- tensors, ties, freezing
-def _held_expr(graph: Graph, name: str, t: torch.Tensor) -> tuple[str, bool]:
-    """Source of a Parameter or Buffer layer's tensor, drawn as the builder draws it."""
-    shape = ", ".join(str(s) for s in t.shape)
+def _held_expr(graph: Graph, name: str, t: torch.Tensor) -> tuple[Call, bool]:
+    """The constructor of a Parameter or Buffer layer's tensor, drawn as the builder
+    draws it (its sizes are arguments: blocks that differ only there share a class)."""
+    size = py_literal(tuple(t.shape))
     if isinstance(t, nn.Parameter):
-        return f"torch.empty({shape}).normal_(std=0.02)", True
+        return Call("nn.init.normal_", [Call("torch.empty", [], [("size", size)])],
+                    [("std", "0.02")]), True
     if t.dtype == torch.int64:
         bound = index_bound(graph, Ref(name)) or t.numel()
-        return f"(torch.arange({t.numel()}) % {bound}).reshape({py_literal(tuple(t.shape))})", \
-            False
-    return f"torch.ones({shape})", False
+        count = Call("torch.arange", [], [("end", str(t.numel()))])
+        return Call("torch.reshape", [Call("torch.remainder", [count], [("other", str(bound))])],
+                    [("shape", size)]), False
+    return Call("torch.ones", [], [("size", size)]), False
 
 
 def _ties(graph: Graph, model: NetcalcModule) -> list[tuple[str, str]]:
