@@ -289,7 +289,7 @@ class _Instance:
     label: str
     forward: str  # source of forward, already final
     items: list[tuple[str, Value]]  # (attribute, constructor) in order
-    held: list[str]  # __init__ lines of held tensors (literal)
+    kinds: dict[str, str]  # attribute -> "param" or "buffer" (else a module)
     args: dict[str, Any] = field(default_factory=dict)  # the block's argument values
 
 
@@ -304,14 +304,14 @@ class _Class:
     source: list[str] = field(default_factory=list)
 
 
-def module_source(graph: Graph, calls: dict[str, Call], held: dict[str, tuple[str, bool]],
+def module_source(graph: Graph, calls: dict[str, Call], held: dict[str, tuple[Call, bool]],
                   *, helpers: str = "", ties: Sequence[tuple[str, str]] = (),
                   frozen: Sequence[str] = (), header: str = "",
                   imports: Sequence[str] = ()) -> str:
     """A stand-alone Python file defining the spec's model as ``nn.Module`` classes.
 
     ``calls``: each layer's module constructor; ``held``: for Parameter and Buffer
-    layers, (tensor expression, is a parameter); ``helpers``: class sources the calls
+    layers, (tensor constructor, is a parameter); ``helpers``: class sources the calls
     need (inlined); ``ties``: (parameter path, path of the parameter it becomes);
     ``frozen``: parameter paths with ``requires_grad=False``; ``imports``: lines the
     helpers need besides torch.
@@ -336,7 +336,7 @@ def module_source(graph: Graph, calls: dict[str, Call], held: dict[str, tuple[st
             return
         inst = _instance(scope, graph, flow, calls, held, ctor)
         template = tuple((a, _template(v)) for a, v in inst.items)
-        key = (inst.label, inst.forward, template, tuple(inst.held))
+        key = (inst.label, inst.forward, template, tuple(sorted(inst.kinds.items())))
         cls = classes.get(key)
         if cls is None:
             taken = {c.name for c in classes.values()} | reserved
@@ -379,7 +379,7 @@ def module_source(graph: Graph, calls: dict[str, Call], held: dict[str, tuple[st
     for cls in ordered:
         lines += ["", *cls.source, ""]
     inst = _instance(root, graph, flow, calls, held, ctor)
-    init = [_assign(a, v) for a, v in inst.items] + inst.held
+    init = [_assign(a, v, inst.kinds.get(a, "")) for a, v in inst.items]
     for mine, theirs in ties:
         holder, _, attr = mine.rpartition(".")
         target = f"self.get_submodule({holder!r})" if holder else "self"
@@ -393,9 +393,14 @@ def module_source(graph: Graph, calls: dict[str, Call], held: dict[str, tuple[st
     return "\n".join(lines).strip("\n") + "\n"
 
 
-def _assign(attr: str, v: Value) -> str:
-    head = f"        self.{attr} = " if _plain(attr) else f"        self.add_module({attr!r}, "
-    tail = "" if _plain(attr) else ")"
+def _assign(attr: str, v: Value, kind: str = "") -> str:
+    """``self.attr = v``; a buffer, or a name that is not a plain identifier, through
+    ``register_buffer`` / ``register_parameter`` / ``add_module`` and ``repr``."""
+    if kind == "buffer" or not _plain(attr):
+        how = {"buffer": "register_buffer", "param": "register_parameter"}.get(kind, "add_module")
+        head, tail = f"        self.{how}({attr!r}, ", ")"
+    else:
+        head, tail = f"        self.{attr} = ", ""
     body = v.render(8, 96, len(head) + len(tail)) if isinstance(v, Call) else v
     return head + body + tail
 
@@ -481,7 +486,7 @@ def _child_ctor(c: Any, calls: dict[str, Call], ctor: dict[str, Value]) -> Value
 
 
 def _instance(scope: _Scope, graph: Graph, flow: _Flow, calls: dict[str, Call],
-              held: dict[str, tuple[str, bool]], ctor: dict[str, Value]) -> _Instance:
+              held: dict[str, tuple[Call, bool]], ctor: dict[str, Value]) -> _Instance:
     """The class body of one container (or of the root: its inputs are the spec's)."""
     span = _span(scope)
     namer = Namer()
@@ -500,7 +505,7 @@ def _instance(scope: _Scope, graph: Graph, flow: _Flow, calls: dict[str, Call],
         outs = _outputs(span, graph, flow)
     local: dict[Ref, str] = dict(zip(ins, params))
     items: list[tuple[str, Value]] = []
-    held_lines: list[str] = []
+    kinds: dict[str, str] = {}
     body: list[str] = []
     steps: list[tuple[list[Ref], list[Ref]]] = []  # (reads, makes) per child
     for c in scope.children:
@@ -518,11 +523,8 @@ def _instance(scope: _Scope, graph: Graph, flow: _Flow, calls: dict[str, Call],
             names = [namer.new(n) for n in _out_names(c, attr)]
             if c.layer.HELD:
                 expr, is_param = held[c.name]
-                value = f"nn.Parameter({expr})" if is_param else expr
-                held_lines.append(
-                    f"        self.{attr} = {value}" if is_param and _plain(attr) else
-                    f"        self.register_{'parameter' if is_param else 'buffer'}"
-                    f"({attr!r}, {value})")
+                items.append((attr, Call("nn.Parameter", [expr]) if is_param else expr))
+                kinds[attr] = "param" if is_param else "buffer"
                 call = get
             else:
                 items.append((attr, calls[c.name]))
@@ -556,7 +558,7 @@ def _instance(scope: _Scope, graph: Graph, flow: _Flow, calls: dict[str, Call],
     result = [local[r] for r in outs]
     lines.append("        return " + (result[0] if len(result) == 1 else
                                       "(" + "".join(x + ", " for x in result) + ")"))
-    return _Instance(scope.label, "\n".join(lines), items, held_lines,
+    return _Instance(scope.label, "\n".join(lines), items, kinds,
                      graph.block_args.get(scope.path, {}))
 
 
@@ -625,6 +627,13 @@ def _leaves(v: Value, path: tuple, out: dict[tuple, str]) -> None:
         out[path] = v
 
 
+def _signature(params: list[str]) -> list[str]:
+    one = f"    def __init__(self{''.join(', ' + p for p in params)}):"
+    if len(one) <= 96:
+        return [one]
+    return ["    def __init__(", "        self,", *(f"        {p}," for p in params), "    ):"]
+
+
 def _plain_value(v: Any) -> Any:
     """A block argument as the module attribute holds it (lists as tuples)."""
     return tuple(v) if isinstance(v, list) else v
@@ -681,10 +690,8 @@ def _write_class(cls: _Class, taken: set[str]) -> None:
     inst = cls.first
     lines = [f"class {cls.name}(nn.Module):",
              f"    \"\"\"{_docline(inst.label)}, a block of the spec.\"\"\"", "",
-             f"    def __init__(self{''.join(', ' + p for p in plist)}):",
-             "        super().__init__()"]
-    lines += [_assign(a, subst(v, (a,))) for a, v in items]
-    lines += inst.held
+             *_signature(plist), "        super().__init__()"]
+    lines += [_assign(a, subst(v, (a,)), inst.kinds.get(a, "")) for a, v in items]
     lines += ["", inst.forward]
     cls.source = lines
     column_of = {param[p]: p for p in reversed(paths) if p in param}
