@@ -10,6 +10,13 @@ import time
 
 def run_once(cmd: list[str]) -> tuple[float, int]:
     """(seconds, peak RSS in bytes) of one run of ``cmd``; raises if it fails."""
+    seconds, _, rss = run_timed(cmd)
+    return seconds, rss
+
+
+def run_timed(cmd: list[str]) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds (user + system: the wall time of an idle machine, the
+    figure to compare when other work shares the CPUs), peak RSS in bytes) of one run."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(p.pid, 0)
@@ -17,7 +24,7 @@ def run_once(cmd: list[str]) -> tuple[float, int]:
     err = p.stderr.read().decode() if p.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{err}")
-    return seconds, usage.ru_maxrss * 1024
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
 
 
 def measure(cmd: list[str], runs: int) -> tuple[float, int]:

@@ -106,5 +106,7 @@ PUBLISHED = {
     "gpt2": (GPT2, 124_439_808), "bert-base-uncased": (BERT_BASE, 109_482_240),
     "llama-3-8b": (LLAMA3_8B, 8_030_261_248), "mistral-7b": (MISTRAL_7B, 7_241_732_096),
     "qwen2-0.5b": (QWEN2_0_5B, 494_032_768), "gemma-2b": (GEMMA_2B, 2_506_172_416),
-    "phi-2": (PHI_2, 2_779_683_840), "mixtral-8x7b": (MIXTRAL_8X7B, 46_702_792_704), "opt-125m": (OPT_125M, None), "opt-350m": (OPT_350M, None),
+    "phi-2": (PHI_2, 2_779_683_840), "mixtral-8x7b": (MIXTRAL_8X7B, 46_702_792_704),
+    "opt-125m": (OPT_125M, None), "opt-350m": (OPT_350M, None),
+    "t5-small": (T5_SMALL, 60_506_624), "whisper-tiny": (WHISPER_TINY, 37_760_640),
 }

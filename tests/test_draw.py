@@ -195,14 +195,15 @@ def test_shapes_plot_writes_the_cost_bars(tmp_path, runner):
 def test_profile_plot_draws_every_run_under_its_roofs(tmp_path):
     pytest.importorskip("matplotlib")
     from netcalc.render.plots import PlotError, roofline_plot
+    from netcalc.results import load_profile
 
     from test_report import fake_profile
 
     out = tmp_path / "roofline.png"
-    profile = fake_profile(netcalc.analyze(SPECS / "lenet5.yaml"))
+    profile = load_profile(fake_profile(netcalc.analyze(SPECS / "lenet5.yaml")))
     roofline_plot(profile, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    profile["configs"][0]["per_layer"] = None  # a run without --per-layer: nothing to plot
+    profile.configs[0].per_layer = None  # a run without --per-layer: nothing to plot
     with pytest.raises(PlotError, match="no run with per-layer timings"):
         roofline_plot(profile, tmp_path / "none.png")
 

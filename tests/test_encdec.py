@@ -47,7 +47,7 @@ T5_SHRINK = [(r"input_ids: \{shape: \[512\]", "input_ids: {shape: [7]"),
              (r"decoder_input_ids: \{shape: \[128\]", "decoder_input_ids: {shape: [5]"),
              (r"Constant: \{shape: \[512, 512\]", "Constant: {shape: [7, 7]"),
              (r"Constant: \{shape: \[128, 128\]", "Constant: {shape: [5, 5]"),
-             (r"Constant: \{shape: \[8, 128, 512\]", "Constant: {shape: [2, 5, 7]"),
+             (r"Constant: \{shape: \[1, 8, 128, 512\]", "Constant: {shape: [1, 2, 5, 7]"),
              (r"\b32128\b", "50"), (r"\b2048\b", "32"), (r"\b512\b", "16"),
              (r"heads: 8", "heads: 2"), (r"num_embeddings: 32,", "num_embeddings: 8,"),
              (r"repeat: 5", "repeat: 1"), (r"Scale: 0\.044194173824159216", "Scale: 0.25")]
@@ -177,6 +177,43 @@ def test_caches_and_macs_equal_a_real_hugging_face_forward(hf, case):
         assert built(**inputs).shape == out.logits.shape
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("path, replacements", [("t5_small", T5_SHRINK),
+                                                ("whisper_tiny", WHISPER_SHRINK)])
+def test_tiny_copies_pass_verify_and_verify_train(path, replacements):
+    """``verify`` on CPU (the bundled cross-check runs the full specs on meta), and the
+    training rules of every layer (backward FLOPs, saved tensors) against a real CPU
+    step: the bundled training check cuts their token inputs but not their Constants."""
+    pytest.importorskip("torch")
+    from netcalc.torch import crosscheck, traincheck
+    from netcalc.training import TrainOptions
+
+    spec = netcalc.parse(shrink(SPECS / f"{path}.yaml", replacements), f"{path}.yaml")
+    forward = crosscheck.crosscheck(spec, batch=2, device="cpu", tools=("flopcounter",),
+                                    rf=False)
+    assert forward.ok, [r.message for r in forward.mismatches[:5]]
+    assert {r.metric: r.verdict for r in forward.totals}["flopcounter"] in ("match",
+                                                                            "convention")
+    result = traincheck.crosscheck_training(spec, TrainOptions(device="cpu"), batch=2)
+    exact = [r.message for r in (*result.rows, *result.totals)
+             if r.metric != "peak_bytes" and r.verdict == "MISMATCH"]
+    assert not exact, exact[:5]
+
+
+def test_cache_fields_only_with_kv_cache(runner):
+    import json
+
+    spec = str(SPECS / "whisper_tiny.yaml")
+    plain = json.loads(runner.invoke(app, ["shapes", spec, "-f", "json"]).stdout)["sequence"]
+    full = json.loads(runner.invoke(app, ["shapes", spec, "-f", "json", "--kv-cache"])
+                      .stdout)["sequence"]
+    assert not any("cache" in k or k.startswith("cross") for k in plain)
+    assert {k: full[k] for k in full if k not in plain} == {
+        "kv_cache_bytes_per_token": 12_288, "kv_cache_bytes": 12_288 * 448 + 18_432_000,
+        "self_attention_cache_bytes": 12_288 * 448, "cross_attention_cache_bytes": 18_432_000,
+        "cross_attention_layers": 4, "cross_attention_length": 1500}
+
+
 # ------------------------------------------------------------------ the token input
 TWO_INTS = """
 inputs: {ids: {shape: [6], dtype: int64}, pos: {shape: [6], dtype: int64}}
@@ -227,7 +264,8 @@ def test_tokens_errors(tokens, message):
                                      "`tokens:`)"),
     (TWO_INTS.replace("is_causal: true", "is_causal: false") % "",
      "its self-attention over 'ids' is not causal (an encoder: nothing is cached token by "
-     "token; a decoder sets is_causal, beside a bias input too)"),
+     "token; a decoder sets is_causal, beside a bias input too) (the first of several "
+     "int64 inputs: name another with `tokens:`)"),
     ("inputs: {ids: {shape: [6], dtype: int64}}\nlayers:\n"
      "  - {Embedding: {num_embeddings: 10, embedding_dim: 8}}\n",
      "no attention reads the token input 'ids'"),
@@ -278,3 +316,18 @@ def test_causal_beside_a_bias_folds_the_mask_into_the_bias():
         q, k, v, attn_mask=bias.masked_fill(~causal, float("-inf")))
     got = ScaledDotProductAttention(is_causal=True)(q, k, v, bias)
     assert torch.allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.torch
+def test_layer_is_a_free_name_inside_a_block_only():
+    """netcalc's root module has a ``layer`` method, its block containers do not: T5's
+    ``encoder.block.0.layer.0`` is buildable, a top-level ``layer`` is not."""
+    pytest.importorskip("torch")
+    from netcalc.torch.build import build_module
+
+    with pytest.raises(netcalc.SpecError, match="'layer' is an attribute of torch.nn.Module"):
+        analyze_text("input: [4]\nlayers:\n  - {name: layer, Linear: 4}\n")
+    inner = ("input: [4]\nblocks:\n  B:\n    layers:\n      - {name: layer, Linear: 4}\n"
+             "layers:\n  - {name: b, B: ~}\n")
+    assert set(build_module(netcalc.parse(inner, "t.yaml"), device="meta").state_dict()) \
+        == {"b.layer.weight", "b.layer.bias"}

@@ -140,7 +140,10 @@ layers:
   - Linear: 10
 """)
     assert r.layers[0].rf.global_ is False
-    assert r.layers[1].rf.global_ and r.layers[2].rf.global_
+    # flattening moves no position (C, H and W share one axis, each keeping its
+    # coordinate); the Linear mixes that axis: every dim global
+    assert r.layers[1].rf.dims == r.layers[0].rf.dims and r.layers[1].rf.packing
+    assert r.layers[2].rf.global_
 
 
 def test_token_inputs_have_no_receptive_field():

@@ -452,3 +452,34 @@ def test_any_hostile_spec_ends_with_0_1_or_2_and_no_traceback(text, tmp_path, ru
         assert "\x1b" not in out and "\u202e" not in out, text
         if args[0] == "check":
             ET.fromstring(result.stdout.encode("utf-8"))
+
+
+def test_profile_and_crosscheck_tables_print_names_as_text():
+    """The profile and cross-check renderers (typed results, no torch) escape every name
+    and message they print: no new line, escape sequence, bidi override or rich markup."""
+    from netcalc.hardware import Hardware, Roof
+    from netcalc.memory import LayerBytes
+    from netcalc.render.crosscheck import render_crosscheck
+    from netcalc.render.profile import render_profile_table
+    from netcalc.results import (
+        MISMATCH, CheckRow, ConfigResult, CrossCheckResult, CrossCheckSummary, LayerTiming,
+        PerLayer, ProfileOptions, ProfileResult, Stats,
+    )
+
+    bad = "a\n::error file=README.md::x\x1b[31m\u202e[bold]b[/bold]"
+    shown = "a\\n::error file=README.md::x\\x1b[31m\\u202e[bold]b[/bold]"
+    roof = Roof(macs_per_s=1e9, fraction_of_peak=0.5, fraction_of_roofline=0.5, bound="memory")
+    layer = LayerTiming(bad, bad, 1, Stats([1e-3, 2e-3]), 10, LayerBytes(1, 2, 3), 1.0, roof)
+    cfg = ConfigResult("cpu", 1, latency=Stats([1e-3, 2e-3]), macs=10, roof=roof,
+                       per_layer=PerLayer(Stats([2e-3]), [layer], [bad], 0.0, 0.0, 0.0),
+                       notes=[bad], error=bad)
+    hw = Hardware("cpu", bad, "float32", 2, 1e9, 1e9, 1, 1, "2", 0.0)
+    row = CheckRow(bad, bad, "params", 1, 2, MISMATCH)
+    cc = CrossCheckSummary(ran=True, ok=False, rows=1, mismatches=[row])
+    result = ProfileResult(bad, bad, ProfileOptions(), {}, {"cpu": hw}, [cfg],
+                           [{"device": "cuda", "reason": bad}], cc, warnings=[bad])
+    check = CrossCheckResult(bad, bad, 1, "cpu", "netcalc", [row], [], skipped=[bad])
+    for out in (render_profile_table(result), render_crosscheck(check, "table")):
+        assert shown in out
+        for never in ("\n::error", "\x1b", "\u202e"):
+            assert never not in out

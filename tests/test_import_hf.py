@@ -41,10 +41,30 @@ TINY = {
                 partial_rotary_factor=0.5, qk_layernorm=True),
     "opt": dict(model_type="opt", **SMALL, ffn_dim=128, word_embed_proj_dim=32,
                 max_position_embeddings=32, do_layer_norm_before=False),
+    "t5": dict(model_type="t5", num_layers=2, d_model=64, num_heads=4, d_ff=128, d_kv=16,
+               vocab_size=100),
+    "t5-gated": dict(model_type="t5", num_layers=3, num_decoder_layers=2, d_model=64, num_heads=4,
+                     d_ff=128, d_kv=8, vocab_size=100, feed_forward_proj="gated-gelu",
+                     tie_word_embeddings=False, dropout_rate=0.0),
+    "whisper": dict(model_type="whisper", encoder_layers=2, decoder_layers=2, d_model=64,
+                    encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128,
+                    decoder_ffn_dim=128, vocab_size=100, num_mel_bins=16,
+                    max_source_positions=30, max_target_positions=32, pad_token_id=1,
+                    bos_token_id=2, eos_token_id=3, decoder_start_token_id=4),
 }
+SEQ2SEQ = {"t5", "t5-gated", "whisper"}
 CLASSES = {"gpt2": "GPT2LMHeadModel", "bert": "BertModel", "llama": "LlamaForCausalLM",
            "mistral": "MistralForCausalLM", "mixtral": "MixtralForCausalLM", "qwen2": "Qwen2ForCausalLM",
-           "gemma": "GemmaForCausalLM", "phi": "PhiForCausalLM", "opt": "OPTForCausalLM"}
+           "gemma": "GemmaForCausalLM", "phi": "PhiForCausalLM", "opt": "OPTForCausalLM",
+           "t5": "T5ForConditionalGeneration", "t5-gated": "T5ForConditionalGeneration",
+           "whisper": "WhisperForConditionalGeneration"}
+
+
+def lengths(family: str, n: int) -> dict:
+    """--seq-len / --decoder-seq-len of the tiny configs (Whisper's encoder length is fixed)."""
+    if family == "whisper":
+        return {"decoder_seq_len": n}
+    return {"seq_len": n, "decoder_seq_len": n // 2} if family in SEQ2SEQ else {"seq_len": n}
 
 
 def write(tmp_path: Path, config: dict, name: str = "config.json") -> str:
@@ -88,14 +108,17 @@ def test_family_state_dict_equals_transformers(tmp_path, family):
     (GPT-2's Conv1D weights are the documented transposed convention)."""
     pytest.importorskip("transformers")
     path = write(tmp_path, TINY[family])
-    result = hf.verify(path, hf.spec_text(path, seq_len=16))
+    result = hf.verify(path, hf.spec_text(path, **lengths(family, 16)))
     assert result.ok, result.message
-    assert result.name.endswith(CLASSES[family])
+    assert f"transformers' {CLASSES[family]}:" in result.name
     totals = {r.metric: (r.analytic, r.torch) for r in result.totals}
     assert totals["params"][0] == totals["params"][1]
     assert totals["state_dict keys"][0] == totals["state_dict keys"][1]
-    conv = [r for r in result.rows if r.verdict == "convention"]
-    assert len(conv) == (3 * 2 if family == "gpt2" else 0)  # c_attn, c_fc, c_proj per layer
+    conv = [r.layer for r in result.rows if r.verdict == "convention"]
+    if family == "gpt2":  # Conv1D: c_attn, c_fc, c_proj per layer
+        assert len(conv) == 3 * 2
+    else:  # T5's alias of its one token table
+        assert conv == (["shared.weight"] if family.startswith("t5") else [])
 
 
 @pytest.mark.torch
@@ -111,22 +134,28 @@ def test_tiny_macs_equal_flopcounter_on_a_real_forward(tmp_path, family):
     config = dict(TINY[family])
     path = write(tmp_path, config)
     length = 8  # below Mistral's window of 8 + 1: the band is the full causal triangle
-    report = netcalc.analyze(netcalc.parse(hf.spec_text(path, seq_len=length), path))
+    report = netcalc.analyze(netcalc.parse(hf.spec_text(path, **lengths(family, length)), path))
     model_type = config.pop("model_type")
     cfg = transformers.AutoConfig.for_model(model_type, **config)
     cfg._attn_implementation = "eager"
     cfg._experts_implementation = "eager"  # Mixtral: each expert on the tokens routed to it
     model = getattr(transformers, CLASSES[family])(cfg).eval()
-    ids = torch.randint(0, 100, (1, length))
+    inputs = {"input_ids": torch.randint(0, 100, (1, length))}
+    if family in SEQ2SEQ:
+        inputs["decoder_input_ids"] = torch.randint(0, 100, (1, lengths(family, length)
+                                                              ["decoder_seq_len"]))
+    if family == "whisper":
+        del inputs["input_ids"]
+        inputs["input_features"] = torch.randn(1, 16, 60)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(input_ids=ids)
+        model(**inputs)
     assert counter.get_total_flops() == 2 * report.totals.macs
 
 
 def test_gemma_non_embedding_params_and_tying(tmp_path):
     """Non-embedding params (the sequence section, Kaplan's N) leave out embedding layers
     only: a head tied to the embedding adds nothing, an untied head counts in full."""
-    d, ffn, kv, hd, layers, vocab = 2048, 16384, 1 * 256, 256, 18, 256000
+    d, ffn, kv, layers, vocab = 2048, 16384, 1 * 256, 18, 256000  # 8 query heads of 256 = d
     per_layer = d * d + 2 * d * kv + d * d + 3 * d * ffn + 2 * d  # q, k, v, o; MLP; 2 norms
     tied = analyze_text(hf.spec_text(write(tmp_path, GEMMA_2B), seq_len=64))
     s = sequence_section(tied)

@@ -22,7 +22,7 @@ from netcalc.layers.activation import _Elementwise
 from netcalc.layers.attention import causal_kept
 from netcalc.layers.base import (CONTRACT, FLOAT, INT, AttentionCache, Ctx, DataMovement, Layer,
                                  MacFree, Parameterless, TensorInfo, register)
-from netcalc.rf import GLOBAL, RF, RFDim
+from netcalc.rf import GLOBAL, RF, WHOLE, RFDim
 
 F = Fraction
 
@@ -337,6 +337,7 @@ def test_dtypes():
 
 # -------------------------------------------------------------------- receptive fields
 FIELD = RF((RFDim(F(3), F(2), F(1)), RFDim(F(5), F(2), F(2))))
+H, W = FIELD.dims
 
 
 @pytest.mark.parametrize("type_,args,shapes,expected", [
@@ -350,19 +351,25 @@ FIELD = RF((RFDim(F(3), F(2), F(1)), RFDim(F(5), F(2), F(2))))
     ("RMSNorm", {}, [X4], FIELD),
     ("LocalResponseNorm", {"size": 3}, [X4], FIELD),
     ("Softmax", {"dim": 1}, [X4], FIELD),       # across channels: point-wise
-    ("Softmax", {}, [X4], GLOBAL),              # along W: mixes positions
-    ("LogSoftmax", {"dim": 2}, [X4], GLOBAL),
+    ("Softmax", {}, [X4], RF((H, WHOLE))),      # along W: mixes positions along W only
+    ("LogSoftmax", {"dim": 2}, [X4], RF((WHOLE, W))),
     ("Dropout2d", {}, [X4], FIELD),
     ("Identity", {}, [X4], FIELD),
-    ("Linear", {"out_features": 3}, [X4], GLOBAL),  # mixes W
-    ("Flatten", {}, [X4], GLOBAL),
+    ("Linear", {"out_features": 3}, [X4], RF((H, WHOLE))),  # mixes W
+    # a reshape moves no position: H and W merged into one axis keep their coordinates
+    # (H = value // 5 % 4, W = value % 5 of that axis); one cut in pieces is global
+    ("Flatten", {}, [X4], RF(FIELD.dims, axes=(-1, -1), packing=((5, 4), (1, 5)))),
     ("Flatten", {"start_dim": 1, "end_dim": 1}, [X4], FIELD),
-    ("Flatten", {"start_dim": 2}, [X4], GLOBAL),
+    ("Flatten", {"start_dim": 2}, [X4], RF(FIELD.dims, axes=(-1, -1),
+                                           packing=((5, 4), (1, 5)))),
     ("Unflatten", {"dim": 1, "unflattened_size": [3, 1]}, [X4], FIELD),
-    ("Unflatten", {"dim": 2, "unflattened_size": [2, 2]}, [X4], GLOBAL),
+    ("Unflatten", {"dim": 2, "unflattened_size": [2, 2]}, [X4], RF((WHOLE, W))),
     ("Reshape", {"shape": [3, 4, 5]}, [X4], FIELD),
     ("Reshape", {"shape": [1, 3, 4, 5]}, [X4], FIELD),   # trailing (4, 5) unchanged
-    ("Reshape", {"shape": [12, 5]}, [X4], GLOBAL),
+    ("Reshape", {"shape": [12, 5]}, [X4], RF(FIELD.dims, packing=((1, 4), None))),
+    ("Roll", {"shifts": 1, "dims": 2}, [X4], RF((WHOLE, W))),  # per dim: W stays exact
+    ("Mean", {"dim": 3, "keepdim": True}, [X4], RF((H, WHOLE))),
+    ("Sum", {"dim": 3}, [X4], RF((H, WHOLE), axes=(-1, None))),  # H is now the last dim
     ("Permute", {"dims": [1, 0, 2, 3]}, [X4], FIELD),
     # a permutation moves no position: the field follows H and W to their new axes
     ("Permute", {"dims": [0, 1, 3, 2]}, [X4], RF(FIELD.dims, axes=(-1, -2))),
@@ -434,7 +441,11 @@ layers:
 """, batch=2)
     rows = {r.name: r for r in report.layers}
     assert rows["flat"].shape == (2, 3, 64)
-    assert rows["flat"].rf == GLOBAL  # trailing (8, 8) became (3, 64)
+    # (8, 8) merged into one axis of 64: H = value // 8, W = value % 8 along it
+    assert rows["flat"].rf == RF(RF.identity(2).dims, axes=(-1, -1), packing=((8, 8), (1, 8)))
+    assert rows["linear_5"].rf == RF.identity(2).placed((1, 1), 3, packing=((8, 8), (1, 8)))
+    assert rows["softmax_6"].rf == rows["linear_5"].rf  # over the features: point-wise
+    assert rows["linear_7"].rf == GLOBAL  # mixes the 64 positions
     assert rows["relu_1"].rf == RF.identity(2)
     assert rows["batchnorm2d_0"].buffers == 2 * 3 + 1
     assert rows["layernorm_4"].params == 2 * 3

@@ -23,6 +23,9 @@ def dims(rf):
     return "G" if rf.global_ else [(d.size, d.stride, d.start) for d in rf.dims]
 
 
+WHOLE_DIM = (None, None, None)  # global along this dim only
+
+
 VIT_HEAD = """
 input: [3, 32, 32]
 layers:
@@ -147,8 +150,9 @@ layers:
     assert by["s"].shape == (2, 1, 5, 6) and by["s"].flops == n - 2 * 30
     assert by["x"].shape == (2, 4, 5) and by["x"].flops == n - 2 * 20
     assert by["k"].flops == n and by["d"].flops == 0  # identity in eval
-    # a reduction over a spatial dim is global; over the channels it keeps the field
-    assert by["m"].rf is GLOBAL and by["x"].rf is GLOBAL
+    # a reduction over a spatial dim makes that dim global; over the channels it keeps
+    # the field
+    assert by["m"].rf is GLOBAL and dims(by["x"].rf) == [(1, 1, 0), WHOLE_DIM]
     assert dims(by["s"].rf) == [(1, 1, 0), (1, 1, 0)]
     g = Grads((True,), False)
     layer = {name: r.graph.by_name[name].layer for name in by}
@@ -240,10 +244,10 @@ layers:
         assert by[name].rf.aligned, name
     assert by["nhwc"].rf.axes == (-3, -2) and by["back"].rf.axes is None
     assert by["swap"].rf.axes == (-1, -2)  # H and W exchanged
-    assert by["over_w"].rf is GLOBAL  # dim -2 holds W after the swap
-    # a Linear over a spatial last dim mixes positions
+    assert dims(by["over_w"].rf) == [conv[0], WHOLE_DIM]  # dim -2 holds W after the swap
+    # a Linear over a spatial last dim mixes positions along it (W), not along H
     _, flat = rows("input: [3, 5, 6]\nlayers:\n  - {name: fc, Linear: 4}")
-    assert flat["fc"].rf is GLOBAL
+    assert dims(flat["fc"].rf) == [(1, 1, 0), WHOLE_DIM]
 
 
 def test_slices_and_pieces_are_exact_windows():
@@ -262,7 +266,9 @@ layers:
     assert dims(by["p"].rf) == [(3, 1, 1), (3, 1, 1)]  # piece 0
     assert dims(by["second"].rf) == [(3, 1, 1), (3, 1, 4)]  # piece 1 starts at column 3
     assert dims(by["r"].rf) == [(3, 1, 1), (3, 1, 1)]  # rolling channels moves no position
-    assert by["rw"].rf is GLOBAL and by["e"].rf is GLOBAL
+    # rolling or averaging along one spatial dim makes that dim global, not the other
+    assert dims(by["rw"].rf) == [(3, 1, 1), WHOLE_DIM]
+    assert dims(by["e"].rf) == [WHOLE_DIM, (3, 1, 1)]
 
 
 def test_outputs_past_a_split_are_located_errors():

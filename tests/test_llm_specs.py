@@ -13,6 +13,7 @@ import pytest
 
 import netcalc
 from conftest import SPECS
+from hf_configs import MISTRAL_7B, MIXTRAL_8X7B
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -22,15 +23,9 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from netcalc.torch.build import build_module  # noqa: E402
 from netcalc.torch.crosscheck import crosscheck  # noqa: E402
 
-# config.json of the published checkpoints (the values that set sizes)
-MISTRAL = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-               num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=32000,
-               rms_norm_eps=1e-5, rope_theta=10000.0, sliding_window=4096,
-               max_position_embeddings=32768, tie_word_embeddings=False)
-MIXTRAL = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-               num_attention_heads=32, num_key_value_heads=8, num_local_experts=8,
-               num_experts_per_tok=2, vocab_size=32000, rms_norm_eps=1e-5, rope_theta=1e6,
-               sliding_window=None, max_position_embeddings=32768, tie_word_embeddings=False)
+# config.json of the published checkpoints (tests/hf_configs.py), as constructor keywords
+MISTRAL, MIXTRAL = ({k: v for k, v in c.items() if k not in ("architectures", "model_type")}
+                    for c in (MISTRAL_7B, MIXTRAL_8X7B))
 # the same models shrunk: width 64, 4 heads of 16 (2 kv heads), 2 layers, 4 experts
 TINY = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, head_dim=16, vocab_size=100, num_local_experts=4,
@@ -108,7 +103,7 @@ def test_mixtral_params_active_params_and_checkpoint_keys():
 def test_tiny_forward_macs_equal_flopcountermode(kind):
     values = {**{"mistral": MISTRAL, "mixtral": MIXTRAL}[kind], **TINY}
     if kind == "mixtral":
-        values.pop("head_dim")
+        values.pop("head_dim")  # 64 / 4 heads
         values["sliding_window"] = None
     else:
         values.pop("num_local_experts")
@@ -133,3 +128,15 @@ def test_tiny_forward_macs_equal_flopcountermode(kind):
     if kind == "mixtral":  # the per-token line: a token uses the router and 2 of 4 experts
         expert = 3 * 64 * 96
         assert seq["active_non_embedding_params"] == seq["non_embedding_params"] - 2 * 2 * expert
+
+
+def test_mistral_sliding_window_bounds_the_kv_cache():
+    from netcalc.layers.attention import causal_kept, window_kept
+
+    seq = netcalc.analyze(SPECS / "mistral_7b.yaml", dtype="bfloat16").sections["sequence"]
+    per_token = 32 * 2 * 8 * 128 * 2  # layers, k and v, kv heads, head dim, bfloat16
+    assert seq["kv_cache_bytes_per_token"] == per_token
+    assert seq["kv_cache_bytes"] == per_token * 4096  # 8,192 tokens, the window's 4,096 kept
+    full = 32 * 32 * 8192 * 8192 * 256  # layers, heads, L x S, q.k and p.v products
+    assert seq["macs"] - seq["window_macs"] == full - 32 * 32 * window_kept(8192, 8192, 4096) * 256
+    assert seq["macs"] - seq["causal_macs"] == full - 32 * 32 * causal_kept(8192, 8192) * 256

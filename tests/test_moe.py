@@ -52,7 +52,8 @@ def test_counts_equal_the_built_module_and_flopcountermode():
     moe = next(r for r in report.layers if r.name == "moe")
     assert moe.params == ROUTER + E * EXPERT
     assert moe.active_params == ROUTER + K * EXPERT
-    assert moe.extra == {"router_params": ROUTER, "params_per_expert": EXPERT}
+    assert moe.extra == {"num_experts": E, "top_k": K, "router_params": ROUTER,
+                         "params_per_expert": EXPERT}
     tokens = 2 * T
     assert moe.macs == tokens * D * E + K * tokens * EXPERT  # router + top_k experts per token
 
@@ -145,6 +146,8 @@ def test_active_params_in_totals_json_check_and_sequence(runner, tmp_path):
     table = runner.invoke(app, ["shapes", str(path)]).stdout
     assert f"active per token {active:,}" in table
     assert f"active per token {active - 50 * D:,}" in table
+    assert (f"Mixture of experts: 1 layer × (router {ROUTER} + {E} experts × {EXPERT:,} "
+            f"params), {K} experts per token") in table
 
 
 def test_errors_are_located():
@@ -157,3 +160,12 @@ def test_errors_are_located():
         with pytest.raises(SpecError) as err:
             netcalc.analyze(netcalc.parse(SPEC.replace(old, new), "moe.yaml"))
         assert str(err.value).startswith("moe.yaml:") and message in str(err.value), str(err.value)
+
+
+def test_torch_builds_at_most_max_nodes_expert_layers():
+    """The analysis builds one graph for all experts; torch builds each: bounded too."""
+    spec = netcalc.parse(SPEC.replace("num_experts: 4,", "num_experts: 5000,"), "moe.yaml")
+    assert netcalc.analyze(spec).totals.params == 5000 * EXPERT + D * 5000 + 1600
+    with pytest.raises(SpecError, match=r":14:\d+: moe: 5,000 experts of 5 layers: "
+                                        r"torch would build 25,000 layers \(at most 20,000\)"):
+        build_module(spec, device="meta")

@@ -22,8 +22,11 @@ from netcalc.cli import app  # noqa: E402
 from netcalc.render.profile import (  # noqa: E402
     human_time, make_progress, render_profile_json, render_profile_table,
 )
-from netcalc.torch import hardware  # noqa: E402
+from netcalc.torch import calibrate, hardware  # noqa: E402
 from netcalc.torch import profile as prof  # noqa: E402
+from netcalc.results import (  # noqa: E402
+    FORMAT_VERSION, MISMATCH, CheckRow, CrossCheckSummary, load_profile,
+)
 from netcalc.torch.hardware import Hardware, roofline  # noqa: E402
 from netcalc.torch.profile import (  # noqa: E402
     Interrupted, LayerClock, ProfileError, ProfileOptions, Stats, layer_bytes, measure,
@@ -82,11 +85,15 @@ def seeded_cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-@pytest.fixture
-def tiny(tmp_path):
+def TINY_PATH(tmp_path):  # noqa: N802
     p = tmp_path / "tiny.yaml"
     p.write_text(TINY)
     return p
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return TINY_PATH(tmp_path)
 
 
 def fast_options(**kw) -> ProfileOptions:
@@ -203,19 +210,19 @@ def test_roofline_classifies_by_the_ridge_point():
     assert hw.ridge == 10  # FLOP per byte
     # 1e9 MACs over 1e8 bytes: 20 FLOP/B > 10 -> compute-bound
     r = roofline(10**9, 10**8, 0.1, hw)
-    assert r["bound"] == "compute"
-    assert math.isclose(r["flops_per_s"], 2e10) and math.isclose(r["fraction_of_peak"], 0.2)
-    assert math.isclose(r["intensity_mac_per_byte"], 10)
-    assert math.isclose(r["fraction_of_roofline"], 0.2)
+    assert r.bound == "compute"
+    assert math.isclose(r.flops_per_s, 2e10) and math.isclose(r.fraction_of_peak, 0.2)
+    assert math.isclose(r.intensity_mac_per_byte, 10)
+    assert math.isclose(r.fraction_of_roofline, 0.2)
     # 1e6 MACs over 1e8 bytes: 0.02 FLOP/B -> memory-bound, ceiling 0.02 * 10 GB/s
     r = roofline(10**6, 10**8, 0.1, hw)
-    assert r["bound"] == "memory"
-    assert math.isclose(r["fraction_of_roofline"], (2e6 / 0.1) / (0.02 * 10e9))
-    assert math.isclose(r["fraction_of_bandwidth"], 1e9 / 10e9)
+    assert r.bound == "memory"
+    assert math.isclose(r.fraction_of_roofline, (2e6 / 0.1) / (0.02 * 10e9))
+    assert math.isclose(r.fraction_of_bandwidth, 1e9 / 10e9)
     # no MACs at all (an activation): memory-bound, judged by bandwidth
     r = roofline(0, 10**6, 1e-3, hw)
-    assert r["bound"] == "memory" and math.isclose(r["fraction_of_roofline"], 0.1)
-    assert roofline(5, 5, 1.0, None)["bound"] is None
+    assert r.bound == "memory" and math.isclose(r.fraction_of_roofline, 0.1)
+    assert roofline(5, 5, 1.0, None).bound is None
 
 
 def test_calibration_is_cached_per_device_and_dtype(monkeypatch, seeded_cache):
@@ -229,8 +236,8 @@ def test_calibration_is_cached_per_device_and_dtype(monkeypatch, seeded_cache):
         calls["copy"] += 1
         return 1e11, 1 << 28
 
-    monkeypatch.setattr(hardware, "measure_gemm", gemm)
-    monkeypatch.setattr(hardware, "measure_copy", copy)
+    monkeypatch.setattr(calibrate, "measure_gemm", gemm)
+    monkeypatch.setattr(calibrate, "measure_copy", copy)
     (seeded_cache / hardware.CACHE_FILE).unlink()
     first = hardware.calibrate("cpu", "float32")
     assert not first.cached and calls == {"gemm": 1, "copy": 1}
@@ -274,7 +281,7 @@ def test_devices_without_cuda():
 def test_profile_spec_structure_and_invariants(tiny):
     result = profile_spec(tiny, fast_options())
     d = result.to_dict()
-    json.loads(render_profile_json(d))  # strict JSON: no NaN/inf
+    json.loads(render_profile_json(result))  # strict JSON: no NaN/inf
     assert d["kind"] == "profile" and d["name"] == "Tiny" and d["dtype"] == "float32"
     assert d["environment"]["threads"] >= 1 and d["environment"]["torch_version"]
     assert d["crosscheck"]["ran"] and d["crosscheck"]["ok"], d["crosscheck"]
@@ -315,10 +322,10 @@ def test_layer_bytes_follow_the_graph(tmp_path):
     report = netcalc.analyze(netcalc.parse(BRANCHY, "b.yaml"), batch=2, dtype="float16")
     b = layer_bytes(report)
     act = 2 * 4 * 6 * 6 * 2  # one 4@6x6 map at float16, batch 2
-    assert b["a"]["input_bytes"] == act and b["a"]["output_bytes"] == act
-    assert b["sum"]["input_bytes"] == 2 * act and b["sum"]["weight_bytes"] == 0
-    assert b["cat"]["input_bytes"] == 2 * act and b["cat"]["output_bytes"] == 2 * act
-    assert b["b"]["weight_bytes"] == (4 * 4 * 9 + 4) * 2
+    assert b["a"].input_bytes == act and b["a"].output_bytes == act
+    assert b["sum"].input_bytes == 2 * act and b["sum"].weight_bytes == 0
+    assert b["cat"].input_bytes == 2 * act and b["cat"].output_bytes == 2 * act
+    assert b["b"].weight_bytes == (4 * 4 * 9 + 4) * 2
 
 
 def test_branchy_spec_and_no_per_layer(tmp_path):
@@ -366,7 +373,7 @@ def test_out_of_memory_is_reported_and_the_sweep_goes_on(tiny):
     result = profile_module(build, analyze, fast_options(batches=(1, 2, 3), per_layer=False))
     assert [c.status for c in result.configs] == ["ok", "oom", "ok"]
     assert "out of memory" in result.configs[1].error and result.configs[1].latency is None
-    text = render_profile_table(result.to_dict())
+    text = render_profile_table(result)
     assert "OOM" in text
 
 
@@ -383,7 +390,7 @@ def test_ctrl_c_stops_cleanly_with_what_was_measured(tiny):
     assert result.interrupted
     assert [c.status for c in result.configs] == ["ok", "interrupted"]
     d = result.to_dict()
-    assert d["interrupted"] and "Interrupted" in render_profile_table(d)
+    assert d["interrupted"] and "Interrupted" in render_profile_table(result)
 
 
 def test_threads_are_set_and_restored(tiny):
@@ -408,10 +415,21 @@ def test_human_time():
 
 
 # --------------------------------------------------------------------------- CLI
-def test_cli_json_has_every_figure(tiny, runner):
+def test_cli_json_has_every_figure(tiny, runner, tmp_path):
     r = runner.invoke(app, ["profile", str(tiny), "--batch", "1,2", "--format", "json", *FAST])
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
+    assert type(d["format_version"]) is int and d["format_version"] == FORMAT_VERSION
+    # the JSON round-trips through the typed loader, from the dict and from the file
+    (tmp_path / "p.json").write_text(r.stdout)
+    for source in (d, tmp_path / "p.json", str(tmp_path / "p.json")):
+        loaded = load_profile(source)
+        assert isinstance(loaded.configs[0].per_layer.layers[0].stats, Stats)
+        assert loaded.to_dict() == d
+    for bad in ({**d, "format_version": 2}, {**d, "format_version": True}, {**d, "kind": "x"},
+                {k: v for k, v in d.items() if k != "configs"}):
+        with pytest.raises(ValueError):
+            load_profile(bad)
     assert d["options"]["batches"] == [1, 2] and d["options"]["repeat"] == 2
     for key in ("environment", "crosscheck", "hardware", "configs", "skipped", "interrupted"):
         assert key in d
@@ -486,8 +504,8 @@ def test_cli_spec_error_exits_2(tmp_path, runner):
 
 
 def test_cli_crosscheck_mismatch_is_reported_and_exits_1(tiny, runner, monkeypatch):
-    bad = {"ok": False, "ran": True, "error": None, "rows": 3, "mismatches": [
-        {"layer": "fc", "metric": "params", "analytic": 25, "torch": 30, "verdict": "MISMATCH"}]}
+    bad = CrossCheckSummary(ran=True, ok=False, rows=3, mismatches=[
+        CheckRow("fc", "Linear", "params", 25, 30, MISMATCH)])
     monkeypatch.setattr(prof, "crosscheck_summary", lambda *a, **kw: bad)
     r = runner.invoke(app, ["profile", str(tiny), *FAST, "--batch", "1"])
     assert r.exit_code == 1
@@ -500,6 +518,21 @@ def test_analytic_cli_does_not_import_torch():
     code = ("import sys, netcalc.cli, netcalc.render.profile; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_results_and_their_renderers_import_without_torch(tmp_path):
+    """A profile's and a cross-check's types, the device limits, the byte accounting and
+    both renderers import without torch, and a saved profile renders without it."""
+    saved = tmp_path / "p.json"
+    saved.write_text(render_profile_json(profile_spec(TINY_PATH(tmp_path), fast_options(
+        batches=(1,), per_layer=True))))
+    code = ("import sys, netcalc.results, netcalc.hardware, netcalc.memory, "
+            "netcalc.render.profile as rp, netcalc.render.crosscheck; "
+            f"text = rp.render_profile_table(netcalc.results.load_profile({str(saved)!r})); "
+            "assert 'Top ' in text and 'Latency' in text, text; "
+            "sys.exit(' '.join(m for m in sys.modules if m.split('.')[0] == 'torch') or None)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
 
 
 # -------------------------------------------------------------------------- CUDA

@@ -70,21 +70,26 @@ def charts(browser) -> dict[str, int]:
 
 
 def fake_profile(report: netcalc.Report) -> dict:
-    """A profile JSON of ``report``'s network as `netcalc profile --format json` writes
-    it, with made-up timings (the report plots what it is given; profiling is tested in
-    test_profile.py): layer i takes (i + 1) ms."""
+    """The JSON that `netcalc profile --format json` writes for ``report``'s network,
+    made with netcalc.results' own types and roofline (torch-free), with made-up timings
+    (the report plots what it is given; timing itself is tested in test_profile.py):
+    layer i takes (i + 1) ms on a device of 100 GFLOP/s and 10 GB/s."""
+    from netcalc.hardware import Hardware, roofline
+    from netcalc.memory import LayerBytes
+    from netcalc.results import (ConfigResult, LayerTiming, PerLayer, ProfileOptions,
+                                 ProfileResult, Stats)
+
+    hw = Hardware("cpu", "Test CPU", "float32", 2, 1e11, 1e10, 1024, 2**28, "none", 0.0)
     layers = []
     for i, r in enumerate(report.layers):
-        moved = r.weight_bytes + 2 * r.activation_bytes
+        moved = LayerBytes(r.weight_bytes, r.activation_bytes, r.activation_bytes)
         seconds = (i + 1) / 1000
-        layers.append({"name": r.name, "type": r.type, "macs": r.macs, "bytes_moved": moved,
-                       "median_s": seconds, "flops_per_s": 2 * r.macs / seconds,
-                       "intensity_flop_per_byte": 2 * r.macs / moved if moved else None})
-    return {"format_version": 1, "kind": "profile", "name": report.name, "file": report.file,
-            "dtype": "float32",
-            "hardware": {"cpu": {"name": "Test CPU", "peak_flops": 1e11, "peak_bandwidth": 1e10}},
-            "configs": [{"device": "cpu", "batch": 1, "status": "ok",
-                         "per_layer": {"layers": layers}}]}
+        layers.append(LayerTiming(r.name, r.type, 1, Stats([seconds]), r.macs, moved, 0.0,
+                                  roofline(r.macs, moved.bytes_moved, seconds, hw)))
+    per_layer = PerLayer(Stats([0.1]), layers, [], 0.0, 0.0, 0.0)
+    result = ProfileResult(report.name, report.file, ProfileOptions(), {}, {"cpu": hw},
+                           [ConfigResult("cpu", 1, per_layer=per_layer)])
+    return json.loads(json.dumps(result.to_dict()))
 
 
 @pytest.mark.parametrize("depth", [None, 2])
@@ -156,16 +161,19 @@ def test_profile_of_another_spec_or_run_is_refused(tmp_path, runner):
     result = runner.invoke(app, ["report", spec, "-o", out, "--profile", str(prof)])
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "not JSON" in result.output
     good = fake_profile(netcalc.analyze(SPECS / "lenet5.yaml"))
+    hw = good["hardware"]["cpu"]
     broken = [{**good, "configs": {"a": 1}}, {**good, "configs": [7]}, {**good, "hardware": []},
-              {**good, "hardware": {"cpu": {"peak_flops": "1e11", "peak_bandwidth": 1e10}}},
-              {**good, "format_version": 2}, {**good, "kind": "shapes"}, [good]]
+              {**good, "hardware": {"cpu": {**hw, "peak_flops": "1e11"}}},
+              {**good, "hardware": {"cpu": {**hw, "peak_bandwidth": -1}}},
+              {**good, "name": 7}, {**good, "format_version": 2}, {**good, "kind": "shapes"},
+              [good]]
     for data in broken:
         prof.write_text(json.dumps(data))
         result = runner.invoke(app, ["report", str(SPECS / "lenet5.yaml"), "-o", out,
                                      "--profile", str(prof)])
         assert result.exit_code == 2 and result.output.count("\n") == 1, (data, result.output)
     stranger = json.loads(json.dumps(good))
-    stranger["configs"][0]["per_layer"]["layers"][0]["name"] = "conv9"
+    stranger["configs"][0]["per_layer"]["layers"][0]["name"] = "conv9"  # another version
     prof.write_text(json.dumps(stranger))
     result = runner.invoke(app, ["report", str(SPECS / "lenet5.yaml"), "-o", out, "--profile",
                                  str(prof)])

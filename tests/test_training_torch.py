@@ -45,6 +45,28 @@ CASES = {
                   "- {MultiheadAttention: {num_heads: 2}, from: [a, b, b]}"),
     "sdpa_dropout": ("[2, 6, 8]", "- {name: q, Linear: 8}\n- {ScaledDotProductAttention: "
                      "{is_causal: true, dropout_p: 0.2}, from: [q, q, q]}"),
+    # T5's decoder: causal beside a bias, learned (math path; masked_fill keeps its
+    # mask) or constant: (H, L, S) takes the math path, (1, H, L, S) the fused kernel,
+    # which keeps the folded bias
+    "sdpa_causal_learned_bias": ("[6, 8]", "- {name: q, Linear: 8}\n"
+                                 "- {name: h, Unflatten: {dim: 2, unflattened_size: [2, 4]}}\n"
+                                 "- {name: t, Permute: [0, 2, 1, 3]}\n"
+                                 "- {name: bias, Parameter: [2, 6, 6]}\n"
+                                 "- {ScaledDotProductAttention: {is_causal: true}, "
+                                 "from: [t, t, t, bias]}"),
+    "sdpa_causal_constant_bias": ("[6, 8]", "- {name: q, Linear: 8}\n"
+                                  "- {name: h, Unflatten: {dim: 2, unflattened_size: [2, 4]}}\n"
+                                  "- {name: t, Permute: [0, 2, 1, 3]}\n"
+                                  "- {name: bias, Constant: [2, 6, 6]}\n"
+                                  "- {ScaledDotProductAttention: {is_causal: true}, "
+                                  "from: [t, t, t, bias]}"),
+    "sdpa_causal_constant_bias_4d": ("[6, 8]", "- {name: q, Linear: 8}\n"
+                                     "- {name: h, Unflatten: {dim: 2, "
+                                     "unflattened_size: [2, 4]}}\n"
+                                     "- {name: t, Permute: [0, 2, 1, 3]}\n"
+                                     "- {name: bias, Constant: [1, 2, 6, 6]}\n"
+                                     "- {ScaledDotProductAttention: {is_causal: true}, "
+                                     "from: [t, t, t, bias]}"),
 }
 
 
@@ -120,7 +142,10 @@ SKIP = {"resnet50": "measured at batch 2 above", "llama2_7b": "see the scaled-do
         # are proven at small sizes (test_moe.py, test_llm_specs.py, the families here)
         "mistral_7b": "7 B", "mixtral_8x7b": "47 B",
         # 0.5B to 8B parameters: their families are proven at 2 layers in test_import_hf.py
-        "llama3_8b": "", "gemma_2b": "", "qwen2_0_5b": "", "phi_2": ""}
+        "llama3_8b": "", "gemma_2b": "", "qwen2_0_5b": "", "phi_2": "",
+        # their Constants (T5's bucket tables, Whisper's positions) have the spec's lengths,
+        # which the scaled-down check cuts: a tiny copy is trained in test_encdec.py
+        "t5_small": "test_encdec.py", "whisper_tiny": "test_encdec.py"}
 
 
 @pytest.mark.parametrize("path", [p for p in sorted(SPECS.glob("*.yaml")) if p.stem not in SKIP],

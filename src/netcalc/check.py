@@ -608,8 +608,9 @@ def _outputs(report: Any, value: Any, mark: Mark, vmark: Mark, key: str) -> list
 def _rf_target(report: Any, name: str | None, mark: Mark) -> Any:
     layers = report.layers
     if name is None:
-        for row in reversed(layers):
-            if row.rf is not None and not row.rf.global_:
+        for row in reversed(layers):  # a map (not a flattened one), exact along every dim
+            rf = row.rf
+            if rf is not None and not rf.global_ and not rf.partial and rf.packing is None:
                 return row
         raise SpecError("expect.receptive_field: the spec has no spatial layer", mark)
     for row in layers:
@@ -647,13 +648,14 @@ def _receptive_fields(report: Any, value: Any, mark: Mark, vmark: Mark) -> list[
             got_text = "global"
         else:
             sizes = [d.size for d in rf.dims]
-            got_text = exact(sizes[0]) if len(set(sizes)) == 1 else "×".join(map(exact, sizes))
+            got_text = exact(sizes[0]) if len(set(sizes)) == 1 else \
+                "×".join("global" if s is None else exact(s) for s in sizes)
         if want == "global":
             ok = rf is not None and rf.global_
             want_text = "global"
         else:
             want_text = "×".join(e.text for e in want)
-            if rf is None or rf.global_:
+            if rf is None or rf.global_ or rf.partial:  # global along some dim
                 ok = False
             else:
                 sizes = [d.size for d in rf.dims]

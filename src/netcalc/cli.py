@@ -249,7 +249,9 @@ def shapes(
             report = conventions.apply(report, convention)
         seq = report.sections.get("sequence")
         if seq is not None and not kv_cache:
-            for key in ("kv_cache_bytes_per_token", "kv_cache_bytes"):
+            from .sections.sequence import KV_CACHE_FIELDS
+
+            for key in KV_CACHE_FIELDS:
                 seq.pop(key, None)
         if kv_cache and (seq is None or "kv_cache_bytes_per_token" not in seq):
             from .sections.sequence import kv_cache_absence
@@ -259,7 +261,6 @@ def shapes(
         sys.stdout.write(render(report, format, depth))
         if plot is not None:
             _plot(lambda plots: plots.costs_plot(report, depth, plot))
-
 
 
 def _plot(draw) -> None:
@@ -395,7 +396,7 @@ def report(
         except SpecError as err:
             fail(err)
         except ValueError as exc:
-            fail(f"--profile {text(profile)}: {exc}")
+            fail(f"--profile {text(profile)}: {text(exc)}")
     svg = note = None
     try:
         svg = clean_svg(run_dot(to_dot(rep, depth), "svg"))
@@ -622,23 +623,22 @@ def profile(
         fail(err)
     for skipped in result.skipped:
         typer.echo(f"{skipped['device']} skipped: {text(skipped['reason'])}", err=True)
-    data = result.to_dict()
     if plot is not None:
-        _plot(lambda plots: plots.roofline_plot(data, plot))
+        _plot(lambda plots: plots.roofline_plot(result, plot))
     if format == "json":
-        sys.stdout.write(render_profile_json(data))
+        sys.stdout.write(render_profile_json(result))
     else:
-        sys.stdout.write(render_profile_table(data, top))
+        sys.stdout.write(render_profile_table(result, top))
     if result.interrupted:
         typer.echo("interrupted: reported what was measured", err=True)
         raise typer.Exit(130)
     if not result.ok:
-        cc = result.crosscheck or {}
-        if cc.get("ran"):
-            typer.echo(f"cross-check failed: {len(cc.get('mismatches') or [])} mismatch(es) "
+        cc = result.crosscheck
+        if cc.ran:
+            typer.echo(f"cross-check failed: {len(cc.mismatches)} mismatch(es) "
                        "between the built module and the analysis (see the report)", err=True)
         else:
-            typer.echo(f"cross-check could not run: {text(cc.get('error'))}", err=True)
+            typer.echo(f"cross-check could not run: {text(cc.error)}", err=True)
         raise typer.Exit(1)
 
 

@@ -13,6 +13,10 @@ argument can switch a layer off.
 named inputs), or by dotted path to any earlier layer (``layer3.1.relu``); ``x:h_n``
 picks a named output. Only earlier layers can be named, so the graph has no cycles.
 
+A layer argument that names a block (MixtureOfExperts' ``expert``: ``Layer.BLOCK_ARGS``)
+gets that block expanded into a graph of its own, its input sized by the layer when it
+infers its shape; its layers count against the limit below like any block's.
+
 Expansion is bounded: every block instance and repeat is counted against
 ``max_nodes`` before it is expanded further, and blocks nest at most
 ``MAX_BLOCK_DEPTH`` deep (expansion recurses once per level).
@@ -221,7 +225,8 @@ class _Builder:
         """Entry ``i`` of a list, its block arguments substituted.
 
         The spec's top-level entries (nothing to substitute) are parsed once, for both
-        the count and the expansion; block bodies are parsed per instance.
+        the count and the expansion; block bodies are parsed per instance and not kept
+        (their substituted trees would hold memory that a refused spec never needs).
         """
         mark = entries.item_mark(i)
         if env is not None:
@@ -296,7 +301,8 @@ class _Builder:
         b.block_stack = [*self.block_stack, name]
         env = _block_env(block, Entry(name, None, mark, mark))
         last = b.scope(block.layers, "", env, dict(b.paths), [Ref(inp)], block.numbered)
-        return Graph(sub, b.inputs, b.nodes, [("output", last)], b.containers, b.by_name)
+        return Graph(sub, b.inputs, b.nodes, [("output", last)], b.containers, b.by_name,
+                     b.block_sources, b.block_args)
 
     def instance(self, entry: Entry, full: str, sources: list[Ref]) -> Ref:
         block = self.spec.blocks.get(entry.type)
@@ -396,8 +402,8 @@ def _layer_args(cls: type[Layer], entry: Entry) -> tuple[dict[str, Any], dict[st
     a = entry.args
     if a is None:
         return {}, {}
-    if isinstance(a, LMap):
-        return dict(a), {k: a.value_mark(k) for k in a}
+    if isinstance(a, LMap):  # its value marks, shared: a layer's context only reads them
+        return dict(a), a.value_marks
     if cls.PRIMARY is None:
         raise SpecError(f"{cls.__name__} takes no primary argument; "
                         f"use a mapping ({', '.join(cls.args) or 'no arguments'})", entry.type_mark)

@@ -3,7 +3,8 @@
 For each output whose value has a receptive field (:mod:`netcalc.rf`; token models
 and latent vectors have none, and are left out), the path is walked back from the
 output to an input, taking at each layer the input with the widest field (a global
-field first, then the largest size over the spatial dims): the field of a merge is the
+field first, then one global along more dims, then the largest size over the other
+spatial dims): the field of a merge is the
 union of its inputs' fields, so this is the path that makes the output's field what
 it is (for a ResNet, the chain of 3x3 convolutions, not the shortcuts). The result
 lists, from the first layer to the output's, each layer and its field: how the field
@@ -26,8 +27,10 @@ if TYPE_CHECKING:
 Growth = dict[str, list[tuple[str, RF]]]
 
 
-def _width(rf: RF) -> tuple[bool, object]:
-    return rf.global_, max((d.size for d in rf.dims), default=0)
+def _width(rf: RF) -> tuple[bool, int, object]:
+    """Global first, then more whole (global) dims, then the largest size of the others."""
+    return (rf.global_, sum(d.whole for d in rf.dims),
+            max((d.size for d in rf.dims if not d.whole), default=0))
 
 
 def rf_growth(graph: "Graph", fields: "dict[Ref, RF | None]") -> Growth:

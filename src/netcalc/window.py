@@ -64,6 +64,8 @@ class Window:
         return max(out, 0)
 
     def receptive(self, rf: RFDim) -> RFDim:
+        if rf.whole:  # every position along the dim already
+            return rf
         reach = self.span - 1
         if self.transposed:
             jump = ratio(rf.stride, self.stride)

@@ -32,7 +32,7 @@ from typing import Any, Callable
 from ..errors import Mark, SpecError
 from ..textsafe import printable
 from .hf_decoders import SeqTooLong, gpt2, llama_like, opt, phi
-from .hf_encoders import bert, whisper
+from .hf_encoders import bert, t5, whisper
 from .hfconfig import HFConfig
 from .hfmapped import Mapped
 from .yamltext import comment, value
@@ -62,6 +62,7 @@ FAMILIES: dict[str, Family] = {
     "phi": Family("causal-lm", phi, "max_position_embeddings", 2048),
     "opt": Family("causal-lm", opt, "max_position_embeddings", 2048),
     "bert": Family("encoder", bert, "max_position_embeddings", 512),
+    "t5": Family("seq2seq", t5, None, 0),
     "whisper": Family("seq2seq", whisper, None, 0),
 }
 

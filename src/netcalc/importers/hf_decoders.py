@@ -30,7 +30,7 @@ def rope_theta(cfg: HFConfig, default: float) -> float:
         return cfg.float("rope_theta", default)
     theta = params["rope_theta"]
     if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
-        raise cfg.fail("rope_parameters", f"rope_theta: expected a positive number")
+        raise cfg.fail("rope_parameters", "rope_theta: expected a positive number")
     return float(theta)
 
 

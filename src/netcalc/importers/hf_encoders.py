@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..errors import SpecError
 from .hf_decoders import SeqTooLong, _dropout
 from .hfconfig import HFConfig
-from .hfmapped import Mapped, activation, check_heads, heads, merge_heads
+from .hfmapped import ACTIVATIONS, Mapped, activation, check_heads, heads, merge_heads
 from .yamltext import block, entry
 
 BERT_INPUTS = ["input_ids", "token_type_ids", "position_ids"]
@@ -198,4 +198,152 @@ def whisper(cfg: HFConfig, model_type: str, seq_len: int | None, decoder_len: in
                   blocks, layers, notes=notes, tokens="decoder_input_ids",
                   lengths=f"--decoder-seq-len {seq_len}" + (
                       " (by default max_target_positions)" if decoder_len is None else ""))
+
+
+
+# ---------------------------------------------------------------------------- T5
+#: feed_forward_proj -> (gated, activation as transformers' ACT2FN names it)
+T5_FF = {"relu": (False, "relu"), "gelu": (False, "gelu"), "gated-gelu": (True, "gelu_new"),
+         "gated-relu": (True, "relu"), "gated-silu": (True, "silu")}
+
+
+def t5(cfg: HFConfig, model_type: str, seq_len: int | None, decoder_len: int | None) -> Mapped:
+    """T5ForConditionalGeneration, as specs/t5_small.yaml writes it: ``encoder``/``decoder``
+    stacks whose ``block.0`` holds the relative position bias table (its bucket indices a
+    Constant made in forward) and whose later blocks reuse block 0's bias; ``layer.0``
+    self-attention, (decoder) ``layer.1`` cross-attention, then the feed-forward
+    (``DenseReluDense.wi``/``wo``, or ``wi_0``/``wi_1`` when gated); RMSNorm, no 1/sqrt(d)
+    scale. ``encoder.embed_tokens`` holds the token table that ``decoder.embed_tokens``
+    and ``lm_head`` share (transformers 5 ties the head even when the config says
+    ``tie_word_embeddings: false``, which it reads as "no output scale", T5 v1.1); transformers' alias ``shared.weight`` is the one key
+    the spec does not repeat. Lengths: ``seq_len`` (default 512) and ``decoder_len``
+    (default 128) tokens."""
+    d = cfg.int("d_model")
+    d_kv, d_ff = cfg.int("d_kv"), cfg.int("d_ff")
+    n_enc = cfg.int("num_layers")
+    n_dec = cfg.int("num_decoder_layers", n_enc)
+    n_heads = cfg.int("num_heads")
+    buckets = cfg.int("relative_attention_num_buckets", 32)
+    vocab = cfg.int("vocab_size")
+    eps = cfg.float("layer_norm_epsilon", 1e-6)
+    p = cfg.prob("dropout_rate", 0.1)
+    gated, act_name = cfg.choice("feed_forward_proj", "relu", T5_FF)
+    # transformers 5 ties lm_head always and reads tie_word_embeddings: false (T5 v1.1)
+    # as "do not scale the decoder output" (T5Config.scale_decoder_outputs)
+    scale = cfg.bool("tie_word_embeddings", True)
+    length = 512 if seq_len is None else seq_len
+    target = 128 if decoder_len is None else decoder_len
+    inner = n_heads * d_kv
+    norm = entry("layer_norm", "RMSNorm", {"eps": eps})
+    sdpa = {"scale": 1.0, "is_causal": "$causal", **({"dropout_p": p} if p > 0 else {})}
+    core = [entry("q", "Linear", {"out_features": inner, "bias": False}, src="input"),
+            *heads("q", n_heads, d_kv),
+            entry("k", "Linear", {"out_features": inner, "bias": False}, src="kv"),
+            *heads("k", n_heads, d_kv),
+            entry("v", "Linear", {"out_features": inner, "bias": False}, src="kv"),
+            *heads("v", n_heads, d_kv),
+            entry("attention", "ScaledDotProductAttention", sdpa,
+                  src=["q_t", "k_t", "v_t", "position_bias"]),
+            *merge_heads(inner), entry("o", "Linear", {"out_features": d, "bias": False})]
+    biased = [entry("relative_attention_bias", "Embedding",
+                    {"num_embeddings": buckets, "embedding_dim": n_heads}, src="buckets"),
+              entry("position_bias", "Permute", [2, 0, 1]), *core]
+
+    def residual(name: str, type_: str, args: dict | None, src: list[str] | None = None) -> list[str]:
+        """T5Layer*: x + dropout(module(layer_norm(x)))."""
+        return [norm, entry(name, type_, args, src=src), *_dropout("dropout", p),
+                entry("residual", "Add", None, src=["dropout" if p > 0 else name, "input"])]
+
+    act = entry("act", *ACTIVATIONS[act_name])
+    if gated:
+        dense = [entry("wi_0", "Linear", {"out_features": d_ff, "bias": False}), act,
+                 entry("wi_1", "Linear", {"out_features": d_ff, "bias": False}, src="input"),
+                 entry("gated", "Mul", None, src=["act", "wi_1"])]
+    else:
+        dense = [entry("wi", "Linear", {"out_features": d_ff, "bias": False}), act]
+    dense += [*_dropout("dropout", p), entry("wo", "Linear", {"out_features": d, "bias": False})]
+    blocks = (
+        block("T5Attention", core, inputs=["input", "kv", "position_bias"], args={"causal": False})
+        + block("T5BiasedAttention", biased, inputs=["input", "kv", "buckets"],
+                args={"causal": False}, note="block 0's T5Attention: has_relative_attention_bias")
+        + block("T5LayerSelfAttention",
+                residual("SelfAttention", "$attention", {"causal": "$causal"},
+                         ["layer_norm", "layer_norm", "position_bias"]),
+                inputs=["input", "position_bias"], args={"attention": "T5Attention",
+                                                         "causal": False})
+        + block("T5LayerCrossAttention",
+                residual("EncDecAttention", "T5Attention", None,
+                         ["layer_norm", "encoder_hidden_states", "position_bias"]),
+                inputs=["input", "encoder_hidden_states", "position_bias"])
+        + block("T5LayerFF", residual("DenseReluDense", "T5DenseActDense", None))
+        + block("T5DenseActDense", dense)
+        + block("T5EncoderLayers", [
+            entry(None, "T5LayerSelfAttention", {"attention": "$attention"},
+                  src=["input", "position_bias"]), "T5LayerFF"],
+            inputs=["input", "position_bias"], args={"attention": "T5Attention"}, numbered=True)
+        + block("T5DecoderLayers", [
+            entry(None, "T5LayerSelfAttention", {"attention": "$attention", "causal": True},
+                  src=["input", "position_bias"]),
+            entry(None, "T5LayerCrossAttention", None,
+                  src=["0", "encoder_hidden_states", "cross_bias"]), "T5LayerFF"],
+            inputs=["input", "position_bias", "encoder_hidden_states", "cross_bias"],
+            args={"attention": "T5Attention"}, numbered=True)
+        + block("T5EncoderBlock", [entry("layer", "T5EncoderLayers", {"attention": "$attention"},
+                                         src=["input", "position_bias"])],
+                inputs=["input", "position_bias"], args={"attention": "T5Attention"})
+        + block("T5DecoderBlock", [entry("layer", "T5DecoderLayers", {"attention": "$attention"},
+                                         src=["input", "position_bias", "encoder_hidden_states",
+                                              "cross_bias"])],
+                inputs=["input", "position_bias", "encoder_hidden_states", "cross_bias"],
+                args={"attention": "T5Attention"})
+        + block("T5EncoderBlocks", [
+            entry(None, "T5EncoderBlock", {"attention": "T5BiasedAttention"},
+                  src=["input", "buckets"]),
+            *([entry(None, "T5EncoderBlock", None, repeat=n_enc - 1,
+                     src=["0", "0.layer.0.SelfAttention.position_bias"])] if n_enc > 1 else [])],
+            inputs=["input", "buckets"], numbered=True)
+        + block("T5DecoderBlocks", [
+            entry(None, "T5DecoderBlock", {"attention": "T5BiasedAttention"},
+                  src=["input", "buckets", "encoder_hidden_states", "cross_bias"]),
+            *([entry(None, "T5DecoderBlock", None, repeat=n_dec - 1,
+                     src=["0", "0.layer.0.SelfAttention.position_bias", "encoder_hidden_states",
+                          "cross_bias"])] if n_dec > 1 else [])],
+            inputs=["input", "buckets", "encoder_hidden_states", "cross_bias"], numbered=True)
+        + block("T5Encoder", [
+            entry("embed_tokens", "Embedding", {"num_embeddings": vocab, "embedding_dim": d}),
+            *_dropout("dropout", p),
+            entry("relative_position_bucket", "Constant", {"shape": [length, length],
+                                                           "dtype": "int64"}),
+            entry("block", "T5EncoderBlocks", None,
+                  src=["dropout" if p > 0 else "embed_tokens", "relative_position_bucket"]),
+            entry("final_layer_norm", "RMSNorm", {"eps": eps}), *_dropout("final_dropout", p)])
+        + block("T5Decoder", [
+            entry("embed_tokens", "Embedding", {"num_embeddings": vocab, "embedding_dim": d},
+                  tie="encoder.embed_tokens"),
+            *_dropout("dropout", p),
+            entry("relative_position_bucket", "Constant", {"shape": [target, target],
+                                                           "dtype": "int64"}),
+            entry("encoder_decoder_position_bias", "Constant",
+                  {"shape": [n_heads, target, length]}, note="transformers' zeros"),
+            entry("block", "T5DecoderBlocks", None,
+                  src=["dropout" if p > 0 else "embed_tokens", "relative_position_bucket",
+                       "encoder_hidden_states", "encoder_decoder_position_bias"]),
+            entry("final_layer_norm", "RMSNorm", {"eps": eps}), *_dropout("final_dropout", p)],
+            inputs=["input", "encoder_hidden_states"]))
+    layers = [entry("encoder", "T5Encoder", None, src="input_ids"),
+              entry("decoder", "T5Decoder", None, src=["decoder_input_ids", "encoder"])]
+    if scale:  # T5 (not v1.1) scales the decoder output by d_model^-0.5 before the head
+        layers.append(entry("scale_decoder_outputs", "Scale", d ** -0.5))
+    layers.append(entry("lm_head", "Linear", {"out_features": vocab, "bias": False},
+                        tie="encoder.embed_tokens"))
+    notes = ["The bucket indices and the cross-attention's zero bias are Constants (made in "
+             "forward, counted nowhere); their values are not transformers' buckets, which "
+             "changes no count. transformers' alias shared.weight is the one state_dict key "
+             "not repeated here (encoder.embed_tokens holds the table)."]
+    return Mapped("T5ForConditionalGeneration",
+                  {"input_ids": ([length], "int64"), "decoder_input_ids": ([target], "int64")},
+                  blocks, layers, notes=notes, tokens="decoder_input_ids",
+                  lengths=f"--seq-len {length}, --decoder-seq-len {target}"
+                          + (" (defaults 512 and 128)" if seq_len is None or decoder_len is None
+                             else ""))
 

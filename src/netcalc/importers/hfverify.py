@@ -8,7 +8,9 @@ once, as ``parameters()`` counts them), the state_dict key sets and the shape of
 key. Transformers' ``Conv1D`` (GPT-2) stores its weight as (in, out) where a Linear
 stores (out, in): such a pair is reported as the ``hf.conv1d`` convention, not a
 mismatch; Mixtral's per-expert checkpoint names are compared as transformers loads them
-(:func:`as_loaded`). Buffers are not compared: transformers holds one rotary ``inv_freq`` per
+(:func:`as_loaded`); a key transformers registers as one more name of a tied tensor the
+spec already holds (T5's ``shared.weight``) is the ``hf.alias`` convention. Buffers are
+not compared: transformers holds one rotary ``inv_freq`` per
 model, a spec one per ``RotaryEmbedding`` layer (neither is in the state_dict).
 """
 
@@ -26,6 +28,8 @@ AUTO = {"causal-lm": "AutoModelForCausalLM", "encoder": "AutoModel",
         "seq2seq": "AutoModelForSeq2SeqLM"}
 SPEECH = {"whisper"}  # seq2seq models built by AutoModelForSpeechSeq2Seq
 MAX_ROWS = 20  # key rows listed; the totals count them all
+ALIAS_RULE = ("hf.alias: another name of a tied tensor the spec holds under one of its "
+              "other names")
 CONV1D_RULE = "hf.conv1d: transformers' Conv1D stores the weight (in, out), a Linear (out, in)"
 
 
@@ -98,8 +102,19 @@ def compare(cfg: HFConfig, model_type: str, task: str, spec_text: str) -> Any:
     spec = netcalc.parse(spec_text, cfg.path)
     ours = build_module(spec, device="meta")
     rows: list[CheckRow] = []
-    t_sd = {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+    t_state = theirs.state_dict(keep_vars=True)
+    t_sd = {k: tuple(v.shape) for k, v in t_state.items()}
     a_sd = as_loaded({k: tuple(v.shape) for k, v in ours.state_dict().items()}, t_sd)
+    # transformers' aliases of one tied tensor (T5's shared.weight): equal when the spec
+    # holds the tensor under another of its names
+    owners: dict[int, list[str]] = {}
+    for k, v in t_state.items():
+        owners.setdefault(id(v), []).append(k)
+    aliases = {k for k in t_sd.keys() - a_sd.keys()
+               if any(other in a_sd for other in owners[id(t_state[k])])}
+    for key in sorted(aliases):
+        rows.append(CheckRow(key, "", "state_dict key", False, True, CONVENTION, ALIAS_RULE))
+    t_sd = {k: v for k, v in t_sd.items() if k not in aliases}
     conv1d = {f"{n}.weight" for n, m in theirs.named_modules() if type(m).__name__ == "Conv1D"}
     for key in sorted(a_sd.keys() ^ t_sd.keys()):
         rows.append(CheckRow(key, "", "state_dict key", key in a_sd, key in t_sd, MISMATCH))
@@ -128,7 +143,8 @@ def compare(cfg: HFConfig, model_type: str, task: str, spec_text: str) -> Any:
     import transformers
 
     return CrossCheckResult(
-        name=f"{spec.name} against transformers' {type(theirs).__name__}", file=cfg.path,
+        name=f"{spec.name} against transformers' {type(theirs).__name__}: params, "
+             f"{len(a_sd)} state_dict keys and shapes", file=cfg.path,
         batch=1, device="meta", convention="netcalc",
         rows=rows[:MAX_ROWS],
         totals=totals,

@@ -65,9 +65,14 @@ def entry(name: str | None, type_: str, args: Any = None, *, src: Any = None,
 
 
 def block(name: str, layers: list[str], *, inputs: list[str] | None = None,
+          args: dict[str, Any] | None = None, numbered: bool = False,
           note: str = "") -> list[str]:
     """A block definition under ``blocks:`` (two spaces in), its layers listed."""
     lines = [f"  {name}:" + (f"   # {note}" if note else "")]
+    if numbered:
+        lines.append("    numbered: true")
+    if args:
+        lines.append(f"    args: {value(args)}")
     if inputs is not None:
         lines.append(f"    inputs: {value(inputs)}")
     lines.append("    layers:")

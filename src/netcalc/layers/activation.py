@@ -41,7 +41,7 @@ from math import prod
 from typing import Any, ClassVar
 
 from ..args import AnyInt, Arg, Bool, Choice, Float, PosInt
-from ..rf import GLOBAL
+from .select import mixed
 from .base import (FP32, Grads, MacFree, Parameterless, Saved, Shape, register, saved_extra,
                    saved_input, saved_output)
 
@@ -284,10 +284,7 @@ class _SoftmaxBase(_Activation):
         return x
 
     def receptive_field(self, fields):
-        rf = fields[0]
-        if rf is None or rf.global_:
-            return rf
-        return GLOBAL if rf.index_of(self.axis(len(self.x)), len(self.x)) is not None else rf
+        return mixed(fields[0], len(self.x), {self.axis(len(self.x))})
 
 
 @register

@@ -444,12 +444,15 @@ class ScaledDotProductAttention(Parameterless):
 
     def fused_on_cpu(self, training: bool = True, grads: Grads | None = None) -> bool:
         """torch's CPU flash kernel takes 4-d q, k, v of equal head dims, no dropout
-        (measured: with dropout in training the math path runs) and no bias that needs a
-        gradient (``grads``; forward counts run under no_grad, where none does)."""
+        (measured: with dropout in training the math path runs), no bias that needs a
+        gradient (``grads``; forward counts run under no_grad, where none does) and no
+        3-d bias (measured: a (H, L, S) bias takes the math path, (L, S) and (1, H, L, S)
+        the kernel)."""
         q, k, v = (t.shape for t in self.inputs[:3])
         bias_grad = self.has_mask and grads is not None and grads.inputs[3]
+        bias_3d = self.has_mask and len(self.inputs[3].shape) == 3
         return (len(q) == 4 and q[-1] == k[-1] == v[-1] and not (training and self.dropout_p)
-                and not bias_grad)
+                and not bias_grad and not bias_3d)
 
     def receptive_field(self, fields):
         return sequence_field(fields)

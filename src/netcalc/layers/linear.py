@@ -15,10 +15,11 @@ multiplies one ``x1_i * x2_j`` product per output vector; forming those products
 ``prod(leading) * in1 * in2``, is ignored as in fvcore's einsum-based count).
 
 Receptive field: a Linear mixes every element of the last dim. On a tensor whose
-last dim is spatial (e.g. ``(N, C, H, W)``, where it mixes W) the output field is
-GLOBAL; channel-last (``(N, H, W, C)`` after a Permute) it mixes channels only, like a
-1x1 convolution, and keeps the field; on a tensor without one (features, tokens) it
-stays None.
+last dim is spatial (e.g. ``(N, C, H, W)``, where it mixes W) that dim becomes
+global, the others stay exact (all global when the last dim holds a flattened map);
+channel-last (``(N, H, W, C)`` after a Permute, or ``(N, H*W, C)`` tokens) it mixes
+channels only, like a 1x1 convolution, and keeps the field; on a tensor without one
+(features, tokens) it stays None. Bilinear mixes two inputs: GLOBAL.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 from ..args import Arg, Bool, PosInt
 from ..rf import GLOBAL
+from .select import mixed
 from .base import LOWER, Grads, Layer, Saved, Shape, matmul_backward, register, saved_input
 
 
@@ -76,10 +78,9 @@ class Linear(Layer):
         return [saved_input()] if grads.weight else []
 
     def receptive_field(self, fields):
-        rf = fields[0]
-        if rf is not None and not rf.global_ and rf.index_of(len(self.x) - 1, len(self.x)) is None:
-            return rf  # channel-last: the last dim holds no position
-        return _mixing(fields)
+        # mixes the last dim: the dims held there become global; channel-last (or a
+        # flattened map moved before the features) keeps the field
+        return mixed(fields[0], len(self.x), {len(self.x) - 1})
 
     def torch_module(self) -> Any:
         import torch.nn as nn

@@ -146,9 +146,10 @@ class Concat(_Merge):
         rf = merge(fields)
         if rf is None or rf.global_:
             return rf
-        if rf.index_of(self.axis(len(self.x)), len(self.x)) is not None:
+        rank, axis = len(self.x), self.axis(len(self.x))
+        if rf.index_of(axis, rank) is not None:
             return replace(rf, aligned=False)
-        return rf
+        return rf.with_whole(rf.dims_at({axis}, rank), rank)  # merged dims cut apart
 
     def torch_module(self) -> Any:
         from ..torch.modules import Concat as TorchConcat

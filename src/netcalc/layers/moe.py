@@ -26,8 +26,9 @@ which experts the router picks (the experts are token-wise):
 The expert's counts are its block's, analysed on ``(top_k*T, d)``: as if all routed
 tokens went through one expert, which for token-wise experts is the sum over the
 experts of what each one computes on the tokens routed to it. The report shows one row
-per MixtureOfExperts with ``router_params``, ``params_per_expert`` and the row's
-``active_params``; its activations are its output (like torch's transformer layers).
+per MixtureOfExperts with ``num_experts``, ``top_k``, ``router_params``,
+``params_per_expert`` and the row's ``active_params`` (the table's summary says them in a
+line); its activations are its output (like torch's transformer layers).
 
 Training (what :class:`netcalc.torch.modules.MixtureOfExperts`' step keeps, measured on
 CPU): the router's input (the layer's own, for the weight gradient), the softmax
@@ -41,14 +42,15 @@ router's Linear and the expert's layers, each by its own rule.
 
 from __future__ import annotations
 
+import re
 from math import prod
 from typing import Any
 
 from ..args import Arg, ArgType, Bool, PosInt
-from ..rf import GLOBAL
 from .activation import Softmax
 from .base import (ACC, ACT, EXTRA, INPUT, MAX_NUMEL, Ctx, Grads, Layer, Saved, Shape,
                    TensorInfo, register, saved_extra, saved_input)
+from .select import mixed
 
 MAX_EXPERTS = 20_000  # one module each in torch: as many as a spec may have layers
 
@@ -59,8 +61,9 @@ class BlockName(ArgType):
     name = "block name"
 
     def check(self, value: Any, nd: int) -> str:
-        if not isinstance(value, str) or not value.isidentifier():
-            raise ValueError(f"expected the name of a block of `blocks:`, got {value!r}")
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", value):
+            shown = repr(value) if len(repr(value)) <= 80 else f"{repr(value)[:77]}..."
+            raise ValueError(f"expected the name of a block of `blocks:`, got {shown}")
         return value
 
     def schema(self) -> dict:
@@ -73,6 +76,10 @@ class MixtureOfExperts(Layer):
 
     PRIMARY = None
     BLOCK_ARGS = ("expert",)
+    # itself, gate and the experts' ModuleList; the expert block's layers count once more
+    # against graph.MAX_NODES (the analysis builds one graph for all experts), and the
+    # torch builder refuses more than MAX_NODES expert layers in all (torch_module)
+    MODULES = 3
     PARAMS_FORMULA = "d*E (+E if router_bias) + E * params(expert)"
     MACS_FORMULA = "T*d*E + MACs(expert on top_k*T tokens), T = tokens"
 
@@ -154,17 +161,13 @@ class MixtureOfExperts(Layer):
                 + 2 * k * t * self.x[-1] + expert.flops - 2 * expert.macs)
 
     def extras(self) -> dict[str, Any]:
-        return {"router_params": self.router.params(),
+        return {"num_experts": self.num_experts, "top_k": self.top_k,
+                "router_params": self.router.params(),
                 "params_per_expert": self.expert_report.totals.params}
 
     def receptive_field(self, fields):
         """Token-wise: like a Linear over the last dim (see linear.py)."""
-        rf = fields[0]
-        if rf is None:
-            return None
-        if not rf.global_ and rf.index_of(len(self.x) - 1, len(self.x)) is None:
-            return rf
-        return GLOBAL
+        return mixed(fields[0], len(self.x), {len(self.x) - 1})
 
     # ------------------------------------------------------------------ training
     def part_grads(self, part: Layer, grads: Grads) -> Grads:
@@ -222,8 +225,15 @@ class MixtureOfExperts(Layer):
 
     # ------------------------------------------------------------------ torch
     def torch_module(self) -> Any:
+        from ..graph import MAX_NODES
         from ..torch.build import NetcalcModule
         from ..torch.modules import MixtureOfExperts as Module
+
+        built = self.num_experts * len(self.expert_graph.nodes)
+        if built > MAX_NODES:
+            raise self.fail(f"{self.num_experts:,} experts of {len(self.expert_graph.nodes):,} "
+                            f"layers: torch would build {built:,} layers (at most "
+                            f"{MAX_NODES:,})", "num_experts")
 
         experts = [NetcalcModule(self.expert_graph) for _ in range(self.num_experts)]
         return Module(self.x[-1], self.top_k, experts, self.router_bias)

@@ -291,6 +291,9 @@ class _Adaptive(Parameterless, MacFree):
             return GLOBAL
         dims = []
         for d, n, o in zip(rf.dims, self.x[2:], self.y[2:]):
+            if d.whole:
+                dims.append(d)
+                continue
             bounds = adaptive_bounds(n, o)
             largest = max(hi - lo for lo, hi in bounds)
             first = bounds[0][1] - bounds[0][0]

@@ -20,10 +20,12 @@ needs only sizes, except Gather (it keeps its input and the index) and IndexSele
 Receptive field. Slice along a spatial dim is a strided window of one unit, exact:
 ``jump' = jump*step``, ``start' = start + first*jump``; so are the pieces of Chunk and
 Split (each output has its own ``start``; the table shows piece 0). Select along a
-spatial dim drops it: the field holds one extent per input spatial dim, so the result
-is GLOBAL (a stated over-estimate). Roll along a spatial dim wraps positions around:
-GLOBAL. Along other dims the field is kept (its axes renumbered when a dim before
-them disappears, as in channel-last layouts). Expand of a size-1 spatial dim gives
+spatial dim drops it: the field holds one extent per input spatial dim, so that dim
+becomes global (a stated over-estimate). Roll along a spatial dim wraps positions
+around: that dim becomes global, the others stay exact. Along other dims the field is
+kept (its axes renumbered when a dim before them disappears, as in channel-last
+layouts). Slicing an axis that holds merged spatial dims (a flattened map) cuts them:
+global. Expand of a size-1 spatial dim gives
 every unit the same region (jump 0). Gather has no spatial relation to its input
 (None); IndexSelect along a spatial dim is GLOBAL (data-dependent positions).
 """
@@ -34,7 +36,9 @@ from math import ceil
 from typing import Any
 
 from ..args import AnyInt, Arg, IntList, OneOf, PosInt
-from ..rf import GLOBAL, RF, RFDim, exact
+from dataclasses import replace
+
+from ..rf import RF, RFDim, exact
 from .base import FLOAT, INT, DataMovement, Grads, Saved, Shape, register, saved_input
 
 SizeOrSections = OneOf((PosInt, IntList(1)))
@@ -42,33 +46,36 @@ SizeOrSections = OneOf((PosInt, IntList(1)))
 
 def drop_axes(rf: RF | None, rank: int, dropped: set[int]) -> RF | None:
     """The field after the (non-negative) axes ``dropped`` of a rank-``rank`` tensor
-    disappear: GLOBAL when one of them is spatial, else the spatial axes renumbered."""
+    disappear: the dims they held become global, the others are renumbered."""
     if rf is None or rf.global_:
         return rf
-    axes = rf.spatial_axes(rank)
-    if dropped & set(axes):
-        return GLOBAL
-    return rf.placed(tuple(a - sum(d < a for d in dropped) for a in axes), rank - len(dropped))
+    rf = rf.with_whole(rf.dims_at(dropped, rank), rank)
+    if rf.global_:
+        return rf
+    return rf.placed(tuple(None if a is None else a - sum(d < a for d in dropped)
+                           for a in rf.spatial_axes(rank)), rank - len(dropped))
 
 
 def sliced(rf: RF | None, rank: int, axis: int, first: int, step: int = 1) -> RF | None:
-    """The field of ``x[..., first::step, ...]`` along ``axis``: a window of one unit."""
+    """The field of ``x[..., first::step, ...]`` along ``axis``: a window of one unit
+    where the axis holds one dim alone; merged dims there are cut: global."""
     if rf is None or rf.global_:
         return rf
     i = rf.index_of(axis, rank)
     if i is None:
-        return rf
+        return rf.with_whole(rf.dims_at({axis}, rank), rank)
     d = rf.dims[i]
     dims = list(rf.dims)
     dims[i] = RFDim(d.size, exact(d.stride * step), exact(d.start + first * d.stride))
-    return RF(tuple(dims), aligned=rf.aligned, axes=rf.axes)
+    return replace(rf, dims=tuple(dims))
 
 
 def mixed(rf: RF | None, rank: int, axes: set[int]) -> RF | None:
-    """GLOBAL when one of ``axes`` is spatial (positions along it are mixed or moved)."""
+    """The dims held in ``axes`` become global (positions along them are mixed or
+    moved); the others are kept."""
     if rf is None or rf.global_:
         return rf
-    return GLOBAL if axes & set(rf.spatial_axes(rank)) else rf
+    return rf.with_whole(rf.dims_at(axes, rank), rank)
 
 
 class _Part(DataMovement):
@@ -337,12 +344,11 @@ class Expand(DataMovement):
         rf = fields[0]
         if rf is None or rf.global_:
             return rf
-        rank = len(self.x)
         dims = list(rf.dims)
-        for i, a in enumerate(rf.spatial_axes(rank)):
-            if self.x[a] != self.y[a]:  # every unit sees the one unit's region
+        for i, a in enumerate(rf.spatial_axes(len(self.x))):
+            if a is not None and self.x[a] != self.y[a]:  # every unit sees one unit's region
                 dims[i] = RFDim(dims[i].size, 0, dims[i].start)
-        return RF(tuple(dims), aligned=rf.aligned, axes=rf.axes)
+        return replace(rf, dims=tuple(dims))
 
     def torch_module(self) -> Any:
         from ..torch.modules import Expand as TorchExpand

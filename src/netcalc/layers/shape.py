@@ -10,12 +10,14 @@ target shape PER SAMPLE (the batch is kept, as ``x.reshape(x.shape[0], *shape)``
 and Unflatten refuse to touch dim 0, so the batch a spec is analysed with stays dim 0.
 
 Receptive field: a field's dims are the spatial dims of the tensor (the trailing
-ones, or where a Permute moved them: :mod:`netcalc.rf`). A reshape (Flatten,
-Unflatten, Reshape) keeps the field when every spatial dim comes out whole, with the
-same product of the dims before it -- in row-major order every element then keeps
-its spatial coordinates; otherwise it merges or splits spatial positions and the
-field becomes GLOBAL. A Permute moves no position: the field follows the spatial
-dims to their new axes (channel-last ``(N, H, W, C)``, as ConvNeXt and Swin compute).
+ones, or where a Permute or a reshape moved them: :mod:`netcalc.rf`). A Permute moves
+no position: the field follows the spatial dims to their new axes (channel-last
+``(N, H, W, C)``, as ConvNeXt and Swin compute). A reshape (Flatten, Unflatten,
+Reshape) moves no position either: the field follows each spatial dim's coordinate,
+which may share an axis with others (``flatten(2)`` merges H and W into one token
+axis) and comes back whole when a later reshape cuts them apart again
+(:func:`netcalc.rf.reshaped`). A reshape that splits one spatial dim over several
+axes (Swin's 56 into 8 windows x 7) makes that dim global.
 """
 
 from __future__ import annotations
@@ -24,22 +26,8 @@ from math import prod
 from typing import Any
 
 from ..args import AnyInt, Arg, Bool, IntList, Probability
-from ..rf import GLOBAL, RF
+from ..rf import reshaped
 from .base import ACT, FLOAT, INT, DataMovement, Grads, Layer, Saved, Shape, register, saved_extra
-
-
-def _reshaped_field(rf: RF | None, before: Shape, after: Shape) -> RF | None:
-    if rf is None or rf.global_ or not rf.dims:
-        return rf
-    # where each axis of `after` starts, as the product of the dims before it
-    starts = {(prod(after[:b]), n): b for b, n in reversed(list(enumerate(after)))}
-    axes = []
-    for a in rf.spatial_axes(len(before)):
-        b = starts.get((prod(before[:a]), before[a]))
-        if b is None or b < 2:  # merged or split, or no longer behind (N, C)
-            return GLOBAL
-        axes.append(b)
-    return rf.placed(tuple(axes), len(after))
 
 
 class _Move(DataMovement):
@@ -56,7 +44,7 @@ class _Move(DataMovement):
         return d
 
     def receptive_field(self, fields):
-        return _reshaped_field(fields[0], self.x, self.y)
+        return reshaped(fields[0], self.x, self.y)
 
 
 @register
@@ -175,7 +163,8 @@ class Permute(_Move):
             return rf
         rank = len(self.x)
         perm = self.perm(rank)  # output axis j is input axis perm[j]
-        return rf.placed(tuple(perm.index(a) for a in rf.spatial_axes(rank)), rank)
+        return rf.placed(tuple(None if a is None else perm.index(a)
+                               for a in rf.spatial_axes(rank)), rank)
 
     def torch_module(self) -> Any:
         from ..torch.modules import Permute as TorchPermute

@@ -6,8 +6,8 @@ tool's) number, the verdict (``match``, ``convention``, ``MISMATCH``) and, for a
 two -- then the totals. JSON carries the same rows with both exact numbers side by
 side (``analytic``, ``torch``).
 
-Works on any object shaped like :class:`netcalc.torch.crosscheck.CrossCheckResult`
-and imports neither torch nor (for JSON) rich.
+Works on the typed :class:`netcalc.results.CrossCheckResult` and imports neither
+torch nor (for JSON) rich.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ import io
 import json
 from typing import Any
 
+from ..results import CONVENTION, MATCH, MISMATCH, OPAQUE, TOOLS, CheckRow, CrossCheckResult
 from ..textsafe import text
 
 CROSSCHECK_FORMATS = ("table", "json")
 SHOW = ("all", "differences")
 
 
-def render_crosscheck(result: Any, fmt: str = "table", show: str = "all") -> str:
+def render_crosscheck(result: CrossCheckResult, fmt: str = "table", show: str = "all") -> str:
     if fmt == "json":
         return json.dumps(result.to_dict(), indent=2) + "\n"
     if fmt == "table":
@@ -46,19 +47,18 @@ def _cell(v: Any, metric: str = "") -> str:
     return str(v)
 
 
-_MARK = {"match": "", "convention": " †", "opaque": " ?", "MISMATCH": " ✗"}
-_RANK = {"match": 0, "convention": 1, "opaque": 1, "MISMATCH": 2}
-TOOLS = ("fvcore", "flopcounter", "torchinfo")
+_MARK = {MATCH: "", CONVENTION: " †", OPAQUE: " ?", MISMATCH: " ✗"}
+_RANK = {MATCH: 0, CONVENTION: 1, OPAQUE: 1, MISMATCH: 2}
 
 
-def _pivot(rows: list[Any]) -> dict[str, dict[str, Any]]:
+def _pivot(rows: list[CheckRow]) -> dict[str, dict[str, Any]]:
     by: dict[str, dict[str, Any]] = {}
     for r in rows:
         by.setdefault(r.layer, {"type": r.type})[r.metric] = r
     return by
 
 
-def render_table(result: Any, show: str = "all") -> str:
+def render_table(result: CrossCheckResult, show: str = "all") -> str:
     """One row per layer: each metric's torch-side number, marked † (a documented
     convention explains the difference) or ✗ (a mismatch), and the row's verdict;
     then the totals, the rules used and every mismatch with both numbers."""
@@ -83,11 +83,11 @@ def render_table(result: Any, show: str = "all") -> str:
     rules: dict[str, str] = {}
     for name, cells in _pivot(result.rows).items():
         metric_rows = [v for k, v in cells.items() if k != "type"]
-        worst = max((r.verdict for r in metric_rows), key=_RANK.__getitem__, default="match")
-        if show != "all" and worst == "match":
+        worst = max((r.verdict for r in metric_rows), key=_RANK.__getitem__, default=MATCH)
+        if show != "all" and worst == MATCH:
             continue
         for r in metric_rows:
-            if r.verdict == "convention":
+            if r.verdict == CONVENTION:
                 rules[r.rule] = r.metric
         first_tool = next((cells[t] for t in tools if t in cells), None)
         analytic = first_tool.analytic if first_tool is not None else ""
@@ -112,16 +112,16 @@ def render_table(result: Any, show: str = "all") -> str:
     trow += [_show(totals.get(t)) for t in tools]
     if "rf" in present:
         trow.append("")
-    trow.append(max((r.verdict for r in result.totals), key=_RANK.__getitem__, default="match"))
+    trow.append(max((r.verdict for r in result.totals), key=_RANK.__getitem__, default=MATCH))
     table.add_row(*(Text(text(c)) for c in trow))
     buf = io.StringIO()
     width = max(140, max((len(r.layer) for r in result.rows), default=10) + 130)
     Console(file=buf, width=width, force_terminal=False, color_system=None).print(table)
     counts = result.counts()
-    opaque = (f", {counts['opaque']} opaque (? an Opaque layer: MACs unknown to netcalc)"
-              if counts.get("opaque") else "")
-    lines = [f"Verdicts: {counts.get('match', 0)} match, {counts.get('convention', 0)} "
-             f"convention, {counts.get('MISMATCH', 0)} MISMATCH{opaque}  (tool columns: † a "
+    opaque = (f", {counts[OPAQUE]} opaque (? an Opaque layer: MACs unknown to netcalc)"
+              if counts.get(OPAQUE) else "")
+    lines = [f"Verdicts: {counts.get(MATCH, 0)} match, {counts.get(CONVENTION, 0)} "
+             f"convention, {counts.get(MISMATCH, 0)} MISMATCH{opaque}  (tool columns: † a "
              "documented convention gives the tool's number exactly, ✗ mismatch)"]
     if rules:
         from ..conventions import CONVENTIONS
@@ -144,7 +144,7 @@ def render_table(result: Any, show: str = "all") -> str:
     return buf.getvalue() + "\n".join(lines) + "\n"
 
 
-def _show(r: Any) -> str:
+def _show(r: CheckRow | None) -> str:
     """The torch-side number of one comparison, marked by its verdict."""
     if r is None:
         return ""
@@ -156,7 +156,7 @@ def _params(cells: dict[str, Any]) -> str:
     shown = _show(p)
     for extra in ("trainable", "buffers"):
         r = cells.get(extra)
-        if r is not None and (r.verdict != "match" or (extra == "buffers" and r.torch)):
+        if r is not None and (r.verdict != MATCH or (extra == "buffers" and r.torch)):
             shown += f" ({extra} {_show(r)})"
         elif r is not None and extra == "trainable" and p is not None and r.torch != p.torch:
             shown += f" (trainable {_show(r)})"

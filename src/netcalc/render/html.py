@@ -25,13 +25,16 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..analysis import Report
 from ..textsafe import html as esc
 from ..textsafe import script_json, text
 from .table import summary_lines
 from .view import collapse, columns
+
+if TYPE_CHECKING:
+    from ..results import ProfileResult
 
 ASSETS = Path(__file__).with_name("assets")
 CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -141,12 +144,12 @@ def render_html(report: Report, depth: int | None = None, graph_svg: str | None 
     return "\n".join(parts) + "\n"
 
 
-def roofline_data(profile: dict[str, Any], report: Report, index: int) -> dict[str, Any]:
-    """The roofline of run ``index`` (a ``configs`` entry of a profile JSON) of the spec
-    that ``report`` analyses (see :func:`roofline_run`): the profile's name and every
-    timed layer's name must be the spec's. A ValueError says what is wrong."""
-    if profile.get("name") != report.name:
-        raise ValueError(f"it profiles {text(profile.get('name'))!r}, not this spec's "
+def roofline_data(profile: "ProfileResult", report: Report, index: int) -> dict[str, Any]:
+    """The roofline of run ``index`` (a ``configs`` entry) of a profile of the spec that
+    ``report`` analyses (see :func:`roofline_run`): the profile's name and every timed
+    layer's name must be the spec's. A ValueError says what is wrong."""
+    if profile.name != report.name:
+        raise ValueError(f"it profiles {text(profile.name)!r}, not this spec's "
                          f"{text(report.name)!r}")
     run = roofline_run(profile, index)
     names = {text(r.name) for r in report.layers}
@@ -158,49 +161,42 @@ def roofline_data(profile: dict[str, Any], report: Report, index: int) -> dict[s
 
 
 def _positive(x: Any) -> float | None:
-    """A finite positive number from a profile JSON, else None."""
+    """A finite positive number from a profile, else None."""
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return None
     v = float(x)
     return v if math.isfinite(v) and v > 0 else None
 
 
-def roofline_run(profile: dict[str, Any], index: int) -> dict[str, Any]:
-    """Run ``index`` of a profile JSON as a roofline: each timed layer with MACs as
-    (name, FLOP/B, achieved FLOP/s), under the device's calibrated peak FLOP/s and copy
+def roofline_run(profile: "ProfileResult", index: int) -> dict[str, Any]:
+    """Run ``index`` of a profile as a roofline: each timed layer with MACs as (name,
+    FLOP/B, achieved FLOP/s), under the device's calibrated peak FLOP/s and copy
     bandwidth. A ValueError says what is missing or malformed."""
-    configs = profile.get("configs")
-    if not isinstance(configs, list) or not 0 <= index < len(configs):
-        n = len(configs) if isinstance(configs, list) else 0
+    n = len(profile.configs)
+    if not 0 <= index < n:
         raise ValueError(f"--profile-config {index}: it has {n} configuration(s)"
                          + (f" (0 to {n - 1})" if n else ""))
-    cfg = configs[index]
-    cfg = cfg if isinstance(cfg, dict) else {}
-    hardware = profile.get("hardware")
-    hw = hardware.get(cfg.get("device")) if isinstance(hardware, dict) else None
-    per_layer = cfg.get("per_layer")
-    layers = per_layer.get("layers") if isinstance(per_layer, dict) else None
-    peak = _positive(hw.get("peak_flops")) if isinstance(hw, dict) else None
-    bw = _positive(hw.get("peak_bandwidth")) if isinstance(hw, dict) else None
-    label = f"{text(cfg.get('device'))}, batch {text(cfg.get('batch'))}"
-    if peak is None or bw is None or not isinstance(layers, list) or not layers:
+    cfg = profile.configs[index]
+    hw = profile.hardware.get(cfg.device)
+    label = f"{text(cfg.device)}, batch {text(cfg.batch)}"
+    peak = _positive(hw.peak_flops) if hw is not None else None
+    bw = _positive(hw.peak_bandwidth) if hw is not None else None
+    if hw is None or peak is None or bw is None or cfg.per_layer is None \
+            or not cfg.per_layer.layers:
         raise ValueError(f"configuration {index} ({label}) has no calibrated roofs or no "
                          "per-layer timings (profile with --per-layer)")
+    layers = cfg.per_layer.layers
     points = []
     for r in layers:
-        if not isinstance(r, dict):
-            continue
-        x, y = _positive(r.get("intensity_flop_per_byte")), _positive(r.get("flops_per_s"))
-        if _positive(r.get("macs")) and x and y:
-            points.append([text(r.get("name")), x, y])
-    assert isinstance(hw, dict)
+        x, y = _positive(r.roof.intensity_flop_per_byte), _positive(r.roof.flops_per_s)
+        if _positive(r.macs) and x and y:
+            points.append([text(r.name), x, y])
     return {
         "label": label,
         "title": f"{label}: achieved FLOP/s per layer",
-        "caption": f"{len(points)} layers with MACs timed on {text(hw.get('name', label))}"
-                   f" ({label}, {text(profile.get('dtype'))}); {len(layers) - len(points)} "
-                   "without MACs not shown. Roofs: the calibrated peak and copy bandwidth "
-                   "(netcalc profile).",
+        "caption": f"{len(points)} layers with MACs timed on {text(hw.name)} ({label}, "
+                   f"{text(profile.options.dtype)}); {len(layers) - len(points)} without MACs "
+                   "not shown. Roofs: the calibrated peak and copy bandwidth (netcalc profile).",
         "peak_flops": peak, "peak_bandwidth": bw, "ridge": peak / bw, "points": points,
     }
 
@@ -208,22 +204,20 @@ def roofline_run(profile: dict[str, Any], index: int) -> dict[str, Any]:
 PROFILE_MAX_BYTES = 64_000_000
 
 
-def load_profile(path: Path) -> dict[str, Any]:
-    """The JSON of ``netcalc profile --format json`` (a SpecError names what is wrong).
-    The one place the report reads a profile."""
+def load_profile(path: Path) -> "ProfileResult":
+    """A ``netcalc profile --format json`` file, read as a regular file of bounded size and
+    typed by :func:`netcalc.results.load_profile` (a ValueError says what is wrong)."""
     import json
 
-    from ..errors import SpecError
+    from ..results import load_profile as typed
     from ..spec import read_text
 
-    raw = read_text(path, PROFILE_MAX_BYTES)
+    raw = read_text(path, PROFILE_MAX_BYTES)  # a SpecError names the file
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        raise SpecError(f"not JSON: {exc}", None, str(path)) from None
-    if not isinstance(data, dict) or data.get("kind") != "profile":
-        raise SpecError("not the JSON of `netcalc profile --format json`", None, str(path))
-    if data.get("format_version") != 1:
-        raise SpecError(f"profile format_version {text(data.get('format_version'))!r}: this "
-                        "netcalc reads version 1", None, str(path))
-    return data
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):  # typed() would take anything else for a path
+        raise ValueError("not a netcalc profile (expected the JSON of `netcalc profile "
+                         "--format json`)")
+    return typed(data)

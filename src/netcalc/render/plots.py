@@ -13,12 +13,15 @@ The file type follows the name's extension (png, svg, pdf: what matplotlib write
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..analysis import Report
 from ..textsafe import plot_label, text
 from .html import BARS, roofline_run
 from .view import collapse
+
+if TYPE_CHECKING:
+    from ..results import ProfileResult
 
 PLOTS_MISSING = "--plot needs matplotlib: pip install 'netcalc-nn[plots]'"
 MAX_TICKS = 60  # row names on the x axis up to this many rows
@@ -76,13 +79,13 @@ def costs_plot(report: Report, depth: int | None, path: Path) -> None:
     plt.close(fig)
 
 
-def roofline_plot(profile: dict[str, Any], path: Path) -> None:
+def roofline_plot(profile: "ProfileResult", path: Path) -> None:
     """Every run of a profile with per-layer timings, under its device's roofs."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5.5))
     drawn = 0
     roofs: set[tuple[float, float]] = set()
-    for i in range(len(profile.get("configs") or [])):
+    for i in range(len(profile.configs)):
         try:
             run = roofline_run(profile, i)
         except ValueError:
@@ -105,7 +108,7 @@ def roofline_plot(profile: dict[str, Any], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP per byte moved)")
     ax.set_ylabel("achieved FLOP/s")
-    ax.set_title(f"{plot_label(profile.get('name'))}: per-layer roofline", fontsize=11)
+    ax.set_title(f"{plot_label(profile.name)}: per-layer roofline", fontsize=11)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)

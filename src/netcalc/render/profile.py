@@ -1,9 +1,9 @@
 """Output of ``netcalc profile``: a rich summary, JSON with every figure, a progress bar.
 
-Works on the plain dict of :meth:`netcalc.torch.profile.ProfileResult.to_dict`, so
-this module needs no torch. The progress bar goes to stderr, only when stderr is a
-terminal, and refreshes between timed blocks only (no background thread competing
-with the measurement for the CPU).
+Works on the typed :class:`netcalc.results.ProfileResult` (from a run, or loaded from
+its JSON by :func:`netcalc.results.load_profile`), so this module needs no torch. The
+progress bar goes to stderr, only when stderr is a terminal, and refreshes between
+timed blocks only (no background thread competing with the measurement for the CPU).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+from ..results import ConfigResult, CrossCheckSummary, PerLayer, ProfileResult, Progress
 from ..textsafe import text
 from ..units import human, human_bytes
 
@@ -63,16 +64,15 @@ def _cells(*values: object) -> list[Any]:
 
 
 # ------------------------------------------------------------------------ JSON
-def render_profile_json(result: dict[str, Any]) -> str:
-    return json.dumps(result, indent=2, allow_nan=False, default=str) + "\n"
+def render_profile_json(result: ProfileResult) -> str:
+    return json.dumps(result.to_dict(), indent=2, allow_nan=False, default=str) + "\n"
 
 
 # ------------------------------------------------------------------------ table
-def _memory_text(cfg: dict[str, Any]) -> tuple[str, str]:
-    mem = cfg.get("memory") or {}
-    measured = mem.get("measured") or {}
-    analytic = mem.get("analytic") or {}
-    if cfg["device"] == "cuda":
+def _memory_text(cfg: ConfigResult) -> tuple[str, str]:
+    measured = cfg.memory.get("measured") or {}
+    analytic = cfg.memory.get("analytic") or {}
+    if cfg.device == "cuda":
         m = measured.get("max_allocated_bytes")
         a = analytic.get("total_bytes")
     else:  # the weights are resident before the forward: compare activations
@@ -81,35 +81,34 @@ def _memory_text(cfg: dict[str, Any]) -> tuple[str, str]:
     return ("-" if m is None else human_bytes(m)), ("-" if a is None else human_bytes(a))
 
 
-def render_profile_table(result: dict[str, Any], top: int = 10) -> str:
+def render_profile_table(result: ProfileResult, top: int = 10) -> str:
     from rich.console import Console
     from rich.table import Table
 
     buf = io.StringIO()
     console = Console(file=buf, width=140, force_terminal=False, color_system=None)
-    env = result.get("environment") or {}
-    opts = result.get("options") or {}
-    head = (f"{text(result['name'])} · {result['dtype']} · "
+    env = result.environment
+    opts = result.options
+    head = (f"{text(result.name)} · {opts.dtype} · "
             f"torch {env.get('torch_version', '?')} · "
             f"{env.get('threads', '?')} CPU threads (interop {env.get('interop_threads', '?')})")
-    extras = [x for x, on in (("channels-last", opts.get("channels_last")),
-                              ("torch.compile", opts.get("compile")),
-                              ("cudnn.benchmark", opts.get("cudnn_benchmark"))) if on]
+    extras = [x for x, on in (("channels-last", opts.channels_last),
+                              ("torch.compile", opts.compile),
+                              ("cudnn.benchmark", opts.cudnn_benchmark)) if on]
     if extras:
         head += " · " + ", ".join(extras)
     lines = [f"Profile: {head}"]
-    lines.append(_crosscheck_line(result.get("crosscheck")))
-    for dev, hw in (result.get("hardware") or {}).items():
-        threads = f", {hw['threads']} threads" if hw.get("threads") else ""
-        kernel = "3x3 conv" if hw.get("peak_kernel") == "conv2d" else "GEMM"
+    lines.append(_crosscheck_line(result.crosscheck))
+    for dev, hw in result.hardware.items():
+        threads = f", {hw.threads} threads" if hw.threads else ""
+        kernel = "3x3 conv" if hw.peak_kernel == "conv2d" else "GEMM"
         lines.append(
-            f"Hardware {dev} ({text(hw['name'])}{threads}): "
-            f"peak {human(hw['peak_flops'], 'FLOP/s')} "
-            f"({kernel}; GEMM n={hw['gemm_n']}), "
-            f"bandwidth {human(hw['peak_bandwidth'], 'B/s')} (copy "
-            f"{human_bytes(hw['copy_bytes'])}), ridge {hw['ridge_flop_per_byte']:.3g} FLOP/B"
-            + (" [cached]" if hw.get("cached") else " [measured now]"))
-    for s in result.get("skipped") or []:
+            f"Hardware {dev} ({text(hw.name)}{threads}): "
+            f"peak {human(hw.peak_flops, 'FLOP/s')} ({kernel}; GEMM n={hw.gemm_n}), "
+            f"bandwidth {human(hw.peak_bandwidth, 'B/s')} (copy "
+            f"{human_bytes(hw.copy_bytes)}), ridge {hw.ridge:.3g} FLOP/B"
+            + (" [cached]" if hw.cached else " [measured now]"))
+    for s in result.skipped:
         lines.append(f"Skipped {s['device']}: {text(s['reason'])}")
     console.print("\n".join(lines), highlight=False, markup=False)
 
@@ -118,158 +117,153 @@ def render_profile_table(result: dict[str, Any], top: int = 10) -> str:
     for title in ("Device", "Batch", "Median", "Min", "IQR", "Runs", "Samples/s", "MAC/s",
                   "% peak", "MAC/B", "Bound", "Memory", "Analytic"):
         table.add_column(title, justify="left" if title in ("Device", "Bound") else "right")
-    for cfg in result.get("configs") or []:
-        lat = cfg.get("latency")
+    for cfg in result.configs:
+        lat = cfg.latency
         mem, ana = _memory_text(cfg)
-        if cfg["status"] in ("oom", "error") or lat is None:
-            table.add_row(*_cells(cfg["device"], cfg["batch"], cfg["status"].upper(), "", "", "",
-                                  "", "", "", "", "", mem, ana))
+        if cfg.status in ("oom", "error") or lat is None:
+            table.add_row(*_cells(cfg.device, cfg.batch, cfg.status.upper(), "", "", "", "",
+                                  "", "", "", "", mem, ana))
             continue
-        runs = f"{lat['runs']}×{lat['number']}" if lat["number"] > 1 else str(lat["runs"])
-        if cfg["status"] == "interrupted":
+        runs = f"{lat.runs}×{lat.number}" if lat.number > 1 else str(lat.runs)
+        if cfg.status == "interrupted":
             runs += " (int.)"
-        table.add_row(*_cells(cfg["device"], cfg["batch"], human_time(lat["median_s"]),
-                              human_time(lat["min_s"]), human_time(lat["iqr_s"]), runs,
-                              _count(cfg.get("throughput_samples_per_s")),
-                              _rate(cfg.get("macs_per_s"), ""), _pct(cfg.get("fraction_of_peak")),
-                              _num(cfg.get("intensity_mac_per_byte")), cfg.get("bound") or "-",
-                              mem, ana))
+        roof = cfg.roof
+        table.add_row(*_cells(cfg.device, cfg.batch, human_time(lat.median),
+                              human_time(lat.min), human_time(lat.iqr), runs,
+                              _count(cfg.throughput),
+                              _rate(roof.macs_per_s if roof else None, ""),
+                              _pct(roof.fraction_of_peak if roof else None),
+                              _num(roof.intensity_mac_per_byte if roof else None),
+                              (roof.bound if roof else None) or "-", mem, ana))
     console.print(table)
     notes = ["Memory: CUDA max_memory_allocated vs weights + buffers + peak activations; "
              "CPU peak RSS growth in one forward vs peak activations."]
-    for cfg in result.get("configs") or []:
-        if cfg.get("error"):
-            notes.append(f"{cfg['device']} batch {cfg['batch']}: {cfg['status']}: "
-                         f"{text(cfg['error'])}")
-        for n in cfg.get("notes") or []:
-            notes.append(f"{cfg['device']} batch {cfg['batch']}: {text(n)}")
-        comp = cfg.get("compile")
+    for cfg in result.configs:
+        if cfg.error:
+            notes.append(f"{cfg.label}: {cfg.status}: {text(cfg.error)}")
+        for n in cfg.notes:
+            notes.append(f"{cfg.label}: {text(n)}")
+        comp = cfg.compile
         if comp and comp.get("ok"):
-            notes.append(f"{cfg['device']} batch {cfg['batch']}: torch.compile took "
+            notes.append(f"{cfg.label}: torch.compile took "
                          f"{human_time(comp.get('compile_s'))} (not timed)")
     console.print("\n".join(notes), highlight=False, markup=False)
 
-    for cfg in result.get("configs") or []:
-        pl = cfg.get("per_layer")
-        if not pl or not pl.get("layers"):
-            continue
-        _layers_table(console, cfg, pl, top)
-    for w in result.get("warnings") or []:
+    for cfg in result.configs:
+        if cfg.per_layer is not None and cfg.per_layer.layers:
+            _layers_table(console, cfg, cfg.per_layer, top)
+    for w in result.warnings:
         console.print(f"Warning: {text(w)}", highlight=False, markup=False)
-    if result.get("interrupted"):
+    if result.interrupted:
         console.print("Interrupted (Ctrl-C): showing what was measured.", highlight=False,
                       markup=False)
     return buf.getvalue()
 
 
-def _crosscheck_line(cc: dict[str, Any] | None) -> str:
+def _crosscheck_line(cc: CrossCheckSummary | None) -> str:
     if cc is None:
         return "Cross-check: not run"
-    if not cc.get("ran"):
-        return f"Cross-check: FAILED to run ({text(cc.get('error'))})"
-    if cc.get("ok"):
-        v = cc.get("verdicts") or {}
+    if not cc.ran:
+        return f"Cross-check: FAILED to run ({text(cc.error)})"
+    if cc.ok:
+        v = cc.verdicts or {}
         detail = (f"{v.get('match', 0)} match, {v.get('convention', 0)} differ by a documented "
-                  "counting convention" if v else f"{cc.get('rows', 0)} rows")
+                  "counting convention" if v else f"{cc.rows} rows")
         return f"Cross-check: ok (shapes, params, MACs vs PyTorch: {detail})"
-    bad = cc.get("mismatches") or []
-    names = ", ".join(text(f"{m.get('layer', m.get('name', '?'))} {m.get('metric', '')}")
-                      .strip() for m in bad[:5])
+    bad = cc.mismatches
+    names = ", ".join(text(f"{m.layer} {m.metric}") for m in bad[:5])
     more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
     return f"Cross-check: MISMATCH in {len(bad)} row(s): {names}{more} (see --format json)"
 
 
-def _layers_table(console, cfg: dict[str, Any], pl: dict[str, Any], top: int) -> None:
+def _layers_table(console, cfg: ConfigResult, pl: PerLayer, top: int) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    layers = sorted(pl["layers"], key=lambda l: l["median_s"], reverse=True)[:top]
-    hooked = pl["hooked"]["median_s"]
-    title = (f"Top {len(layers)} layers by time · {cfg['device']} batch {cfg['batch']}"
-             + (" (eager module; the whole model was compiled)" if pl.get("eager_module") else ""))
+    layers = pl.top(top)
+    title = (f"Top {len(layers)} layers by time · {cfg.device} batch {cfg.batch}"
+             + (" (eager module; the whole model was compiled)" if pl.eager else ""))
     table = Table(title=Text(title), title_justify="left", header_style="bold")
     for t in ("Layer", "Type", "Median", "Share", "MACs", "MAC/s", "MAC/B", "% peak",
               "% roofline", "Bound"):
         table.add_column(t, justify="left" if t in ("Layer", "Type", "Bound") else "right",
                          no_wrap=t == "Layer")
     for l in layers:
-        table.add_row(*_cells(l["name"], l["type"], human_time(l["median_s"]), _pct(l["share"]),
-                              human(l["macs"]) if l["macs"] else "-",
-                              _rate(l.get("macs_per_s"), "") if l["macs"] else "-",
-                              _num(l.get("intensity_mac_per_byte")) if l["macs"] else "0",
-                              _pct(l.get("fraction_of_peak")) if l["macs"] else "-",
-                              _pct(l.get("fraction_of_roofline")), l.get("bound") or "-"))
+        r = l.roof
+        table.add_row(*_cells(l.name, l.type, human_time(l.stats.median), _pct(l.share),
+                              human(l.macs) if l.macs else "-",
+                              _rate(r.macs_per_s, "") if l.macs else "-",
+                              _num(r.intensity_mac_per_byte) if l.macs else "0",
+                              _pct(r.fraction_of_peak) if l.macs else "-",
+                              _pct(r.fraction_of_roofline), r.bound or "-"))
     console.print(table)
-    plain = (cfg.get("latency") or {}).get("median_s")
-    line = (f"Per-layer mode: hooked forward {human_time(hooked)} vs {human_time(plain)} plain "
-            f"(overhead {human_time(pl['overhead_s'])}, {_pct(pl['overhead_fraction'])}); "
-            f"layers sum {human_time(pl['sum_of_layers_s'])}, between layers "
-            f"{human_time(pl['unattributed_s'])}")
-    if pl.get("untimed"):
-        line += f"; not timed: {', '.join(map(text, pl['untimed'][:5]))}"
+    plain = cfg.latency.median if cfg.latency is not None else None
+    line = (f"Per-layer mode: hooked forward {human_time(pl.hooked.median)} vs "
+            f"{human_time(plain)} plain (overhead {human_time(pl.overhead_s)}, "
+            f"{_pct(pl.overhead_fraction)}); layers sum {human_time(pl.sum_of_layers_s)}, "
+            f"between layers {human_time(pl.unattributed_s)}")
+    if pl.untimed:
+        line += f"; not timed: {', '.join(map(text, pl.untimed[:5]))}"
     console.print(line, highlight=False, markup=False)
 
 
 # --------------------------------------------------------------------- progress
-def make_progress(enabled: bool):
+def make_progress(enabled: bool) -> Progress:
     """The rich bar on stderr when ``enabled`` and stderr is a terminal; else a no-op."""
-    from ..torch.profile import Progress
-
     if not enabled or not sys.stderr.isatty():
         return Progress()
-    return _RichProgress(Progress)
-
-
-def _RichProgress(base):  # noqa: N802 - a class built on the torch-side base
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
-
-    class RichProgress(base):
-        def __init__(self) -> None:
-            self.bar = Bar(TextColumn("{task.description}"), BarColumn(),
-                           TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
-                           console=Console(stderr=True), auto_refresh=False, transient=True)
-            self.configs = None
-            self.inner = None
-            self.last = 0.0
-            self.unit = "runs"
-
-        def start(self, total_configs: int) -> None:
-            self.bar.start()
-            self.configs = self.bar.add_task("configurations", total=total_configs, detail="")
-            self.inner = self.bar.add_task("", total=None, detail="")
-            self._refresh(force=True)
-
-        def config(self, label: str) -> None:
-            self.bar.update(self.configs, detail=label)
-            self._refresh(force=True)
-
-        def phase(self, what: str, total: float | None, unit: str = "runs") -> None:
-            self.unit = unit
-            self.bar.reset(self.inner, total=total, description=f"  {what}", detail="")
-            self._refresh(force=True)
-
-        def advance(self, done: float) -> None:
-            self.bar.advance(self.inner, done)
-            task = self.bar.tasks[self.inner]
-            total = f"/{task.total:g}" if task.total else ""
-            self.bar.update(self.inner, detail=f"{task.completed:.3g}{total} {self.unit}")
-            self._refresh()
-
-        def config_done(self) -> None:
-            self.bar.advance(self.configs, 1)
-            self._refresh(force=True)
-
-        def message(self, line: str) -> None:
-            self.bar.console.print(text(line), highlight=False, markup=False)
-
-        def stop(self) -> None:
-            self.bar.stop()
-
-        def _refresh(self, force: bool = False) -> None:
-            now = time.monotonic()
-            if force or now - self.last > 0.1:
-                self.last = now
-                self.bar.refresh()
-
     return RichProgress()
+
+
+class RichProgress(Progress):
+    """A rich progress bar on stderr, refreshed between timed blocks only."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+
+        self.bar = Bar(TextColumn("{task.description}"), BarColumn(),
+                       TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+                       console=Console(stderr=True), auto_refresh=False, transient=True)
+        self.configs: Any = None
+        self.inner: Any = None
+        self.last = 0.0
+        self.unit = "runs"
+
+    def start(self, total_configs: int) -> None:
+        self.bar.start()
+        self.configs = self.bar.add_task("configurations", total=total_configs, detail="")
+        self.inner = self.bar.add_task("", total=None, detail="")
+        self._refresh(force=True)
+
+    def config(self, label: str) -> None:
+        self.bar.update(self.configs, detail=text(label))
+        self._refresh(force=True)
+
+    def phase(self, what: str, total: float | None, unit: str = "runs") -> None:
+        self.unit = unit
+        self.bar.reset(self.inner, total=total, description=f"  {what}", detail="")
+        self._refresh(force=True)
+
+    def advance(self, done: float) -> None:
+        self.bar.advance(self.inner, done)
+        task = self.bar.tasks[self.inner]
+        total = f"/{task.total:g}" if task.total else ""
+        self.bar.update(self.inner, detail=f"{task.completed:.3g}{total} {self.unit}")
+        self._refresh()
+
+    def config_done(self) -> None:
+        self.bar.advance(self.configs, 1)
+        self._refresh(force=True)
+
+    def message(self, line: str) -> None:
+        self.bar.console.print(text(line), highlight=False, markup=False)
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+    def _refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.last > 0.1:
+            self.last = now
+            self.bar.refresh()

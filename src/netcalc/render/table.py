@@ -61,6 +61,7 @@ def summary_lines(report: Report) -> list[str]:
     if t.nonzero_params != t.params:
         lines.append(f"After pruning: {t.nonzero_params:,} non-zero params, "
                      f"{t.nonzero_macs:,} MACs")
+    lines += _expert_lines(report)
     training = report.sections.get("training")
     if training:
         lines += training_lines(report, training)
@@ -73,6 +74,19 @@ def summary_lines(report: Report) -> list[str]:
         lines.append(f"Convention {conv['name']}: MACs and FLOPs as {conv['rule']}; the tool "
                      f"reports {reported} {conv['unit']} in total")
     return lines
+
+
+def _expert_lines(report: Report) -> list[str]:
+    """One line per kind of MixtureOfExperts layer: its router and experts' parameters."""
+    kinds: dict[tuple, int] = {}
+    for r in report.layers:
+        if "params_per_expert" in r.extra:
+            e = r.extra
+            key = (e["router_params"], e["num_experts"], e["params_per_expert"], e["top_k"])
+            kinds[key] = kinds.get(key, 0) + 1
+    return [f"Mixture of experts: {n} layer{'s' * (n != 1)} × (router {router:,} + {experts} "
+            f"experts × {each:,} params), {k} expert{'s' * (k != 1)} per token"
+            for (router, experts, each, k), n in kinds.items()]
 
 
 def _macs_line(report: Report) -> str:

@@ -89,11 +89,19 @@ def rf_json(rf: RF | None) -> dict[str, Any] | None:
         return {"size": None, "stride": None, "start": None, "global": True, "aligned": rf.aligned}
     size, stride, start = [], [], []
     for d in rf.dims:  # ints in all but odd cases: skip the Fraction path (10^4 rows)
+        if d.whole:  # global along this dim only: null, named in global_dims
+            size.append(None)
+            stride.append(None)
+            start.append(None)
+            continue
         size.append(d.size if type(d.size) is int else fraction_json(d.size))
         stride.append(d.stride if type(d.stride) is int else fraction_json(d.stride))
         start.append(d.start if type(d.start) is int else fraction_json(d.start))
-    return {"size": size, "stride": stride, "start": start, "global": False,
-            "aligned": rf.aligned}
+    out = {"size": size, "stride": stride, "start": start, "global": False,
+           "aligned": rf.aligned}
+    if rf.partial:
+        out["global_dims"] = [i for i, d in enumerate(rf.dims) if d.whole]
+    return out
 
 
 def rf_text(rf: RF | None) -> str:
@@ -102,7 +110,8 @@ def rf_text(rf: RF | None) -> str:
     if rf.global_:
         return "global"
     sizes = {d.size for d in rf.dims}
-    text = "×".join(_frac(d.size) for d in rf.dims) if len(sizes) > 1 else _frac(rf.dims[0].size)
+    text = "×".join("global" if d.whole else _frac(d.size) for d in rf.dims) \
+        if len(sizes) > 1 else _frac(rf.dims[0].size)
     return text if rf.aligned else f"{text} (misaligned)"
 
 

@@ -89,6 +89,12 @@ def _layers(report: "Report") -> list[Layer]:
     return [node.layer for node in report.graph.nodes] if report.graph is not None else []
 
 
+#: the fields ``shapes`` shows only with ``--kv-cache``
+KV_CACHE_FIELDS = ("kv_cache_bytes_per_token", "kv_cache_bytes", "self_attention_cache_bytes",
+                   "cross_attention_cache_bytes", "cross_attention_layers",
+                   "cross_attention_length")
+
+
 def token_input(graph: "Graph") -> tuple[str, str] | None:
     """(name, chosen_by) of the token input: the spec's ``tokens:`` ("tokens"), the only
     int64 input ("only") or the first of several ("first"); None without one."""
@@ -157,18 +163,20 @@ def kv_cache_absence(report: "Report") -> str | None:
     found = token_input(graph) if graph is not None else None
     if found is None:
         return "it has no token input (an int64 input; name it with `tokens:`)"
-    name = found[0]
+    name, chosen_by = found
     caches = attention_caches(graph, name, prod(graph.inputs[name].shape[1:]))
     if caches.per_token:
         return None
     if not caches.on_stream:
-        return f"no attention reads the token input {name!r}" + (
-            " (the first of several int64 inputs: name another with `tokens:`)"
-            if found[1] == "first" else "")
-    if caches.self_noncausal:
-        return (f"its self-attention over {name!r} is not causal (an encoder: nothing is "
-                "cached token by token; a decoder sets is_causal, beside a bias input too)")
-    return f"no self-attention over {name!r}, only cross-attention"
+        why = f"no attention reads the token input {name!r}"
+    elif caches.self_noncausal:
+        why = (f"its self-attention over {name!r} is not causal (an encoder: nothing is "
+               "cached token by token; a decoder sets is_causal, beside a bias input too)")
+    else:
+        why = f"no self-attention over {name!r}, only cross-attention"
+    if chosen_by == "first":
+        why += " (the first of several int64 inputs: name another with `tokens:`)"
+    return why
 
 
 def sequence_section(report: "Report") -> dict[str, Any] | None:

@@ -19,7 +19,6 @@ have their class source copied into the file, so it imports only torch.
 from __future__ import annotations
 
 import inspect
-import re
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +46,19 @@ def export_source(spec_or_graph: str | Path | Spec | Graph, *, batch: int = 1,
     graph, _ = prepare(spec_or_graph, batch=batch, input_shapes=input_shapes)
     model = _module_of(graph, device="meta")
     calls: dict[str, Call] = {}
-    held: dict[str, tuple[str, bool]] = {}
+    held: dict[str, tuple[Call, bool]] = {}
     used: set[type] = set()
+    known: dict[str, Call] = {}  # one proof per distinct module
     for node in graph.nodes:
         module = model.layer(node.name)
         if isinstance(module, HeldTensor):
             held[node.name] = _held_expr(graph, node.name, module())
             continue
         try:
-            calls[node.name] = module_call(module, used)
+            key = repr(_state(module))
+            if key not in known:
+                known[key] = module_call(module, used, node.layer)
+            calls[node.name] = known[key]
         except ValueError as exc:
             raise node.layer.fail(f"export: {exc}") from None
     classes = sorted(used, key=lambda c: inspect.getsourcelines(c)[1])
@@ -97,15 +100,59 @@ def _header(graph: Graph) -> str:
 
 
 # ---------------------------------------------------------------- constructors
-def module_call(module: nn.Module, used: set[type] | None = None) -> Call:
-    """The constructor call that makes a module equal to ``module`` (proven by making it)."""
+def module_call(module: nn.Module, used: set[type] | None = None,
+                layer: Any = None) -> Call:
+    """The constructor call that makes a module equal to ``module`` (proven by making
+    it): from the module's attributes, else (torch.nn classes that keep no attribute
+    per argument, as TransformerEncoderLayer) from the layer's own arguments."""
     used = set() if used is None else used
-    for compact in (True, False):
-        call = _call(module, used, compact)
+    tries = [lambda: _call(module, used, True), lambda: _call(module, used, False)]
+    if layer is not None and getattr(nn, type(module).__name__, None) is type(module):
+        args = layer.arg_values()
+        tries += [lambda: _from_args(module, args, {}), lambda: _from_args(module, args,
+                                                                          {"batch_first": True})]
+    for attempt in tries:
+        try:
+            call = attempt()
+        except ValueError:
+            continue
         if _same(module, call, used):
             return call
     raise ValueError(f"cannot write {type(module).__name__} as code: rebuilding it from its "
-                     "attributes gives a different module")
+                     "arguments gives a different module")
+
+
+def _from_args(module: nn.Module, args: dict[str, Any], extra: dict[str, Any]) -> Call:
+    params = _params(type(module))
+    call = Call(f"nn.{type(module).__name__}", order=tuple(p.name for p in params))
+    for p in params:
+        value = {**args, **extra}.get(p.name, _MISSING)
+        if value is _MISSING or (p.default is not p.empty and _equal(value, p.default)):
+            continue
+        try:
+            call.kwargs.append((p.name, py_literal(value)))
+        except TypeError:
+            raise ValueError(p.name) from None
+    return call
+
+
+def _params(cls: type) -> list[inspect.Parameter]:
+    """The arguments of ``cls``'s constructor; one taking ``*args, **kwargs`` passes
+    them on to its base's, whose arguments are then its own too (AttentionOutput's
+    are MultiheadAttention's and ``masked``; LSTM's are RNNBase's less ``mode``, which
+    LSTM fixes)."""
+    out: list[inspect.Parameter] = []
+    for base in cls.__mro__:
+        if "__init__" not in vars(base) or base is nn.Module:
+            continue
+        params = [p for p in inspect.signature(base.__init__).parameters.values()
+                  if p.name not in _SKIP]
+        out += [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                and all(p.name != q.name for q in out) and not (base is not cls and
+                                                                 p.name == "mode")]
+        if not any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+            break
+    return out
 
 
 def _callee(cls: type, used: set[type]) -> str:
@@ -121,8 +168,7 @@ def _callee(cls: type, used: set[type]) -> str:
 def _call(module: nn.Module, used: set[type], compact: bool) -> Call:
     cls = type(module)
     call = Call(_callee(cls, used))
-    params = [p for p in inspect.signature(cls.__init__).parameters.values()
-              if p.name not in _SKIP and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    params = _params(cls)
     call.order = tuple(p.name for p in params)
     for p in params:
         value = getattr(module, p.name, _MISSING)
@@ -168,30 +214,46 @@ def _same(module: nn.Module, call: Call, used: set[type]) -> bool:
     except Exception:
         return False
 
-    def tensors(m: nn.Module) -> list[tuple[str, tuple[int, ...], torch.dtype, bool]]:
-        return [(n, tuple(t.shape), t.dtype, isinstance(t, nn.Parameter))
-                for n, t in [*m.named_parameters(), *m.named_buffers()]]
-
-    return type(made) is type(module) and _repr(made) == _repr(module) and \
-        tensors(made) == tensors(module) and vars(made).keys() == vars(module).keys()
+    return _state(made) == _state(module)
 
 
-def _repr(module: nn.Module) -> str:
-    """repr with ``(3, 3)`` read as ``3`` (torch.nn repeats an int over the dims)."""
-    return re.sub(r"\((-?\d+)(?:, \1)+\)", r"\1", repr(module))
+def _state(module: nn.Module) -> list[Any]:
+    """What makes two modules the same: per submodule its type and plain attributes
+    (``(3, 3)`` read as ``3``: torch.nn repeats an int over the dims), every tensor's
+    name, shape, dtype and kind."""
+    out: list[Any] = []
+    for name, m in module.named_modules():
+        attrs = {k: _norm(v) for k, v in vars(m).items() if not k.startswith("_")
+                 and not isinstance(v, (torch.Tensor, nn.Module))}
+        out.append((name, type(m), attrs))
+    out += [(n, tuple(t.shape), t.dtype, isinstance(t, nn.Parameter))
+            for n, t in [*module.named_parameters(), *module.named_buffers()]]
+    return out
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, (tuple, list)) and len(v) > 1 and all(type(x) is int for x in v) and \
+            len(set(v)) == 1:
+        return v[0]
+    if v is None or isinstance(v, (bool, int, float, str, tuple, list)):
+        return v
+    return (type(v), getattr(v, "__name__", None))
 
 
 # ---------------------------------------------------------------- tensors, ties, freezing
-def _held_expr(graph: Graph, name: str, t: torch.Tensor) -> tuple[str, bool]:
-    """Source of a Parameter or Buffer layer's tensor, drawn as the builder draws it."""
-    shape = ", ".join(str(s) for s in t.shape)
+def _held_expr(graph: Graph, name: str, t: torch.Tensor) -> tuple[Call, bool]:
+    """The constructor of a Parameter or Buffer layer's tensor, drawn as the builder
+    draws it (its sizes are arguments: blocks that differ only there share a class)."""
+    size = py_literal(tuple(t.shape))
     if isinstance(t, nn.Parameter):
-        return f"torch.empty({shape}).normal_(std=0.02)", True
+        return Call("nn.init.normal_", [Call("torch.empty", [], [("size", size)])],
+                    [("std", "0.02")]), True
     if t.dtype == torch.int64:
         bound = index_bound(graph, Ref(name)) or t.numel()
-        return f"(torch.arange({t.numel()}) % {bound}).reshape({py_literal(tuple(t.shape))})", \
-            False
-    return f"torch.ones({shape})", False
+        count = Call("torch.arange", [], [("end", str(t.numel()))])
+        return Call("torch.reshape", [Call("torch.remainder", [count], [("other", str(bound))])],
+                    [("shape", size)]), False
+    return Call("torch.ones", [], [("size", size)]), False
 
 
 def _ties(graph: Graph, model: NetcalcModule) -> list[tuple[str, str]]:

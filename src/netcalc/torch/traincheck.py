@@ -34,7 +34,8 @@ from ..spec import Spec
 from ..spec import load as load_spec
 from ..training import TrainOptions, checkpoint_regions, layer_grads
 from ..yamlsafe import LList, LMap
-from .crosscheck import CONVENTION, MATCH, MISMATCH, CheckRow, CrossCheckResult, _versions
+from ..results import CONVENTION, MATCH, MISMATCH, CheckRow, CrossCheckResult
+from .counters import versions
 from .crosscheck import torch_context
 from .trainstep import StepMeasurement, measure_step
 
@@ -56,7 +57,7 @@ def crosscheck_training(spec: str | Path | Spec, train: TrainOptions, *, batch: 
                         precision=report.sections["training"]["precision"],
                         checkpoint=_regions(report), loss=train.loss, seed=seed)
     result = CrossCheckResult(report.name, report.file, report.batch, step.device, convention,
-                              [], [], versions=_versions(("flopcounter",)))
+                              [], [], versions=versions(("flopcounter",)))
     if note:
         result.skipped.append(note)
     _compare(result, report, train, conv, step)
@@ -198,7 +199,7 @@ def scaled_down(spec: Spec, report: Report, batch: int) -> tuple[Spec, dict]:
     if batch > 1:
         what.append(f"batch 1 (not {batch})")
     small = Spec(spec.file, spec.name, spec.inputs, spec.blocks, layers, spec.outputs,
-                 None, None, spec.raw)
+                 None, None, spec.raw, spec.tokens)
     return small, {"inputs": inputs or None, "what": what or ["batch 1"]}
 
 
