@@ -180,15 +180,20 @@ def test_caches_and_macs_equal_a_real_hugging_face_forward(hf, case):
 @pytest.mark.torch
 @pytest.mark.parametrize("path, replacements", [("t5_small", T5_SHRINK),
                                                 ("whisper_tiny", WHISPER_SHRINK)])
-def test_tiny_copies_pass_verify_train(path, replacements):
-    """The training rules of every layer of the two specs (backward FLOPs, saved
-    tensors), against a real CPU step of the tiny copy: the bundled specs' check in
-    test_training_torch.py cuts their token inputs but not their Constants."""
+def test_tiny_copies_pass_verify_and_verify_train(path, replacements):
+    """``verify`` on CPU (the bundled cross-check runs the full specs on meta), and the
+    training rules of every layer (backward FLOPs, saved tensors) against a real CPU
+    step: the bundled training check cuts their token inputs but not their Constants."""
     pytest.importorskip("torch")
-    from netcalc.torch import traincheck
+    from netcalc.torch import crosscheck, traincheck
     from netcalc.training import TrainOptions
 
     spec = netcalc.parse(shrink(SPECS / f"{path}.yaml", replacements), f"{path}.yaml")
+    forward = crosscheck.crosscheck(spec, batch=2, device="cpu", tools=("flopcounter",),
+                                    rf=False)
+    assert forward.ok, [r.message for r in forward.mismatches[:5]]
+    assert {r.metric: r.verdict for r in forward.totals}["flopcounter"] in ("match",
+                                                                            "convention")
     result = traincheck.crosscheck_training(spec, TrainOptions(device="cpu"), batch=2)
     exact = [r.message for r in (*result.rows, *result.totals)
              if r.metric != "peak_bytes" and r.verdict == "MISMATCH"]
@@ -311,3 +316,18 @@ def test_causal_beside_a_bias_folds_the_mask_into_the_bias():
         q, k, v, attn_mask=bias.masked_fill(~causal, float("-inf")))
     got = ScaledDotProductAttention(is_causal=True)(q, k, v, bias)
     assert torch.allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.torch
+def test_layer_is_a_free_name_inside_a_block_only():
+    """netcalc's root module has a ``layer`` method, its block containers do not: T5's
+    ``encoder.block.0.layer.0`` is buildable, a top-level ``layer`` is not."""
+    pytest.importorskip("torch")
+    from netcalc.torch.build import build_module
+
+    with pytest.raises(netcalc.SpecError, match="'layer' is an attribute of torch.nn.Module"):
+        analyze_text("input: [4]\nlayers:\n  - {name: layer, Linear: 4}\n")
+    inner = ("input: [4]\nblocks:\n  B:\n    layers:\n      - {name: layer, Linear: 4}\n"
+             "layers:\n  - {name: b, B: ~}\n")
+    assert set(build_module(netcalc.parse(inner, "t.yaml"), device="meta").state_dict()) \
+        == {"b.layer.weight", "b.layer.bias"}

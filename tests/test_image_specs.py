@@ -13,7 +13,8 @@ What is compared, per spec in specs/:
   runs the flash kernel, which FlopCounterMode does not count: the meta forward
   counts it, as netcalc.conventions' ``flopcounter.attention`` says);
 * the output shape, and ``netcalc verify``'s checks with the receptive fields measured
-  by backpropagation (torch/rf_probe.py), FlopCounterMode as the counting tool.
+  by backpropagation (torch/rf_probe.py), FlopCounterMode as the counting tool;
+* the activations autograd keeps in train mode (ConvNeXt and ShuffleNet).
 
 Measured (torch 2.14.1, torchvision 0.29.1): params ViT-B/16 86,567,656, ConvNeXt-Tiny
 28,589,128, Swin-T 28,288,354 (buffers 28,812: twelve relative_position_index of
@@ -184,3 +185,24 @@ def test_flatten_and_back_and_per_dim_global_are_measured():
     assert set(rf) >= {"conv", "tokens", "t", "fc", "back", "map", "conv2", "roll", "conv3"}
     assert all(r.verdict == "match" for r in rf.values())
     assert rf["conv3"].analytic[0] == "global" and rf["conv3"].analytic[1] == [1, 9]
+
+
+@pytest.mark.parametrize("name", ["convnext_tiny", "shufflenet_v2_x1_0"])
+def test_saved_activation_bytes_match_autograd(name):
+    """What autograd keeps in train mode (tests/test_torchvision_oracle.py's measure),
+    ConvNeXt's StochasticDepth noise and LayerNorm2d included, at batch 2 and 32x32.
+    Measured the same way, exact too (batch 2, 224x224): Swin-T 213,268,432 bytes and
+    ViT-B/16 236,321,360 (too slow for the suite)."""
+    from test_torchvision_oracle import autograd_saved_bytes
+
+    model = torchvision_model(name).train()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.02)
+        for b in model.buffers():
+            if b.is_floating_point():
+                b.fill_(1.0)
+    expected = autograd_saved_bytes(model, torch.randn(2, 3, 32, 32))
+    report = netcalc.analyze(spec_path(name), batch=2, input_shapes={"input": (3, 32, 32)},
+                             train=netcalc.TrainOptions(device="cpu"))
+    assert report.totals.saved_activation_bytes == expected

@@ -199,3 +199,33 @@ def test_bad_input_one_line_exit_2(runner, target, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------ --opaque
+class Cumulative(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner, self.out = nn.Linear(4, 4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.out(torch.cumsum(self.inner(x), dim=1))
+
+
+def test_opaque_layer_keeps_shape_and_params_and_its_macs_are_unknown(runner, tmp_path):
+    text = to_spec(Cumulative(), torch.randn(1, 4), opaque=True)
+    assert "{name: cumsum, Opaque: {shape: [4]}}" in text
+    assert "macs:" not in text.split("expect:")[1]  # no expectation netcalc cannot meet
+    report = netcalc.analyze(netcalc.parse(text, "t.yaml"))
+    assert report.totals.params == 30 and report.totals.macs is None
+    assert report.totals.flops is None
+    spec = tmp_path / "t.yaml"
+    spec.write_text(text)
+    table = runner.invoke(app, ["shapes", str(spec)]).stdout
+    assert "unknown" in table and "MACs: unknown, FLOPs: unknown: they include 1 layer(s)" in table
+    data = __import__("json").loads(runner.invoke(app, ["shapes", str(spec), "-f", "json"]).stdout)
+    assert data["totals"]["macs"] is None and data["layers"][1]["macs"] is None
+    spec.write_text(text.replace("expect: {", "budget: {macs: 1G}\nexpect: {"))
+    check = runner.invoke(app, ["check", str(spec)])
+    assert check.exit_code == 1 and "budget.macs: unknown" in check.stdout
+    result = roundtrip(text, Cumulative().eval(), {"input": ((4,), "float32")})
+    assert result.ok and any(r.verdict == "opaque" for r in result.rows)

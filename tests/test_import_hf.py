@@ -110,7 +110,7 @@ def test_family_state_dict_equals_transformers(tmp_path, family):
     path = write(tmp_path, TINY[family])
     result = hf.verify(path, hf.spec_text(path, **lengths(family, 16)))
     assert result.ok, result.message
-    assert result.name.endswith(CLASSES[family])
+    assert f"transformers' {CLASSES[family]}:" in result.name
     totals = {r.metric: (r.analytic, r.torch) for r in result.totals}
     assert totals["params"][0] == totals["params"][1]
     assert totals["state_dict keys"][0] == totals["state_dict keys"][1]

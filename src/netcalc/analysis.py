@@ -20,7 +20,7 @@ from .dtypes import INT_BYTES, Dtypes, nbytes
 from .errors import SpecError
 from .graph import Graph, Node, Ref
 from .layers.base import INT, MAX_NUMEL, TensorInfo
-from .metrics import METRICS, SUMMED
+from .metrics import METRICS, SUMMED, total
 from .perf import paused_gc
 from .rf import RF
 from .rfgrowth import rf_growth
@@ -79,7 +79,7 @@ def sum_rows(rows: list[LayerResult], base: Totals | None = None) -> Totals:
                           for v, r in zip(values, rows)]
         elif m.training and values.count(None) == len(values):
             continue
-        setattr(totals, m.key, sum(values))
+        setattr(totals, m.key, total(values) if m.unknowable else sum(values))
     return totals
 
 
@@ -212,7 +212,8 @@ def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None,
     if node.sparsity is not None and w is not None:
         pruned = round(prod(w) * node.sparsity)
         nonzero_params = params - pruned
-        nonzero_macs = macs - round(macs * node.sparsity)  # MACs scale with the kept weights
+        # MACs scale with the kept weights
+        nonzero_macs = None if macs is None else macs - round(macs * node.sparsity)
     return LayerResult(
         name=node.name,
         type=node.type,

@@ -509,8 +509,22 @@ def _deviation(actual: int | Fraction, expected: Fraction) -> str:
     return text
 
 
+def _unknown(report: Any, section: str, key: str, value: Any, mark: Mark) -> Check | None:
+    """A check of a total that is unknown (it includes an Opaque layer): failed."""
+    if getattr(report.totals, key) is not None:
+        return None
+    layers = [r.name for r in report.layers if getattr(r, key, 0) is None]
+    message = (f"{section}.{key}: unknown: the spec has {len(layers)} layer(s) netcalc cannot "
+               f"count ({layers[0] if layers else '?'}{', ...' if len(layers) > 1 else ''}), "
+               "so it cannot check this")
+    return Check(section, key, mark, str(value), "unknown", False, message, None, None)
+
+
 def _expect_total(report: Any, key: str, value: Any, mark: Mark, vmark: Mark) -> Check:
     exp = parse_expected(value, vmark, f"expect.{key}")
+    unknown = _unknown(report, "expect", key, value, mark)
+    if unknown is not None:
+        return unknown
     actual = getattr(report.totals, key)
     ok = exp.accepts(actual)
     if exp.tolerance is None:
@@ -529,6 +543,9 @@ def _expect_total(report: Any, key: str, value: Any, mark: Mark, vmark: Mark) ->
 
 def _budget_total(report: Any, key: str, value: Any, mark: Mark, vmark: Mark) -> Check:
     cap = parse_expected(value, vmark, f"budget.{key}", tolerance=False)
+    unknown = _unknown(report, "budget", key, value, mark)
+    if unknown is not None:
+        return unknown
     actual = getattr(report.totals, key)
     ok = actual <= cap.value
     shown = cap.text if cap.text.replace("_", "").replace(",", "") == str(cap.value) \

@@ -755,6 +755,10 @@ def _write_spec(spec_text: str, output: Path | None, force: bool) -> None:
     if output is None:
         sys.stdout.write(spec_text)
         return
+    schema = "$schema=netcalc.schema.json"  # the schema header, relative to the file
+    if spec_text.startswith(f"# yaml-language-server: {schema}"):
+        rel = os.path.relpath("netcalc.schema.json", os.path.dirname(os.path.abspath(output)))
+        spec_text = spec_text.replace(schema, f"$schema={Path(rel).as_posix()}", 1)
     try:
         with open(output, "w" if force else "x", encoding="utf-8") as f:
             f.write(spec_text)

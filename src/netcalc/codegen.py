@@ -154,13 +154,13 @@ def builder_forward(graph: Graph, regions: Sequence[str] = ()) -> str:
                 dicts[path] = f"_d{len(dicts)}"
                 lines.append(f"    {dicts[path]} = {parent}[{parts[i]!r}]._modules")
     spans = _spans(graph, regions)
-    ends = {len(nodes)}
+    returned = {r for _, r in graph.outputs}
     i = 0
     while i < len(nodes):
         end = spans.get(i)
         if end is None:
             lines += _leaf(nodes[i], local, dicts, "    ")
-            lines += _dels([i], i, flow, local, ends, "    ", graph)
+            lines += _dels(i, graph, flow, local, "    ", len(nodes), returned)
             i += 1
             continue
         span = range(i, end)
@@ -171,13 +171,14 @@ def builder_forward(graph: Graph, regions: Sequence[str] = ()) -> str:
         lines.append(f"    def {fn}({args}):")
         for j in span:
             lines += _leaf(nodes[j], local, dicts, "        ")
-            lines += _dels([j], j, flow, local, {end} | set(), "        ", graph, keep=set(outs),
-                           within=span)
+            lines += _dels(j, graph, flow, local, "        ", end, set(outs))
         lines.append(f"        return ({''.join(local[r] + ', ' for r in outs)})")
         call = f"checkpoint({fn}, {args + ', ' if args else ''}use_reentrant=False)"
         lines.append(f"    ({''.join(local[r] + ', ' for r in outs)}) = {call}" if outs
                      else f"    {call}")
-        lines += _dels(list(span), end - 1, flow, local, ends, "    ", graph, only=set(ins))
+        dead = [local[r] for r in ins if r not in returned and max(flow.readers[r]) < end]
+        if dead:
+            lines.append(f"    del {', '.join(dead)}")
         i = end
     lines.append(f"    return ({''.join(local[r] + ', ' for _, r in graph.outputs)})")
     return "\n".join(lines) + "\n"
@@ -222,30 +223,16 @@ def _leaf(node: Node, local: dict[Ref, str], dicts: dict[str, str], pad: str) ->
     return [f"{pad}({targets}) = _outs({call}, {len(refs)}, {node.name!r})"]
 
 
-def _dels(steps: list[int], at: int, flow: _Flow, local: dict[Ref, str], ends: set[int],
-          pad: str, graph: Graph, keep: set[Ref] = frozenset(), within: range | None = None,
-          only: set[Ref] | None = None) -> list[str]:
-    """``del`` of the values whose last reader is node ``at`` (or that nobody reads),
-    among those read or made by ``steps``; ``within``: a region, reading after it is
-    the caller's business (``keep`` lists what it returns)."""
-    cands: dict[Ref, None] = {}
-    for j in steps:
-        for s in graph.nodes[j].sources:
-            cands.setdefault(s)
-        for r in _refs_of(graph.nodes[j]):
-            cands.setdefault(r)
-    dead = []
-    for r in cands:
-        if r in keep or (only is not None and r not in only):
-            continue
-        readers = flow.readers.get(r, [])
-        if within is not None:
-            if any(k >= within.stop for k in readers):
-                continue
-            readers = [k for k in readers if k in within]
-        last = max(readers, default=flow.made(r))
-        if last == at and not (ends & set(readers)):
-            dead.append(local[r])
+def _dels(j: int, graph: Graph, flow: _Flow, local: dict[Ref, str], pad: str, stop: int,
+          keep: set[Ref]) -> list[str]:
+    """``del`` after node ``j`` of the values it reads or makes that no node after it
+    and before ``stop`` reads: ``stop`` is the end of the graph, or of the checkpoint
+    region running ``j`` (the caller holds its own reference to what the region
+    reads); ``keep``: what must outlive ``stop`` (the outputs, or what the region
+    returns)."""
+    node = graph.nodes[j]
+    dead = [local[r] for r in dict.fromkeys([*node.sources, *_refs_of(node)])
+            if r not in keep and not any(j < k < stop for k in flow.readers.get(r, ()))]
     return [f"{pad}del {', '.join(dead)}"] if dead else []
 
 
@@ -302,7 +289,7 @@ class _Instance:
     label: str
     forward: str  # source of forward, already final
     items: list[tuple[str, Value]]  # (attribute, constructor) in order
-    held: list[str]  # __init__ lines of held tensors (literal)
+    kinds: dict[str, str]  # attribute -> "param" or "buffer" (else a module)
     args: dict[str, Any] = field(default_factory=dict)  # the block's argument values
 
 
@@ -317,14 +304,14 @@ class _Class:
     source: list[str] = field(default_factory=list)
 
 
-def module_source(graph: Graph, calls: dict[str, Call], held: dict[str, tuple[str, bool]],
+def module_source(graph: Graph, calls: dict[str, Call], held: dict[str, tuple[Call, bool]],
                   *, helpers: str = "", ties: Sequence[tuple[str, str]] = (),
                   frozen: Sequence[str] = (), header: str = "",
                   imports: Sequence[str] = ()) -> str:
     """A stand-alone Python file defining the spec's model as ``nn.Module`` classes.
 
     ``calls``: each layer's module constructor; ``held``: for Parameter and Buffer
-    layers, (tensor expression, is a parameter); ``helpers``: class sources the calls
+    layers, (tensor constructor, is a parameter); ``helpers``: class sources the calls
     need (inlined); ``ties``: (parameter path, path of the parameter it becomes);
     ``frozen``: parameter paths with ``requires_grad=False``; ``imports``: lines the
     helpers need besides torch.
@@ -349,7 +336,7 @@ def module_source(graph: Graph, calls: dict[str, Call], held: dict[str, tuple[st
             return
         inst = _instance(scope, graph, flow, calls, held, ctor)
         template = tuple((a, _template(v)) for a, v in inst.items)
-        key = (inst.label, inst.forward, template, tuple(inst.held))
+        key = (inst.label, inst.forward, template, tuple(sorted(inst.kinds.items())))
         cls = classes.get(key)
         if cls is None:
             taken = {c.name for c in classes.values()} | reserved
@@ -392,7 +379,7 @@ def module_source(graph: Graph, calls: dict[str, Call], held: dict[str, tuple[st
     for cls in ordered:
         lines += ["", *cls.source, ""]
     inst = _instance(root, graph, flow, calls, held, ctor)
-    init = [_assign(a, v) for a, v in inst.items] + inst.held
+    init = [_assign(a, v, inst.kinds.get(a, "")) for a, v in inst.items]
     for mine, theirs in ties:
         holder, _, attr = mine.rpartition(".")
         target = f"self.get_submodule({holder!r})" if holder else "self"
@@ -406,9 +393,14 @@ def module_source(graph: Graph, calls: dict[str, Call], held: dict[str, tuple[st
     return "\n".join(lines).strip("\n") + "\n"
 
 
-def _assign(attr: str, v: Value) -> str:
-    head = f"        self.{attr} = " if _plain(attr) else f"        self.add_module({attr!r}, "
-    tail = "" if _plain(attr) else ")"
+def _assign(attr: str, v: Value, kind: str = "") -> str:
+    """``self.attr = v``; a buffer, or a name that is not a plain identifier, through
+    ``register_buffer`` / ``register_parameter`` / ``add_module`` and ``repr``."""
+    if kind == "buffer" or not _plain(attr):
+        how = {"buffer": "register_buffer", "param": "register_parameter"}.get(kind, "add_module")
+        head, tail = f"        self.{how}({attr!r}, ", ")"
+    else:
+        head, tail = f"        self.{attr} = ", ""
     body = v.render(8, 96, len(head) + len(tail)) if isinstance(v, Call) else v
     return head + body + tail
 
@@ -494,7 +486,7 @@ def _child_ctor(c: Any, calls: dict[str, Call], ctor: dict[str, Value]) -> Value
 
 
 def _instance(scope: _Scope, graph: Graph, flow: _Flow, calls: dict[str, Call],
-              held: dict[str, tuple[str, bool]], ctor: dict[str, Value]) -> _Instance:
+              held: dict[str, tuple[Call, bool]], ctor: dict[str, Value]) -> _Instance:
     """The class body of one container (or of the root: its inputs are the spec's)."""
     span = _span(scope)
     namer = Namer()
@@ -513,7 +505,7 @@ def _instance(scope: _Scope, graph: Graph, flow: _Flow, calls: dict[str, Call],
         outs = _outputs(span, graph, flow)
     local: dict[Ref, str] = dict(zip(ins, params))
     items: list[tuple[str, Value]] = []
-    held_lines: list[str] = []
+    kinds: dict[str, str] = {}
     body: list[str] = []
     steps: list[tuple[list[Ref], list[Ref]]] = []  # (reads, makes) per child
     for c in scope.children:
@@ -531,11 +523,8 @@ def _instance(scope: _Scope, graph: Graph, flow: _Flow, calls: dict[str, Call],
             names = [namer.new(n) for n in _out_names(c, attr)]
             if c.layer.HELD:
                 expr, is_param = held[c.name]
-                value = f"nn.Parameter({expr})" if is_param else expr
-                held_lines.append(
-                    f"        self.{attr} = {value}" if is_param and _plain(attr) else
-                    f"        self.register_{'parameter' if is_param else 'buffer'}"
-                    f"({attr!r}, {value})")
+                items.append((attr, Call("nn.Parameter", [expr]) if is_param else expr))
+                kinds[attr] = "param" if is_param else "buffer"
                 call = get
             else:
                 items.append((attr, calls[c.name]))
@@ -569,7 +558,7 @@ def _instance(scope: _Scope, graph: Graph, flow: _Flow, calls: dict[str, Call],
     result = [local[r] for r in outs]
     lines.append("        return " + (result[0] if len(result) == 1 else
                                       "(" + "".join(x + ", " for x in result) + ")"))
-    return _Instance(scope.label, "\n".join(lines), items, held_lines,
+    return _Instance(scope.label, "\n".join(lines), items, kinds,
                      graph.block_args.get(scope.path, {}))
 
 
@@ -638,6 +627,13 @@ def _leaves(v: Value, path: tuple, out: dict[tuple, str]) -> None:
         out[path] = v
 
 
+def _signature(params: list[str]) -> list[str]:
+    one = f"    def __init__(self{''.join(', ' + p for p in params)}):"
+    if len(one) <= 96:
+        return [one]
+    return ["    def __init__(", "        self,", *(f"        {p}," for p in params), "    ):"]
+
+
 def _plain_value(v: Any) -> Any:
     """A block argument as the module attribute holds it (lists as tuples)."""
     return tuple(v) if isinstance(v, list) else v
@@ -694,10 +690,8 @@ def _write_class(cls: _Class, taken: set[str]) -> None:
     inst = cls.first
     lines = [f"class {cls.name}(nn.Module):",
              f"    \"\"\"{_docline(inst.label)}, a block of the spec.\"\"\"", "",
-             f"    def __init__(self{''.join(', ' + p for p in plist)}):",
-             "        super().__init__()"]
-    lines += [_assign(a, subst(v, (a,))) for a, v in items]
-    lines += inst.held
+             *_signature(plist), "        super().__init__()"]
+    lines += [_assign(a, subst(v, (a,)), inst.kinds.get(a, "")) for a, v in items]
     lines += ["", inst.forward]
     cls.source = lines
     column_of = {param[p]: p for p in reversed(paths) if p in param}

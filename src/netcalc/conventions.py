@@ -100,7 +100,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from math import prod
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
     from .analysis import LayerResult, Report
@@ -548,6 +548,13 @@ def table_rows(layer_types: list[str] | None = None) -> list[dict[str, str]]:
     return rows
 
 
+def add_up(values: list) -> Any:
+    """A total of an unknowable metric (netcalc.metrics.total): None when one is."""
+    from .metrics import total
+
+    return total(values)
+
+
 def apply(report: "Report", name: str, ctx: Context = DEFAULT_CONTEXT) -> "Report":
     """A copy of ``report`` whose MACs and FLOPs follow convention ``name``.
 
@@ -560,11 +567,15 @@ def apply(report: "Report", name: str, ctx: Context = DEFAULT_CONTEXT) -> "Repor
     if name == "netcalc":
         return report
     rows = []
-    total = 0
+    total: int | None = 0
     for r in report.layers:
         node = report.graph.by_name.get(r.name) if report.graph is not None else None
+        if r.macs is None:  # an Opaque layer: unknown under every convention
+            rows.append(r)
+            total = None
+            continue
         count, rule = conv.layer_count(r, node.layer if node else None, ctx)
-        total += count
+        total = None if total is None else total + count
         macs = count // conv.scale if count % conv.scale == 0 else count / conv.scale
         extra = dict(r.extra)
         extra["convention"] = rule.id
@@ -572,10 +583,10 @@ def apply(report: "Report", name: str, ctx: Context = DEFAULT_CONTEXT) -> "Repor
         if r.nonzero_macs is not None and node is not None:  # a pruned layer
             nonzero = macs - round(macs * node.sparsity)
         rows.append(replace(r, macs=macs, flops=2 * macs, nonzero_macs=nonzero, extra=extra))
-    totals = replace(report.totals, macs=sum(r.macs for r in rows),
-                     flops=sum(r.flops for r in rows),
-                     nonzero_macs=sum(r.macs if r.nonzero_macs is None else r.nonzero_macs
-                                      for r in rows))
+    totals = replace(report.totals, macs=add_up([r.macs for r in rows]),
+                     flops=add_up([r.flops for r in rows]),
+                     nonzero_macs=add_up([r.macs if r.nonzero_macs is None else r.nonzero_macs
+                                          for r in rows]))
     sections = dict(report.sections)
     sections["convention"] = {"name": name, "unit": conv.unit, "total": total,
                               "rule": conv.summary}

@@ -137,7 +137,7 @@ class _Builder:
                                 "--input" if given else None)
             self.paths[name] = Ref(name)
         self.block_stack: list[str] = []
-        self.parsed: dict[tuple, Entry] = {}  # see entry()
+        self.parsed: dict[tuple[int, int], Entry] = {}  # see entry()
         self.sparsity: float | None = None  # of the innermost block instance that sets one
 
     # -------------------------------------------------------------- references
@@ -224,16 +224,17 @@ class _Builder:
     def entry(self, entries: LList, i: int, env: dict[str, Any] | None) -> Entry:
         """Entry ``i`` of a list, its block arguments substituted.
 
-        Each entry is parsed once per distinct block arguments, for both the count and
-        the expansion (2^14 distinct block instances parse their bodies once, not twice).
+        The spec's top-level entries (nothing to substitute) are parsed once, for both
+        the count and the expansion; block bodies are parsed per instance and not kept
+        (their substituted trees would hold memory that a refused spec never needs).
         """
         mark = entries.item_mark(i)
-        key = (id(entries), i, None if env is None else repr(sorted(env.items())))
+        if env is not None:
+            return parse_entry(_subst(entries[i], env, mark), mark, self.types, in_block=True)
+        key = (id(entries), i)
         entry = self.parsed.get(key)
         if entry is None:
-            entry = self.parsed[key] = (
-                parse_entry(entries[i], mark, self.types) if env is None else
-                parse_entry(_subst(entries[i], env, mark), mark, self.types, in_block=True))
+            entry = self.parsed[key] = parse_entry(entries[i], mark, self.types)
         return entry
 
     def count(self, entries: LList, env: dict[str, Any] | None, seen: dict) -> int:

@@ -38,6 +38,9 @@ class Metric:
     budget: bool = True
     #: table column title; None: not a column
     column: str | None = None
+    #: None for a layer whose count netcalc cannot know (an Opaque layer of an imported
+    #: spec): shown "unknown", null in JSON, and every total that includes one is None
+    unknowable: bool = False
     #: metrics with a fallback shown together: the JSON shows every total of a group as
     #: soon as one of them differs from its fallback (pruning's two figures)
     group: str = ""
@@ -57,8 +60,9 @@ METRICS: tuple[Metric, ...] = (
            column="Params"),
     Metric("trainable_params", "", "parameters of trainable layers"),
     Metric("buffers", "", "buffer elements (BatchNorm running statistics)"),
-    Metric("macs", "MAC", "multiply-accumulates of one forward pass", column="MACs"),
-    Metric("flops", "FLOP", "2 * MACs + element-wise FLOPs", column="FLOPs"),
+    Metric("macs", "MAC", "multiply-accumulates of one forward pass", column="MACs",
+           unknowable=True),
+    Metric("flops", "FLOP", "2 * MACs + element-wise FLOPs", column="FLOPs", unknowable=True),
     Metric("weight_bytes", "B", "parameter bytes at the dtype"),
     Metric("activation_bytes", "B", "bytes of all layer outputs at the dtype",
            column="Activations"),
@@ -68,7 +72,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("nonzero_params", "", "parameters left after `sparsity:` pruning",
            fallback="params", group="pruning"),
     Metric("nonzero_macs", "MAC", "MACs left after `sparsity:` pruning", fallback="macs",
-           group="pruning"),
+           group="pruning", unknowable=True),
     Metric("active_params", "",
            "parameters one token uses: a MixtureOfExperts counts its router and top_k "
            "of its experts (params counts all of them)", fallback="params", group="active"),
@@ -89,6 +93,14 @@ METRICS: tuple[Metric, ...] = (
            "gradients, optimizer state and live activations", total=OWN, row=False,
            training=True),
 )
+
+UNKNOWN = "unknown"  # how tables show an unknowable metric's None
+
+
+def total(values: list[int | None]) -> int | None:
+    """The sum of an unknowable metric: None (unknown) when one value is."""
+    return None if any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
+
 
 BY_KEY: dict[str, Metric] = {m.key: m for m in METRICS}
 ROW_METRICS = tuple(m for m in METRICS if m.row)

@@ -23,6 +23,7 @@ from .memory import LayerBytes
 
 # ================================================================== cross-check
 MATCH, CONVENTION, MISMATCH, SKIPPED = "match", "convention", "MISMATCH", "skipped"
+OPAQUE = "opaque"  # an Opaque layer (netcalc.layers.opaque): netcalc does not know its MACs
 
 
 METRICS = ("shape", "params", "trainable", "buffers", "fvcore", "flopcounter", "torchinfo", "rf")

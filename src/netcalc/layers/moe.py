@@ -48,10 +48,10 @@ from math import prod
 from typing import Any
 
 from ..args import Arg, ArgType, Bool, PosInt
-from ..rf import GLOBAL
 from .activation import Softmax
 from .base import (ACC, ACT, EXTRA, INPUT, MAX_NUMEL, Ctx, Grads, Layer, Saved, Shape,
                    TensorInfo, register, saved_extra, saved_input)
+from .select import mixed
 
 MAX_EXPERTS = 20_000  # one module each in torch: as many as a spec may have layers
 
@@ -182,12 +182,7 @@ class MixtureOfExperts(Layer):
 
     def receptive_field(self, fields):
         """Token-wise: like a Linear over the last dim (see linear.py)."""
-        rf = fields[0]
-        if rf is None:
-            return None
-        if not rf.global_ and rf.index_of(len(self.x) - 1, len(self.x)) is None:
-            return rf
-        return GLOBAL
+        return mixed(fields[0], len(self.x), {len(self.x) - 1})
 
     # ------------------------------------------------------------------ training
     def part_grads(self, part: Layer, grads: Grads) -> Grads:

@@ -16,7 +16,7 @@ import io
 import json
 from typing import Any
 
-from ..results import CONVENTION, MATCH, MISMATCH, TOOLS, CheckRow, CrossCheckResult
+from ..results import CONVENTION, MATCH, MISMATCH, OPAQUE, TOOLS, CheckRow, CrossCheckResult
 from ..textsafe import text
 
 CROSSCHECK_FORMATS = ("table", "json")
@@ -32,6 +32,8 @@ def render_crosscheck(result: CrossCheckResult, fmt: str = "table", show: str = 
 
 
 def _cell(v: Any, metric: str = "") -> str:
+    if v is None:
+        return "unknown"
     if isinstance(v, bool):
         return str(v)
     if isinstance(v, int):
@@ -45,8 +47,8 @@ def _cell(v: Any, metric: str = "") -> str:
     return str(v)
 
 
-_MARK = {MATCH: "", CONVENTION: " †", MISMATCH: " ✗"}
-_RANK = {MATCH: 0, CONVENTION: 1, MISMATCH: 2}
+_MARK = {MATCH: "", CONVENTION: " †", OPAQUE: " ?", MISMATCH: " ✗"}
+_RANK = {MATCH: 0, CONVENTION: 1, OPAQUE: 1, MISMATCH: 2}
 
 
 def _pivot(rows: list[CheckRow]) -> dict[str, dict[str, Any]]:
@@ -116,9 +118,11 @@ def render_table(result: CrossCheckResult, show: str = "all") -> str:
     width = max(140, max((len(r.layer) for r in result.rows), default=10) + 130)
     Console(file=buf, width=width, force_terminal=False, color_system=None).print(table)
     counts = result.counts()
+    opaque = (f", {counts[OPAQUE]} opaque (? an Opaque layer: MACs unknown to netcalc)"
+              if counts.get(OPAQUE) else "")
     lines = [f"Verdicts: {counts.get(MATCH, 0)} match, {counts.get(CONVENTION, 0)} "
-             f"convention, {counts.get(MISMATCH, 0)} MISMATCH  (tool columns: † a documented "
-             "convention gives the tool's number exactly, ✗ mismatch)"]
+             f"convention, {counts.get(MISMATCH, 0)} MISMATCH{opaque}  (tool columns: † a "
+             "documented convention gives the tool's number exactly, ✗ mismatch)"]
     if rules:
         from ..conventions import CONVENTIONS
 

@@ -53,7 +53,7 @@ def summary_lines(report: Report) -> list[str]:
         + (f"active per token {t.active_params:,} ({human(t.active_params)}); "
            if t.active_params != t.params else "")
         + f"trainable {t.trainable_params:,}; buffers {t.buffers:,}",
-        f"MACs: {t.macs:,} ({human(t.macs, 'MAC')}); FLOPs: {t.flops:,} ({human(t.flops, 'FLOP')})",
+        _macs_line(report),
         f"Memory at {report.dtypes.label()}: weights {human_bytes(t.weight_bytes)}, activations "
         f"{human_bytes(t.activation_bytes)} (all layer outputs), inference peak "
         f"{human_bytes(t.peak_activation_bytes)}, input {human_bytes(t.input_bytes)}",
@@ -70,8 +70,9 @@ def summary_lines(report: Report) -> list[str]:
         lines += _sequence_lines(seq, report.batch)
     conv = report.sections.get("convention")
     if conv:  # netcalc.conventions.apply: MACs and FLOPs follow another tool's rules
+        reported = "unknown" if conv["total"] is None else f"{conv['total']:,}"
         lines.append(f"Convention {conv['name']}: MACs and FLOPs as {conv['rule']}; the tool "
-                     f"reports {conv['total']:,} {conv['unit']} in total")
+                     f"reports {reported} {conv['unit']} in total")
     return lines
 
 
@@ -86,6 +87,16 @@ def _expert_lines(report: Report) -> list[str]:
     return [f"Mixture of experts: {n} layer{'s' * (n != 1)} × (router {router:,} + {experts} "
             f"experts × {each:,} params), {k} expert{'s' * (k != 1)} per token"
             for (router, experts, each, k), n in kinds.items()]
+
+
+def _macs_line(report: Report) -> str:
+    t = report.totals
+    if t.macs is None or t.flops is None:  # an Opaque layer (netcalc.layers.opaque)
+        unknown = [r.name for r in report.layers if r.macs is None or r.flops is None]
+        return (f"MACs: unknown, FLOPs: unknown: they include {len(unknown)} layer(s) netcalc "
+                f"cannot count ({text(', '.join(unknown[:3]))}"
+                f"{', ...' if len(unknown) > 3 else ''})")
+    return f"MACs: {t.macs:,} ({human(t.macs, 'MAC')}); FLOPs: {t.flops:,} ({human(t.flops, 'FLOP')})"
 
 
 def training_lines(report: Report, tr: dict) -> list[str]:

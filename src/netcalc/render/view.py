@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from ..analysis import LayerResult, Report
 from ..metrics import COLUMNS as METRIC_COLUMNS
-from ..metrics import METRICS, ROW_METRICS, SUMMED, Metric
+from ..metrics import METRICS, ROW_METRICS, SUMMED, UNKNOWN, Metric, total
 from ..rf import RF, fraction_json
 from ..units import human, human_bytes
 
@@ -75,10 +75,10 @@ def _summed(members: list[LayerResult]) -> dict[str, Any]:
         if all(v is None for v in values):
             out[m.name] = None
         elif m.fallback is None:
-            out[m.name] = sum(v or 0 for v in values)
+            out[m.name] = total(values) if m.unknowable else sum(v or 0 for v in values)
         else:
-            out[m.name] = sum(getattr(x, m.fallback) if v is None else v
-                              for v, x in zip(values, members))
+            values = [getattr(x, m.fallback) if v is None else v for v, x in zip(values, members)]
+            out[m.name] = total(values) if m.unknowable else sum(values)
     return out
 
 
@@ -122,6 +122,9 @@ def _frac(x) -> str:
 _ROW_NAMES = tuple(m.name for m in ROW_METRICS)
 
 
+_UNKNOWABLE = {m.name for m in ROW_METRICS if m.unknowable and m.fallback is None}
+
+
 def layer_dict(r: LayerResult) -> dict[str, Any]:
     """A row as JSON: every metric the row has (None: the report does not carry it)."""
     d: dict[str, Any] = {"name": r.name, "type": r.type, "from": r.sources,
@@ -130,7 +133,7 @@ def layer_dict(r: LayerResult) -> dict[str, Any]:
     values = r.__dict__
     for name in _ROW_NAMES:
         value = values[name]
-        if value is not None:
+        if value is not None or name in _UNKNOWABLE:  # unknown: null
             d[name] = value
     if len(r.output_shapes) > 1:
         d["output_shapes"] = [list(s) for s in r.output_shapes]
@@ -148,6 +151,9 @@ def totals_dict(report: Report) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for m in METRICS:
         value = getattr(t, m.key)
+        if value is None and m.unknowable and m.fallback is None:
+            out[m.key] = None  # unknown: it includes an Opaque layer
+            continue
         if value is None or (m.fallback is not None and _as_fallback(t, m.group)):
             continue
         out[m.key] = value
@@ -196,7 +202,7 @@ def metric_text(m: Metric, value: int | None) -> str:
     """A metric's value in human units: ``11.7 M``, ``3.21 MB``; ``-`` for none or 0
     (a byte count shows 0 B)."""
     if value is None:
-        return "-"
+        return UNKNOWN if m.unknowable else "-"
     if m.bytes:
         return human_bytes(value)
     return human(value) if value else "-"
@@ -222,4 +228,4 @@ def columns(report: Report) -> list[Column]:
     """The columns of this report: identity, then each metric with a column title that
     the report carries (training columns only with --train)."""
     return [*IDENTITY_COLUMNS, *(_metric_column(m) for m in METRIC_COLUMNS
-                                 if getattr(report.totals, m.key) is not None)]
+                                 if m.unknowable or getattr(report.totals, m.key) is not None)]

@@ -55,7 +55,7 @@ from ..analysis import Report
 from ..errors import SpecError
 from ..graph import Graph
 from ..results import (  # noqa: F401 - the result types, importable from here as before
-    CONVENTION, MATCH, METRICS, MISMATCH, SKIPPED, TOOLS, CheckRow, CrossCheckResult,
+    CONVENTION, MATCH, METRICS, MISMATCH, OPAQUE, SKIPPED, TOOLS, CheckRow, CrossCheckResult,
 )
 from ..spec import Spec
 from . import guard
@@ -215,8 +215,13 @@ def _compare_counts(result: CrossCheckResult, report: Report, convention: str, t
     theirs = conventions.get(tool)
     unit = theirs.scale  # tool units per MAC-unit of the convention tables
     sum_mine = sum_theirs = 0
+    opaque = 0
     for r in report.layers:
         layer = report.graph.by_name[r.name].layer if report.graph else None
+        if r.macs is None:
+            opaque += 1
+            add(r.name, tool, None, per.get(r.name, 0), OPAQUE, "MACs unknown to netcalc")
+            continue
         a, _ = mine.layer_count(r, layer, ctx)
         t, rule = theirs.layer_count(r, layer, ctx)
         a_tool = _in_unit(a, mine.scale, unit)  # expressed in the tool's unit
@@ -231,7 +236,10 @@ def _compare_counts(result: CrossCheckResult, report: Report, convention: str, t
         else:
             add(r.name, tool, a_tool, actual, MISMATCH,
                 f"{tool} rule {rule.id} predicts {t_tool:,}")
-    if sum_mine == total:
+    if opaque:
+        verdict, rule = OPAQUE, f"includes {opaque} Opaque layer(s): unknown to netcalc"
+        sum_mine = None
+    elif sum_mine == total:
         verdict, rule = MATCH, ""
     elif sum_theirs == total:
         verdict, rule = CONVENTION, f"{tool} convention (sum of its per-layer rules)"

@@ -46,7 +46,7 @@ def export_source(spec_or_graph: str | Path | Spec | Graph, *, batch: int = 1,
     graph, _ = prepare(spec_or_graph, batch=batch, input_shapes=input_shapes)
     model = _module_of(graph, device="meta")
     calls: dict[str, Call] = {}
-    held: dict[str, tuple[str, bool]] = {}
+    held: dict[str, tuple[Call, bool]] = {}
     used: set[type] = set()
     known: dict[str, Call] = {}  # one proof per distinct module
     for node in graph.nodes:
@@ -137,19 +137,22 @@ def _from_args(module: nn.Module, args: dict[str, Any], extra: dict[str, Any]) -
 
 
 def _params(cls: type) -> list[inspect.Parameter]:
-    """The arguments of ``cls``'s constructor; a constructor taking ``*args, **kwargs``
-    (LSTM) passes them on to its base's (less ``mode``, which it fixes)."""
+    """The arguments of ``cls``'s constructor; one taking ``*args, **kwargs`` passes
+    them on to its base's, whose arguments are then its own too (AttentionOutput's
+    are MultiheadAttention's and ``masked``; LSTM's are RNNBase's less ``mode``, which
+    LSTM fixes)."""
+    out: list[inspect.Parameter] = []
     for base in cls.__mro__:
-        if "__init__" not in vars(base):
+        if "__init__" not in vars(base) or base is nn.Module:
             continue
         params = [p for p in inspect.signature(base.__init__).parameters.values()
                   if p.name not in _SKIP]
-        if all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
-            continue
-        fixed = {"mode"} if base is not cls else set()
-        return [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-                and p.name not in fixed]
-    return []
+        out += [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                and all(p.name != q.name for q in out) and not (base is not cls and
+                                                                 p.name == "mode")]
+        if not any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+            break
+    return out
 
 
 def _callee(cls: type, used: set[type]) -> str:
@@ -229,8 +232,8 @@ def _state(module: nn.Module) -> list[Any]:
 
 
 def _norm(v: Any) -> Any:
-    if isinstance(v, (tuple, list)) and len(v) > 1 and len(set(v)) == 1 and \
-            type(v[0]) is int:
+    if isinstance(v, (tuple, list)) and len(v) > 1 and all(type(x) is int for x in v) and \
+            len(set(v)) == 1:
         return v[0]
     if v is None or isinstance(v, (bool, int, float, str, tuple, list)):
         return v
@@ -238,16 +241,19 @@ def _norm(v: Any) -> Any:
 
 
 # ---------------------------------------------------------------- tensors, ties, freezing
-def _held_expr(graph: Graph, name: str, t: torch.Tensor) -> tuple[str, bool]:
-    """Source of a Parameter or Buffer layer's tensor, drawn as the builder draws it."""
-    shape = ", ".join(str(s) for s in t.shape)
+def _held_expr(graph: Graph, name: str, t: torch.Tensor) -> tuple[Call, bool]:
+    """The constructor of a Parameter or Buffer layer's tensor, drawn as the builder
+    draws it (its sizes are arguments: blocks that differ only there share a class)."""
+    size = py_literal(tuple(t.shape))
     if isinstance(t, nn.Parameter):
-        return f"torch.empty({shape}).normal_(std=0.02)", True
+        return Call("nn.init.normal_", [Call("torch.empty", [], [("size", size)])],
+                    [("std", "0.02")]), True
     if t.dtype == torch.int64:
         bound = index_bound(graph, Ref(name)) or t.numel()
-        return f"(torch.arange({t.numel()}) % {bound}).reshape({py_literal(tuple(t.shape))})", \
-            False
-    return f"torch.ones({shape})", False
+        count = Call("torch.arange", [], [("end", str(t.numel()))])
+        return Call("torch.reshape", [Call("torch.remainder", [count], [("other", str(bound))])],
+                    [("shape", size)]), False
+    return Call("torch.ones", [], [("size", size)]), False
 
 
 def _ties(graph: Graph, model: NetcalcModule) -> list[tuple[str, str]]:

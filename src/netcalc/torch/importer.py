@@ -17,6 +17,7 @@ code: import trusted code only.
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,7 +114,7 @@ def _spec(module: nn.Module, inputs: dict[str, tuple[tuple[int, ...], str]], nam
     counter = FlopCounterMode(display=False)
     try:
         with torch.no_grad(), counter:
-            tracer = Tracer(module, feeds)
+            tracer = Tracer(module, feeds, opaque)
             traced = tracer.run()
         tree = fold(traced)
     except Unsupported as exc:
@@ -186,7 +187,7 @@ def load_target(target: str, kwargs: dict[str, Any]) -> nn.Module:
         try:  # (RegNet): build them for real, then drop the weights
             module = obj(**kwargs)
         except Exception as exc:  # noqa: BLE001: the callable's own refusal, quoted
-            raise SpecError(f"{target}(**{kwargs!r}) failed: {one_line(exc)}",
+            raise SpecError(f"{target}(**{json.dumps(kwargs)}) failed: {one_line(exc)}",
                             file="TARGET") from None
         if isinstance(module, nn.Module):
             module = module.to("meta")
@@ -197,7 +198,6 @@ def load_target(target: str, kwargs: dict[str, Any]) -> nn.Module:
 
 
 def provenance_lines(target: str, kwargs: dict[str, Any]) -> list[str]:
-    import json
     from importlib import metadata
 
     from .. import __version__

@@ -474,3 +474,23 @@ class MixtureOfExperts(nn.Module):
 
     def extra_repr(self) -> str:
         return f"top_k={self.top_k}"
+
+
+class OpaqueModule(nn.Module):
+    """An Opaque layer (netcalc.layers.opaque): holds ``n_params`` parameters and
+    ``n_buffers`` buffer elements and returns zeros of ``(N, *shape)``; it stands in for
+    an op netcalc could not express, so its values mean nothing, only its sizes do."""
+
+    def __init__(self, shape: tuple[int, ...], n_params: int = 0, n_buffers: int = 0):
+        super().__init__()
+        self.shape, self.n_params, self.n_buffers = tuple(shape), n_params, n_buffers
+        self.weight = nn.Parameter(torch.zeros(n_params)) if n_params else None
+        self.register_buffer("buffer", torch.zeros(n_buffers) if n_buffers else None)
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        x = xs[0]
+        dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
+        return torch.zeros((x.shape[0], *self.shape), dtype=dtype, device=x.device)
+
+    def extra_repr(self) -> str:
+        return f"shape={list(self.shape)}"

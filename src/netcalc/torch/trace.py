@@ -400,9 +400,10 @@ class Traced:
 class Tracer:
     """One module traced: see the module docstring."""
 
-    def __init__(self, module: nn.Module, inputs: dict[str, torch.Tensor]):
+    def __init__(self, module: nn.Module, inputs: dict[str, torch.Tensor], opaque: bool = False):
         self.root = module
         self.inputs = inputs
+        self.opaque = opaque  # what cannot be expressed becomes an Opaque layer
         self.values: dict[fx.Node, Any] = {}  # concrete values: Ref(s) for tensors, else values
         self.shapes: dict[fx.Node, Any] = {}  # the meta run's outputs
         self.ops: list[Op] = []
@@ -507,9 +508,15 @@ class Tracer:
             module = self.root.get_submodule(node.target)
             type_name = leaf_type(module)
             assert type_name is not None
-            args = leaf_args(module, type_name)
             params = sum(p.numel() for p in module.parameters()) + \
                 sum(b.numel() for b in module.buffers())
+            try:
+                args = leaf_args(module, type_name)
+            except Unsupported as exc:
+                if not self.opaque:
+                    raise Unsupported(f"module {node.target}: {exc}") from None
+                return self._opaque(self._unique(node.target), vals, kvals, result, scope,
+                                    sum(p.numel() for p in module.parameters()), node.target)
             inputs = [v for v in (*vals, *kvals.values()) if isinstance(v, Ref)]
             if type_name == "MultiheadAttention" and len(set(inputs)) == 1:
                 inputs = inputs[:1]  # self-attention: one input
@@ -528,8 +535,19 @@ class Tracer:
             return self._getitem(node, vals, result, scope)
         if name == "layer_norm":
             return self._layer_norm(node, list(vals), dict(kvals), result, scope)
-        handler = OPS.get(name)
         where = f"{scope + '.' if scope else ''}{name}"
+        path = f"{scope}.{name.rstrip('_')}" if scope else name.rstrip("_")
+        try:
+            type_name, args, inputs = self._op(node, name, where, vals, kvals)
+        except Unsupported:
+            if not self.opaque:
+                raise
+            return self._opaque(self._unique(path), vals, kvals, result, scope, 0, where)
+        return self._add(Op(self._unique(path), type_name, args, inputs, _shapes(result)), scope,
+                         result)
+
+    def _op(self, node, name, where, vals, kvals) -> OpResult:
+        handler = OPS.get(name)
         if handler is None:
             raise Unsupported(f"{where}: op {_describe(node)} has no netcalc layer")
         try:
@@ -539,11 +557,24 @@ class Tracer:
         if any(not isinstance(i, Ref) for i in inputs):
             raise Unsupported(f"{where}: op {_describe(node)} on a tensor made outside "
                               "the model's modules (a constant)")
-        path = self._unique(f"{scope}.{name.rstrip('_')}" if scope else name.rstrip("_"))
         if type_name == "Reshape" and tuple(self.shape_of(node))[:1] != (TRACE_BATCH,):
             raise Unsupported(f"{where}: a view that moves the batch dim "
                               f"(shape {list(self.shape_of(node))})")
-        return self._add(Op(path, type_name, args, inputs, _shapes(result)), scope, result)
+        return type_name, args, inputs
+
+    def _opaque(self, path, vals, kvals, result, scope, params, where) -> Any:
+        """An Opaque layer for what cannot be expressed (``--opaque``): the measured
+        per-sample output shape and parameter count."""
+        refs = _refs_in((vals, kvals))
+        if not isinstance(result, torch.Tensor) or result.shape[:1] != (TRACE_BATCH,) \
+                or not refs:
+            raise Unsupported(f"{where}: not even as an Opaque layer (it needs an input and "
+                              "one output with the batch at dim 0)")
+        args = {"shape": list(result.shape[1:])}
+        if params:
+            args["params"] = params
+        return self._add(Op(path, "Opaque", args, list(dict.fromkeys(refs)), _shapes(result),
+                            params, module=bool(params)), scope, result)
 
     def _getitem(self, node, vals, result, scope) -> Any:
         base, index = vals[0], vals[1]
@@ -648,6 +679,16 @@ def _fetch(gm: nn.Module, target: str) -> Any:
     for part in target.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+def _refs_in(value: Any) -> list[Ref]:
+    if isinstance(value, Ref):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [r for v in value for r in _refs_in(v)]
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in _refs_in(v)]
+    return []
 
 
 def _has_tensor(value: Any) -> bool:
