@@ -528,8 +528,7 @@ class Tracer:
         name = _op_name(node)
         if name in IGNORED:
             return None
-        if name in PASS_THROUGH or (name == "dropout" and node.op == "call_function"
-                                    and kvals.get("training") is False and False):
+        if name in PASS_THROUGH:
             return vals[0]
         if name == "getitem":
             return self._getitem(node, vals, result, scope)
@@ -593,11 +592,10 @@ class Tracer:
         ref, dim = base, 0
         rank = len(self.shapes[node.args[0]].shape)
         steps = []
-        for item in index:
-            if item is Ellipsis:
-                dim = rank - (len(index) - 1 - index.index(Ellipsis)) + 0
-                dim = rank - sum(1 for i in index if i is not Ellipsis and i is not None) \
-                    + sum(1 for i in index[:index.index(Ellipsis)] if i is not None)
+        for k, item in enumerate(index):
+            if item is Ellipsis:  # the dims after it count from the end
+                selected = sum(1 for kind, _ in steps if kind == "Select")
+                dim = rank - selected - len(index[k + 1:])
                 continue
             if isinstance(item, slice):
                 if item != slice(None):
@@ -610,10 +608,12 @@ class Tracer:
                         args["step"] = item.step
                     steps.append(("Slice", args))
                 dim += 1
-            elif isinstance(item, int):
+            elif isinstance(item, int) and dim > 0:
                 steps.append(("Select", {"dim": dim, "index": item}))
             else:
                 raise Unsupported(f"{scope}.getitem: indexing with {type(item).__name__}")
+        if not steps:
+            return base
         name = f"{scope}.getitem" if scope else "getitem"
         for i, (kind, args) in enumerate(steps):
             last = i == len(steps) - 1
