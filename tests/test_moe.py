@@ -4,6 +4,7 @@ routing rule, active_params in every output, and the training rules against a re
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -169,3 +170,18 @@ def test_torch_builds_at_most_max_nodes_expert_layers():
     with pytest.raises(SpecError, match=r":14:\d+: moe: 5,000 experts of 5 layers: "
                                         r"torch would build 25,000 layers \(at most 20,000\)"):
         build_module(spec, device="meta")
+
+
+def test_expert_block_arguments():
+    """``expert: {Block: {argument: value}}`` sets the block's arguments, checked as a
+    block instance's are."""
+    spec = SPEC.replace("expert: SwiGLU}", "expert: {SwiGLU: {hidden: 32}}}")
+    moe = next(r for r in netcalc.analyze(netcalc.parse(spec, "moe.yaml")).layers
+               if r.name == "moe")
+    assert moe.extra["params_per_expert"] == 3 * D * 32
+    for new, message in [("expert: {SwiGLU: {hiden: 32}}}", "block SwiGLU has no argument "
+                          "'hiden' (did you mean hidden?)"),
+                         ("expert: {SwiGLU: 3}}", "expected a block of `blocks:`, by name or "
+                          "as {name: {argument: value}}, got {'SwiGLU': 3}")]:
+        with pytest.raises(SpecError, match=re.escape(message)):
+            netcalc.analyze(netcalc.parse(SPEC.replace("expert: SwiGLU}", new), "moe.yaml"))

@@ -256,9 +256,9 @@ class _Builder:
             if block is not None:
                 each = self._count_block(block, entry, entry.type_mark, seen)
             else:  # a layer whose argument names a block (an expert): its graph counts too
-                for name, bmark in _block_args(entry):
-                    if name in self.spec.blocks:
-                        inner = Entry(name, None, bmark, bmark)
+                for name, args, bmark in _block_args(entry):
+                    if name in self.spec.blocks and (args is None or isinstance(args, LMap)):
+                        inner = Entry(name, args, bmark, bmark)
                         each += self._count_block(self.spec.blocks[name], inner, bmark, seen)
             total += each * (entry.repeat or 1)
             if total > self.max_nodes:
@@ -282,10 +282,11 @@ class _Builder:
                 self.block_stack.pop()
         return seen[key]
 
-    def block_graph(self, name: str, mark: Mark, what: str) -> Graph:
-        """A graph of its own for the one-input block ``name`` (an expert), its
-        arguments at their defaults; its input's size is set by the layer that uses it
-        (placeholder ``[1, 1]`` until then)."""
+    def block_graph(self, value: Any, mark: Mark, what: str) -> Graph:
+        """A graph of its own for a one-input block (an expert): ``value`` is its name
+        (arguments at their defaults) or ``{name: {argument: value}}``; its input's size
+        is set by the layer that uses it (placeholder ``[1]`` until then)."""
+        name, args = (value, None) if isinstance(value, str) else next(iter(value.items()))
         block = self.spec.blocks.get(name)
         if block is None:
             kind = " (a layer type: name a block of the spec's `blocks:`)" \
@@ -299,7 +300,7 @@ class _Builder:
                       inputs={inp: InputSpec(inp, (1,), FLOAT, mark)})
         b = _Builder(sub, 1, None, self.max_nodes)
         b.block_stack = [*self.block_stack, name]
-        env = _block_env(block, Entry(name, None, mark, mark))
+        env = _block_env(block, Entry(name, args, mark, mark))
         last = b.scope(block.layers, "", env, dict(b.paths), [Ref(inp)], block.numbered)
         return Graph(sub, b.inputs, b.nodes, [("output", last)], b.containers, b.by_name,
                      b.block_sources, b.block_args)
@@ -389,13 +390,21 @@ def _block_env(block: BlockDef, entry: Entry) -> dict[str, Any]:
     return env
 
 
-def _block_args(entry: Entry) -> list[tuple[str, Mark]]:
-    """The blocks an entry of a registered type names in its ``BLOCK_ARGS``."""
+def _block_args(entry: Entry) -> list[tuple[str, Any, Mark]]:
+    """The blocks an entry of a registered type names in its ``BLOCK_ARGS``: (name,
+    arguments or None, mark), for ``Block`` or ``{Block: {argument: value}}``."""
     cls = REGISTRY.get(entry.type)
     if cls is None or not cls.BLOCK_ARGS or not isinstance(entry.args, LMap):
         return []
-    return [(entry.args[a], entry.args.value_mark(a)) for a in cls.BLOCK_ARGS
-            if isinstance(entry.args.get(a), str)]
+    out = []
+    for a in cls.BLOCK_ARGS:
+        value, mark = entry.args.get(a), entry.args.value_mark(a)
+        if isinstance(value, str):
+            out.append((value, None, mark))
+        elif isinstance(value, LMap) and len(value) == 1:
+            name, args = next(iter(value.items()))
+            out.append((name, args, mark))
+    return out
 
 
 def _layer_args(cls: type[Layer], entry: Entry) -> tuple[dict[str, Any], dict[str, Mark]]:

@@ -345,7 +345,9 @@ class LayerTiming:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LayerTiming":
-        return cls(d["name"], d["type"], d["calls"], Stats(list(d["times_s"])), d["macs"],
+        # a profile written before format_version 1 kept only the median of a layer
+        times = d["times_s"] if "times_s" in d else [d["median_s"]]
+        return cls(d["name"], d["type"], d["calls"], Stats(list(times)), d["macs"],
                    LayerBytes(d["weight_bytes"], d["input_bytes"], d["output_bytes"]),
                    d["share"], Roof.from_dict(d))
 

@@ -3,7 +3,8 @@
 ``MixtureOfExperts: {num_experts, top_k, expert: BLOCK, router_bias: false}`` acts on
 the last dim of ``(N, *, d)`` and returns the same shape. ``expert`` names a block of
 the spec's ``blocks:`` that takes one input ``(tokens, d)`` and returns that shape (a
-SwiGLU MLP: Mixtral's ``w1``, ``w3``, ``w2``); its arguments take their defaults. As
+SwiGLU MLP: Mixtral's ``w1``, ``w3``, ``w2``), by name (its arguments at their defaults)
+or as ``{name: {argument: value}}``. As
 Hugging Face's Mixtral checkpoints name them (``block_sparse_moe.gate.weight``,
 ``block_sparse_moe.experts.0.w1.weight``), the router is a Linear ``gate`` (d ->
 num_experts) and the experts are ``experts.0`` ... ``experts.{num_experts-1}``.
@@ -55,19 +56,31 @@ from .select import mixed
 MAX_EXPERTS = 20_000  # one module each in torch: as many as a spec may have layers
 
 
-class BlockName(ArgType):
-    """The name of a block of the spec's ``blocks:``."""
+_BLOCK = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
-    name = "block name"
 
-    def check(self, value: Any, nd: int) -> str:
-        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", value):
+class BlockRef(ArgType):
+    """A block of the spec's ``blocks:``: its name (arguments at their defaults) or
+    ``{name: {argument: value}}``; the graph builder checks the block and its arguments."""
+
+    name = "block"
+
+    def check(self, value: Any, nd: int) -> Any:
+        name = value if isinstance(value, str) else \
+            next(iter(value)) if isinstance(value, dict) and len(value) == 1 else None
+        args = None if isinstance(value, str) or name is None else value[name]
+        if not isinstance(name, str) or not _BLOCK.fullmatch(name) or \
+                not (args is None or isinstance(args, dict)):
             shown = repr(value) if len(repr(value)) <= 80 else f"{repr(value)[:77]}..."
-            raise ValueError(f"expected the name of a block of `blocks:`, got {shown}")
+            raise ValueError("expected a block of `blocks:`, by name or as {name: {argument: "
+                             "value}}, got " + shown)
         return value
 
     def schema(self) -> dict:
-        return {"type": "string"}
+        return {"anyOf": [{"type": "string"},
+                          {"type": "object",  # one key: the block's name
+                           "additionalProperties": {"anyOf": [{"type": "object"},
+                                                              {"type": "null"}]}}]}
 
 
 @register
@@ -85,7 +98,8 @@ class MixtureOfExperts(Layer):
 
     num_experts = Arg(PosInt, doc=f"experts E (at most {MAX_EXPERTS:,})")
     top_k = Arg(PosInt, doc="experts each token is routed to (1 to num_experts)")
-    expert = Arg(BlockName(), doc="a block of `blocks:` taking and returning (tokens, d)")
+    expert = Arg(BlockRef(), doc="a block of `blocks:` taking and returning (tokens, d): "
+                 "its name, or {name: {argument: value}}")
     router_bias = Arg(Bool(), False, doc="bias of the router Linear `gate`")
 
     def validate(self) -> None:
@@ -98,6 +112,7 @@ class MixtureOfExperts(Layer):
 
     def bind_block(self, arg: str, graph: Any) -> None:
         self.expert_graph = graph
+        self.expert_name = graph.spec.name
 
     # ------------------------------------------------------------------ shapes
     def shape(self, x: Shape) -> Shape:
@@ -116,7 +131,7 @@ class MixtureOfExperts(Layer):
         self.expert_report = analyze_graph(graph)
         out = self.expert_report.outputs["output"]
         if out != routed:
-            raise self.fail(f"expert block {self.expert} returns {list(out)} for an input "
+            raise self.fail(f"expert block {self.expert_name} returns {list(out)} for an input "
                             f"{list(routed)}: an expert must keep its input's shape", "expert")
         self.router = REGISTRY["Linear"]({"out_features": self.num_experts,
                                           "bias": self.router_bias},
