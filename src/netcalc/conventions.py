@@ -405,6 +405,17 @@ for _t in " ".join([CONV, NORM_STATS, BATCHNORM, ACTIVATIONS, MOVES, POOLS, PADS
                     "Einsum"]).split():
     CONVENTIONS["netcalc"].rules[_t] = _NETCALC_RULE
 
+
+
+def _unknown(layer: "Layer", ctx: Context) -> int:
+    raise ValueError("an Opaque layer's MACs are unknown")  # apply() never asks (macs None)
+
+
+# Opaque (netcalc import --opaque): only its measured shape and params are known
+for _name in NAMES:
+    _add(_name, "Opaque", "unknown", "unknown: an Opaque layer carries its measured output "
+         "shape and parameter count, not its operations (MACs and FLOPs are null)", _unknown)
+
 # fvcore
 _add("fvcore", CONV, "conv", "aten::_convolution: N * prod(weight) * prod(out spatial) "
      "(transposed: in spatial) = netcalc; but padding 'same'/'valid' with padding_mode zeros "
