@@ -247,7 +247,10 @@ def t5(cfg: HFConfig, model_type: str, seq_len: int | None, decoder_len: int | N
             *merge_heads(inner), entry("o", "Linear", {"out_features": d, "bias": False})]
     biased = [entry("relative_attention_bias", "Embedding",
                     {"num_embeddings": buckets, "embedding_dim": n_heads}, src="buckets"),
-              entry("position_bias", "Permute", [2, 0, 1]), *core]
+              # (L, S, H) -> (1, H, L, S): a 4-d bias keeps torch's fused CPU kernel (a
+              # 3-d one takes the math path), as specs/t5_small.yaml writes it
+              entry("bias_heads", "Unflatten", {"dim": 2, "unflattened_size": [1, n_heads]}),
+              entry("position_bias", "Permute", [2, 3, 0, 1]), *core]
 
     def residual(name: str, type_: str, args: dict | None, src: list[str] | None = None) -> list[str]:
         """T5Layer*: x + dropout(module(layer_norm(x)))."""
@@ -324,7 +327,7 @@ def t5(cfg: HFConfig, model_type: str, seq_len: int | None, decoder_len: int | N
             entry("relative_position_bucket", "Constant", {"shape": [target, target],
                                                            "dtype": "int64"}),
             entry("encoder_decoder_position_bias", "Constant",
-                  {"shape": [n_heads, target, length]}, note="transformers' zeros"),
+                  {"shape": [1, n_heads, target, length]}, note="transformers' zeros"),
             entry("block", "T5DecoderBlocks", None,
                   src=["dropout" if p > 0 else "embed_tokens", "relative_position_bucket",
                        "encoder_hidden_states", "encoder_decoder_position_bias"]),
