@@ -181,7 +181,7 @@ def test_import_writes_and_refuses_to_overwrite(runner, target, tmp_path):
     assert "kwargs {\"width\": 16}" in text and "params: 114" in text  # 4*16+16 + 16*2+2
     assert runner.invoke(app, ["check", str(out)]).exit_code == 0
     again = runner.invoke(app, args)
-    assert again.exit_code == 2 and "exists (--force" in again.stderr
+    assert again.exit_code == 2 and "exists (add --force" in again.stderr
     assert runner.invoke(app, [*args, "--force"]).exit_code == 0
 
 

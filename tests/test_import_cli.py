@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from netcalc.cli import app, parse_import_inputs
+from netcalc.cli import app
+from netcalc.cli_convert import parse_import_inputs
 from netcalc.errors import SpecError
 
 
