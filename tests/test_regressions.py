@@ -119,6 +119,31 @@ def test_upsample_grid_rf_measured():
     assert rows[0].torch == [[2, 2], [2, 2]]
 
 
+def test_flattened_channels_are_probed_together():
+    """Property test (tests/test_property.py, random CNNs): after Flatten of a (C, H, W)
+    map the probe backpropagated one flat index (unit (1, 1) of channel 0 only) and
+    measured [1, 1] x [1, 1] where netcalc says [0, 2] x [0, 2]. The analytic field of a
+    position is the union over its channels (Concat of a 1x1 path and a 3x3 path), as
+    the unflattened Concat is measured; the flat unit is now every c*9 + 4."""
+    pytest.importorskip("torch")
+    from netcalc.torch.crosscheck import crosscheck
+
+    spec = netcalc.parse(
+        "name: random\ninput: [1, 3, 3]\nlayers:\n"
+        "  - {name: l0, Conv2d: {out_channels: 1, kernel_size: [1, 1], stride: [1, 1], "
+        "dilation: [1, 1], groups: 1, bias: false, padding: valid}}\n"
+        "  - {name: l1, ZeroPad2d: {padding: [0, 0, 0, 0]}}\n"
+        "  - {name: l2, Conv2d: {out_channels: 1, kernel_size: 3, padding: 1}, from: l1}\n"
+        "  - {name: l3, Concat: ~, from: [l1, l2]}\n"
+        "  - {name: l4, Flatten: ~}\n"
+        "  - {name: l5, Linear: {out_features: 1}}\n", "random.yaml")
+    result = crosscheck(spec, tools=(), rf=True)
+    assert not result.mismatches, [r.message for r in result.mismatches]
+    rows = {r.layer: r for r in result.rows if r.metric == "rf"}
+    assert rows["l3"].torch == rows["l4"].torch == [[0, 2], [0, 2]]
+    assert rows["l4"].verdict == "match" and "unit [[4, 13]]" in rows["l4"].rule
+
+
 # --------------------------------------------------------------------------- issue 12: smaller faults
 def _block_spec(body: str, use: str) -> str:
     return (f"name: b\ninput: [8]\nblocks:\n  B:\n    args: {{n: 4, act: ReLU}}\n    layers:\n"

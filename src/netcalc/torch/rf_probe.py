@@ -112,7 +112,9 @@ def empirical_rf(graph: Graph, report: Report, *, seed: int = 0,
 
     A dim along which the analytic field is global (a Roll, a reduction or a Linear
     along it) is not compared; the other dims are. Spatial dims merged into one axis
-    (a flattened map) are probed at the unit's index in that axis.
+    (a flattened map) are probed at the unit's indices in that axis: every index whose
+    digit of each merged dim is the unit's, so channels merged in with them (a flatten of
+    ``(C, H, W)``) are combined as on the unflattened map, whose field is their union.
 
     Several layers are probed at once, one per sample of a batch (eval mode keeps
     samples independent).
@@ -269,11 +271,18 @@ def _targets(graph: Graph, report: Report, model: NetcalcModule, probes: list,
         packs = r.rf.packs(r.shape)
         sizes = [1 if p is None else p[1] for p in packs]
         unit, expect = _choose_unit(r.rf, sizes, in_sizes)
-        at_axis: dict[int, int] = {}  # each spatial index at its axis (channel-last too),
-        for a, p, j in zip(axes, packs, unit):  # merged dims summed into their axis
+        # per spatial axis (channel-last too), the indices holding the unit: along an
+        # axis of merged dims, every index whose digit ``value // q % n`` of each dim it
+        # holds is the unit's -- the digits of channels merged in stay free, so the unit
+        # combines its channels as on an unmerged map (a flattened (C, H, W) map holds
+        # the unit (h, w) at c*H*W + h*W + w for every c)
+        digits: dict[int, list] = {}
+        for a, p, j in zip(axes, packs, unit):
             if a is not None:
-                at_axis[a] = at_axis.get(a, 0) + j * p[0]
-        unit = tuple(sorted(at_axis.items()))
+                digits.setdefault(a, []).append((p[0], p[1], j))
+        unit = tuple((a, tuple(i for i in range(r.shape[a])
+                               if all(i // q % n == j for q, n, j in digits[a])))
+                     for a in sorted(digits))
         targets.setdefault((root.get(r.name, r.name), unit), []).append((r, expect))
     return targets
 
@@ -329,11 +338,12 @@ def _backprop(model: NetcalcModule, group: list, in_info, dtype: torch.dtype,
             seeds = []
             for b, (name, unit) in enumerate(group):
                 out = captured[name]
-                at = [slice(None)] * out.dim()
-                at[0] = b
-                for a, j in unit:
-                    at[a] = j
-                vec = out[tuple(at)]
+                mask = torch.ones(out.shape[1:], dtype=torch.bool, device=out.device)
+                for a, held in unit:
+                    along = torch.zeros(out.shape[a], dtype=torch.bool, device=out.device)
+                    along[list(held)] = True
+                    mask &= along.reshape([-1 if i == a else 1 for i in range(1, out.dim())])
+                vec = out[b][mask]
                 weights = torch.rand(vec.shape, generator=gen, dtype=vec.dtype) + 0.5
                 seeds.append((vec * weights).sum())
             (grad,) = torch.autograd.grad(torch.stack(seeds).sum(), x)
@@ -352,7 +362,8 @@ def _judge(r: Any, node: Any, key: tuple, measured: list, lo_hi: list, clipped: 
     whole = [d.whole for d in r.rf.dims]
     analytic = ["global" if w else v for v, w in zip(analytic, whole)]
     exact_a, exact_m = _exact_dims(analytic, r.rf), _exact_dims(measured, r.rf)
-    note = f"unit {[j for _, j in key[1]]}" + (", clipped to the input" if clipped else "")
+    note = f"unit {[held[0] if len(held) == 1 else list(held) for _, held in key[1]]}" + \
+        (", clipped to the input" if clipped else "")
     if dtype == torch.float64:
         note += ", float64"
     if key[0] != r.name:
