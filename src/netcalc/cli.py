@@ -129,6 +129,16 @@ GROUP_SIZE = typer.Option(None, "--quant-group-size", metavar="G",
                           help="quantized weights: one 16-bit scale per G weights")
 
 
+# the training options, shared by shapes, report, fit and verify
+TRAIN = typer.Option(False, "--train", help=TRAIN_HELP)
+DEVICE = typer.Option("cuda", "--device", "-d", help=DEVICE_HELP)
+OPTIMIZER = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP)
+PRECISION = typer.Option(None, "--precision", help=PRECISION_HELP)
+CHECKPOINT = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP)
+LOSS = typer.Option("square", "--loss", help=LOSS_HELP)
+MAX_FILE_SIZE_OPTION = typer.Option(MAX_FILE_SIZE, "--max-file-size", help=MAX_FILE_SIZE_HELP)
+
+
 def dtypes_option(dtype: str, weight: str | None, activation: str | None, kv: str | None,
                   group: str | None) -> Dtypes:
     """The report's Dtypes from the CLI's options; a bad one is a SpecError naming it.
@@ -206,13 +216,13 @@ def shapes(
     kv_cache: bool = typer.Option(False, "--kv-cache",
                                   help="show KV-cache bytes per token (decoder models)"),
     convention: str = typer.Option("netcalc", "--convention", "-c", help=CONVENTION_HELP),
-    train: bool = typer.Option(False, "--train", help=TRAIN_HELP),
-    device: str = typer.Option("cuda", "--device", "-d", help=DEVICE_HELP),
-    optimizer: str = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP),
-    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
-    checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
-    loss: str = typer.Option("square", "--loss", help=LOSS_HELP),
-    max_file_size: str = typer.Option(MAX_FILE_SIZE, "--max-file-size", help=MAX_FILE_SIZE_HELP),
+    train: bool = TRAIN,
+    device: str = DEVICE,
+    optimizer: str = OPTIMIZER,
+    precision: Optional[str] = PRECISION,
+    checkpoint: Optional[list[str]] = CHECKPOINT,
+    loss: str = LOSS,
+    max_file_size: str = MAX_FILE_SIZE_OPTION,
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE",
                                         help="also plot the cost per layer, e.g. costs.png "
                                              "(needs matplotlib: the plots extra)"),
@@ -327,7 +337,7 @@ def draw(
     input: Optional[list[str]] = typer.Option(None, "--input", "-i",
                                               help="per-sample input shape, e.g. 3x224x224"),
     batch: int = typer.Option(1, "--batch", "-b", min=1, max=2**63 - 1, help="batch size (dim 0)"),
-    max_file_size: str = typer.Option(MAX_FILE_SIZE, "--max-file-size", help=MAX_FILE_SIZE_HELP),
+    max_file_size: str = MAX_FILE_SIZE_OPTION,
 ) -> None:
     """Draw the layer graph: nodes with name, type and output shape, blocks as clusters.
 
@@ -366,13 +376,13 @@ def report(
                                               help="per-sample input shape, e.g. 3x224x224"),
     batch: int = typer.Option(1, "--batch", "-b", min=1, max=2**63 - 1, help="batch size (dim 0)"),
     dtype: str = typer.Option("float32", help=DTYPE_HELP),
-    train: bool = typer.Option(False, "--train", help=TRAIN_HELP),
-    device: str = typer.Option("cuda", "--device", "-d", help=DEVICE_HELP),
-    optimizer: str = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP),
-    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
-    checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
-    loss: str = typer.Option("square", "--loss", help=LOSS_HELP),
-    max_file_size: str = typer.Option(MAX_FILE_SIZE, "--max-file-size", help=MAX_FILE_SIZE_HELP),
+    train: bool = TRAIN,
+    device: str = DEVICE,
+    optimizer: str = OPTIMIZER,
+    precision: Optional[str] = PRECISION,
+    checkpoint: Optional[list[str]] = CHECKPOINT,
+    loss: str = LOSS,
+    max_file_size: str = MAX_FILE_SIZE_OPTION,
 ) -> None:
     """One self-contained HTML report that works offline (no torch needed).
 
@@ -419,11 +429,11 @@ def fit(
     quant_group_size: Optional[str] = GROUP_SIZE,
     format: str = typer.Option("table", "--format", "-f", help="table | json"),
     train: bool = typer.Option(False, "--train", help="fit a training step (else inference)"),
-    device: str = typer.Option("cuda", "--device", "-d", help=DEVICE_HELP),
-    optimizer: str = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP),
-    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
-    checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
-    loss: str = typer.Option("square", "--loss", help=LOSS_HELP),
+    device: str = DEVICE,
+    optimizer: str = OPTIMIZER,
+    precision: Optional[str] = PRECISION,
+    checkpoint: Optional[list[str]] = CHECKPOINT,
+    loss: str = LOSS,
 ) -> None:
     """The largest batch that fits in --memory, with the memory breakdown at that batch.
 
@@ -489,7 +499,7 @@ def check(
                                   help="stop (exit 2) when more spec files are found"),
     max_seconds: float = typer.Option(600.0, "--max-seconds", min=0,
                                       help="stop (exit 2) when the run takes longer"),
-    max_file_size: str = typer.Option(MAX_FILE_SIZE, "--max-file-size", help=MAX_FILE_SIZE_HELP),
+    max_file_size: str = MAX_FILE_SIZE_OPTION,
 ) -> None:
     """Check specs: validate them, evaluate their `expect:` and `budget:` blocks.
 
@@ -655,11 +665,11 @@ def verify(
     format: str = typer.Option("table", "--format", "-f", help="table | json"),
     show: str = typer.Option("all", "--show", help="all | differences (rows not a plain match)"),
     rf: bool = typer.Option(True, "--rf/--no-rf", help="measure receptive fields by backprop"),
-    train: bool = typer.Option(False, "--train", help=TRAIN_HELP),
-    optimizer: str = typer.Option("adamw", "--optimizer", help=OPTIMIZER_HELP),
-    precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP),
-    checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
-    loss: str = typer.Option("square", "--loss", help=LOSS_HELP),
+    train: bool = TRAIN,
+    optimizer: str = OPTIMIZER,
+    precision: Optional[str] = PRECISION,
+    checkpoint: Optional[list[str]] = CHECKPOINT,
+    loss: str = LOSS,
 ) -> None:
     """Cross-check every analytic number against PyTorch (needs the torch extra).
 
