@@ -15,8 +15,10 @@ and from how autograd works:
 * **Saved tensors.** Storages, not tensors: a tensor kept by two layers (a ReLU's
   output that is also the next conv's input) counts once, on the first layer that
   keeps it (``saved_bytes`` rows sum to ``saved_activation_bytes``); views (Flatten,
-  Reshape, Permute, Identity) share their input's storage, except a reshape of a
-  permuted tensor, which copies; an in-place layer (``inplace: true``) writes into
+  Reshape, Permute, Select, Identity) share their input's storage, except a reshape of
+  a permuted tensor, which copies; a MatMul keeps its operands as bmm gets them, views
+  when their batch dims merge in place, else copies (Swin's one-window stage keeps the
+  whole qkv storage through k and v); an in-place layer (``inplace: true``) writes into
   its input's storage, and one that overwrites a tensor an earlier layer keeps is
   refused, as torch's backward would fail. Parameters and buffers are not activations.
 * **Checkpointing** (``checkpoint``: names of block instances or containers; a repeat
