@@ -21,6 +21,24 @@ pytestmark = pytest.mark.torch
 CPU = TrainOptions(device="cpu")
 EXACT = ("backward_flops", "saved_bytes")
 
+
+def _window_attention(windows: int, heads: int) -> str:
+    """qkv split into heads, scores + a learned bias, softmax, times v (6 tokens, 12 a head)."""
+    return (f"- {{name: qkv, Linear: {36 * heads}}}\n"
+            f"- {{Reshape: [{windows}, 6, 3, {heads}, 12]}}\n"
+            "- {name: qkv_major, Permute: [0, 3, 1, 4, 2, 5]}\n"
+            "- {name: q, Select: {dim: 1, index: 0}}\n"
+            "- {name: k, Select: {dim: 1, index: 1}, from: qkv_major}\n"
+            "- {name: v, Select: {dim: 1, index: 2}, from: qkv_major}\n"
+            "- {name: q_scaled, Scale: 0.25, from: q}\n"
+            "- {name: k_t, Permute: [0, 1, 2, 4, 3], from: k}\n"
+            "- {name: scores, MatMul: ~, from: [q_scaled, k_t]}\n"
+            f"- {{name: bias, Parameter: [{heads}, 6, 6]}}\n"
+            "- {name: biased, Add: ~, from: [scores, bias]}\n"
+            "- {name: probs, Softmax: -1}\n"
+            "- {name: context, MatMul: ~, from: [probs, v]}\n")
+
+
 # beyond the cross-check's families: the cases whose training rules differ
 CASES = {
     **FAMILIES,
@@ -67,6 +85,11 @@ CASES = {
                                      "- {name: bias, Constant: [1, 2, 6, 6]}\n"
                                      "- {ScaledDotProductAttention: {is_causal: true}, "
                                      "from: [t, t, t, bias]}"),
+    # Swin's attention written out (specs/swin_t.yaml): q, k, v are Selects of a permuted
+    # qkv; matmul's bmm keeps k^T and v as views of the whole qkv storage when the batch
+    # dims merge in place (batch the only one > 1: Swin-T's stage 4), else copies
+    "window_attention_one_window": ("[1, 6, 12]", _window_attention(1, 1)),
+    "window_attention_windows": ("[3, 6, 24]", _window_attention(3, 2)),
 }
 
 

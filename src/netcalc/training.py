@@ -15,8 +15,10 @@ and from how autograd works:
 * **Saved tensors.** Storages, not tensors: a tensor kept by two layers (a ReLU's
   output that is also the next conv's input) counts once, on the first layer that
   keeps it (``saved_bytes`` rows sum to ``saved_activation_bytes``); views (Flatten,
-  Reshape, Permute, Identity) share their input's storage, except a reshape of a
-  permuted tensor, which copies; an in-place layer (``inplace: true``) writes into
+  Reshape, Permute, Select, Identity) share their input's storage, except a reshape of
+  a permuted tensor, which copies; a MatMul keeps its operands as bmm gets them, views
+  when their batch dims merge in place, else copies (Swin's one-window stage keeps the
+  whole qkv storage through k and v); an in-place layer (``inplace: true``) writes into
   its input's storage, and one that overwrites a tensor an earlier layer keeps is
   refused, as torch's backward would fail. Parameters and buffers are not activations.
 * **Checkpointing** (``checkpoint``: names of block instances or containers; a repeat
@@ -68,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 from .dtypes import INT_BYTES
 from .errors import SpecError, did_you_mean
 from .graph import Ref
-from .layers.base import ACC, ACT, EXTRA, FP32, INPUT, INT, LOWER, Grads, Layer
+from .layers.base import ACC, ACT, EXTRA, FOLDED, FP32, INPUT, INT, LOWER, Grads, Layer
 
 if TYPE_CHECKING:
     from .analysis import Report
@@ -138,8 +140,9 @@ class _Step:
         self.storages: list[_Storage] = []
         self.storage: dict[Ref, int] = {}
         self.value_width: dict[Ref, int] = {}
-        #: physical order of each value's dims, None when contiguous (see _permuted)
-        self.order: dict[Ref, tuple[int, ...] | None] = {}
+        #: physical order of each value's dims, None when contiguous (see _permuted);
+        #: None entries are gaps, dims a Select removed from a permuted tensor
+        self.order: dict[Ref, tuple[int | None, ...] | None] = {}
         self.needs: dict[Ref, bool] = {}
         self.grads: list[Grads | None] = []
         self.prefixes: list[str] = []  # the checkpoint regions, as layer-path prefixes
@@ -242,7 +245,7 @@ class _Step:
                         f"inplace {type(layer).__name__} overwrites {node.sources[0]}, which "
                         f"{self.nodes[keeper].name} keeps for backward: torch's backward "
                         f"would fail (set inplace: false)", "inplace")
-            keys = self._saved_keys(i, layer, grads, seen, outs, out_width)
+            keys = self._saved_keys(i, node.sources, layer, grads, seen, outs, out_width)
             if self.amp and layer.AUTOCAST == LOWER and grads.weight:
                 self.cast_bytes[i] = (row.params if row.trainable_params else 0) * 2
             r = self.regions[i]
@@ -310,9 +313,11 @@ class _Step:
             elif layer.HELD:  # a parameter or buffer: weights, not an activation
                 key, order = self._new(0, i), None
             elif src is not None and layer.VIEW:  # every output (Chunk, Split) views it
-                dims = layer.view_permutation()
+                dims, dropped = layer.view_permutation(), layer.view_dropped_dim()
                 if dims is not None:  # a permuted view: track the physical order
                     key, order = self.storage[src], _permuted(self.order[src], dims)
+                elif dropped is not None and self.order[src] is not None:
+                    key, order = self.storage[src], _dropped(self.order[src], dropped)
                 elif self.order[src] is None:
                     key, order = self.storage[src], None
                 else:  # reshaping a non-contiguous tensor copies it
@@ -326,12 +331,18 @@ class _Step:
             keys.append(key)
         return keys
 
-    def _saved_keys(self, i: int, layer: Layer, grads: Grads, seen: list[int],
-                    outs: list[int], width: int) -> list[int]:
+    def _saved_keys(self, i: int, sources: list[Ref], layer: Layer, grads: Grads,
+                    seen: list[int], outs: list[int], width: int) -> list[int]:
         keys: list[int] = []
         for k in layer.saved(grads, self.opts.device):
             if k.kind == INPUT:
                 key = seen[k.index]
+            elif k.kind == FOLDED:
+                src = sources[k.index]
+                order = self.order[src] if seen[k.index] == self.storage[src] else None
+                shape = layer.inputs[k.index].shape
+                key = (seen[k.index] if _merges(order, k.merged, shape) else
+                       self._new(k.numel * self.value_width[src], i))
             elif k.kind == EXTRA:
                 per = width if k.dtype == ACT else TAG_BYTES[k.dtype]
                 key = self._new(k.numel * per, i)
@@ -372,13 +383,34 @@ def checkpoint_regions(report: "Report") -> list[str]:
     return _Step(report, report.train).prefixes
 
 
-def _permuted(order: tuple[int, ...] | None, dims: tuple[int, ...]) -> tuple[int, ...] | None:
+Order = tuple[int | None, ...]
+
+
+def _permuted(order: Order | None, dims: tuple[int, ...]) -> Order | None:
     """Physical order after ``permute(dims)`` of a tensor stored in ``order`` (the
-    logical dims in memory order, None: contiguous); None again when contiguous."""
+    logical dims in memory order, None: contiguous; None entries: gaps); None again
+    when contiguous."""
     rank = len(dims)
     before = order or tuple(range(rank))
-    after = tuple(dims.index(d) for d in before)
+    after = tuple(None if d is None else dims.index(d) for d in before)
     return None if after == tuple(range(rank)) else after
+
+
+def _dropped(order: Order, dim: int) -> Order:
+    """Physical order after ``select(dim, i)`` of a tensor stored in ``order``: the dim
+    leaves a gap (the view keeps the other dims' strides)."""
+    return tuple(None if d is None or d == dim else d - (d > dim) for d in order)
+
+
+def _merges(order: Order | None, merged: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """Whether ``reshape`` merges the logical dims ``merged`` (in order, sizes > 1) of a
+    tensor stored in ``order`` as a view: they follow each other in memory, with no gap
+    and no other dim of size > 1 between them."""
+    if order is None or len(merged) < 2:
+        return True
+    phys = [d for d in order if d is None or shape[d] != 1]
+    start = phys.index(merged[0])
+    return tuple(phys[start:start + len(merged)]) == merged
 
 
 def analyze_training(report: "Report") -> dict[str, Any]:

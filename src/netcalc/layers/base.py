@@ -118,7 +118,7 @@ class Grads(NamedTuple):
         return self.weight or any(self.inputs)
 
 
-INPUT, OUTPUT, EXTRA = "input", "output", "extra"
+INPUT, OUTPUT, EXTRA, FOLDED = "input", "output", "extra", "folded"
 ACT = "act"  # an extra kept in the activation dtype
 ACC = "acc"  # statistics: float32, or float64 for float64 activations (torch's opmath)
 
@@ -127,12 +127,17 @@ class Saved(NamedTuple):
     """One tensor autograd keeps for a layer's backward: input or output ``index`` of
     the layer (shared with every layer that keeps the same storage), or an EXTRA tensor
     of ``numel`` elements that only this layer keeps (pooling indices, a dropout mask,
-    normalisation statistics), in ``dtype`` (ACT: the activation dtype)."""
+    normalisation statistics), in ``dtype`` (ACT: the activation dtype), or a FOLDED
+    input: input ``index`` reshaped by the kernel so that its dims ``merged`` become one
+    (torch.matmul's ``reshape`` to ``bmm``'s 3-d operand): a view sharing the input's
+    storage when its layout allows, else a copy of ``numel`` elements only this layer
+    keeps (``reshape``'s rule: merged dims must be adjacent in memory)."""
 
     kind: str
     index: int = 0
     numel: int = 0
     dtype: str = ACT
+    merged: tuple[int, ...] = ()
 
 
 def saved_input(i: int = 0) -> Saved:
@@ -145,6 +150,10 @@ def saved_output(i: int = 0) -> Saved:
 
 def saved_extra(numel: int, dtype: str = ACT) -> Saved:
     return Saved(EXTRA, 0, numel, dtype)
+
+
+def saved_folded(i: int, numel: int, merged: tuple[int, ...]) -> Saved:
+    return Saved(FOLDED, i, numel, ACT, merged)
 
 
 REGISTRY: dict[str, type["Layer"]] = {}
@@ -423,6 +432,11 @@ class Layer:
         """For a VIEW layer that reorders dims (Permute): output dim i is input dim p[i].
         None for views that keep the order (a reshape of a non-contiguous tensor
         copies it)."""
+        return None
+
+    def view_dropped_dim(self) -> int | None:
+        """For a VIEW layer that removes a dim of its input (Select): that dim, else None.
+        The view keeps the input's strides: a gap where the dim was."""
         return None
 
     def output_order(self, device: str) -> tuple[int, ...] | None:

@@ -26,7 +26,7 @@ from typing import Any
 from ..args import AnyInt, Arg
 from ..rf import GLOBAL, merge
 from .base import (FLOAT, INT, LOWER, Grads, Layer, MacFree, Parameterless, Saved, Shape,
-                   matmul_backward, register, saved_input)
+                   matmul_backward, register, saved_folded, saved_input)
 
 
 def broadcast(layer: Layer, shapes: list[Shape], full: list[Shape] | None = None) -> Shape:
@@ -193,8 +193,24 @@ class MatMul(Parameterless):
         return matmul_backward(self.macs(), grads, *grads.inputs)
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
-        """Each operand is kept for the other's gradient."""
-        return [saved_input(j) for j, other in ((0, 1), (1, 0)) if grads.inputs[other]]
+        """Each operand is kept for the other's gradient. With both operands 3-d or more,
+        torch.matmul runs ``bmm`` on each operand ``expand``-ed to the common batch and
+        ``reshape``-d to (batch product, rows, cols), and ``bmm`` keeps those
+        (aten/src/ATen/native/LinearAlgebra.cpp ``_matmul_impl``; derivatives.yaml
+        ``bmm``): a view of the operand when its batch dims merge in place, else a copy.
+        A broadcast operand is counted as the input itself."""
+        out = []
+        for j, other in ((0, 1), (1, 0)):
+            if not grads.inputs[other]:
+                continue
+            x = self.inputs[j].shape
+            batch = self.outputs[0].shape[:-2]
+            if min(len(t.shape) for t in self.inputs) >= 3 and tuple(x[:-2]) == tuple(batch):
+                merged = tuple(d for d in range(len(x) - 2) if x[d] != 1)
+                out.append(saved_folded(j, prod(x), merged))
+            else:
+                out.append(saved_input(j))
+        return out
 
     def receptive_field(self, fields):
         return GLOBAL if any(f is not None for f in fields) else None

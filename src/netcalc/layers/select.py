@@ -205,6 +205,9 @@ class Select(_Part):
                             "index")
         return (*x[:d], *x[d + 1:])
 
+    def view_dropped_dim(self) -> int | None:
+        return self.axis()
+
     def receptive_field(self, fields):
         return drop_axes(fields[0], len(self.x), {self.axis()})
 
