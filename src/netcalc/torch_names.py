@@ -34,7 +34,12 @@ TORCH_MODULE = frozenset("""
     register_state_dict_post_hook register_state_dict_pre_hook requires_grad_
     set_extra_state set_submodule share_memory state_dict to to_empty train training
     type xpu zero_grad
-""".split())
+""".split()) | {
+    # transformers adds it to torch.nn.Module itself when its models load
+    # (modeling_utils: setattr(torch.nn.Module, "smart_apply", ...)): a layer of that
+    # name would then clash in any process that also imported a Hugging Face model
+    "smart_apply",
+}
 
 #: what netcalc's block containers add (every level of the module tree)
 NETCALC_CONTAINER = frozenset({"label"})
