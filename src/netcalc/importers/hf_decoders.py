@@ -13,7 +13,7 @@ gives them a probability above 0 (they matter to ``--train``'s memory, not to co
 from __future__ import annotations
 
 from .hfconfig import HFConfig
-from .hfmapped import Mapped, activation, check_heads, heads, merge_heads
+from .hfmapped import Mapped, activation, check_heads, heads, kv_heads, merge_heads
 from .yamltext import block, entry
 
 TOKENS = "input_ids"
@@ -80,9 +80,7 @@ def llama_like(cfg: HFConfig, model_type: str, seq_len: int) -> Mapped:
     d = cfg.int("hidden_size")
     n_layers = cfg.int("num_hidden_layers")
     n_heads = cfg.int("num_attention_heads")
-    kv = cfg.int("num_key_value_heads", n_heads)
-    if n_heads % kv:
-        raise cfg.fail("num_key_value_heads", f"{kv} kv heads do not divide {n_heads} heads")
+    kv = kv_heads(cfg, n_heads)
     hd = cfg.int("head_dim") if cfg.has("head_dim") else check_heads(cfg, d, n_heads)
     ffn = cfg.int("intermediate_size")
     vocab = cfg.int("vocab_size")
@@ -177,9 +175,7 @@ def phi(cfg: HFConfig, model_type: str, seq_len: int) -> Mapped:
     d = cfg.int("hidden_size")
     n_layers = cfg.int("num_hidden_layers")
     n_heads = cfg.int("num_attention_heads")
-    kv = cfg.int("num_key_value_heads", n_heads)
-    if n_heads % kv:
-        raise cfg.fail("num_key_value_heads", f"{kv} kv heads do not divide {n_heads} heads")
+    kv = kv_heads(cfg, n_heads)
     hd = check_heads(cfg, d, n_heads)
     ffn = cfg.int("intermediate_size")
     vocab = cfg.int("vocab_size")

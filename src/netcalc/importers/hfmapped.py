@@ -58,3 +58,12 @@ def check_heads(cfg: HFConfig, hidden: int, count: int, key: str = "num_attentio
     if hidden % count:
         raise cfg.fail(key, f"{count} heads do not divide the hidden size {hidden}")
     return hidden // count
+
+
+def kv_heads(cfg: HFConfig, n_heads: int) -> int:
+    """``num_key_value_heads`` (grouped-query attention; default: one per head), which
+    must divide the heads."""
+    kv = cfg.int("num_key_value_heads", n_heads)
+    if n_heads % kv:
+        raise cfg.fail("num_key_value_heads", f"{kv} kv heads do not divide {n_heads} heads")
+    return kv
