@@ -1,4 +1,5 @@
-"""Writing spec YAML by hand, one flow-style entry per line, as the bundled specs read.
+"""Writing spec YAML by hand, one flow-style entry per line, as the bundled specs read
+(the one value writer of both importers: ``--hf-config`` and ``torch/specwriter.py``).
 
 Every value that reaches the text is a bool, an int, a float, None, an identifier-like
 string or a list of those: strings that are not plain identifiers are quoted with
@@ -9,11 +10,13 @@ file can add a line, a key or a comment to the spec.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
-_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
+#: written bare: identifiers and dotted module paths (``layer1.0.conv1``)
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "none", "~"}
 
 
 def value(v: Any) -> str:
@@ -25,11 +28,15 @@ def value(v: Any) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
+        if math.isinf(v) or math.isnan(v):
+            return ".inf" if v > 0 else "-.inf" if v < 0 else ".nan"
         return float_text(v)
     if isinstance(v, str):
+        if v.startswith("$") and v[1:].isidentifier():  # a block argument
+            return v
         if _PLAIN.fullmatch(v) and v.lower() not in _YAML_WORDS:
             return v
-        return json.dumps(v)
+        return json.dumps(v)  # a JSON string is a YAML double-quoted scalar
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(value(x) for x in v) + "]"
     if isinstance(v, dict):

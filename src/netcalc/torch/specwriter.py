@@ -9,44 +9,14 @@ the measured ``expect:`` block.
 from __future__ import annotations
 
 import json
-import math
-import re
 from typing import Any
 
+from ..importers.yamltext import value as scalar
 from ..layers import REGISTRY
 from .fold import BlockDef, Entry, Tree
 
 #: as the bundled specs start; ``netcalc import -o`` makes the path relative to the file
 HEADER = "# yaml-language-server: $schema=netcalc.schema.json"
-_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
-_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "none", "~"}
-
-
-def scalar(value: Any) -> str:
-    if value is None:
-        return "~"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isinf(value) or math.isnan(value):
-            return ".inf" if value > 0 else "-.inf" if value < 0 else ".nan"
-        text = repr(value)  # YAML 1.1 reads 1e-06 as a string: write 1.0e-06
-        return text.replace("e", ".0e") if "e" in text and "." not in text else text
-    if isinstance(value, str):
-        if value.startswith("$") and value[1:].isidentifier():
-            return value
-        if _PLAIN.match(value) and value.lower() not in _YAML_WORDS:
-            return value
-        if value.startswith("${"):
-            return f"'{value}'"
-        return json.dumps(value)  # a JSON string is a YAML double-quoted scalar
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(scalar(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {scalar(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {value!r}")
 
 
 def _args(e: Entry) -> str:
