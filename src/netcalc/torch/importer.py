@@ -209,10 +209,7 @@ def provenance_lines(target: str, kwargs: dict[str, Any]) -> list[str]:
             versions.append(f"{package} {metadata.version(package)}")
     except metadata.PackageNotFoundError:
         pass
-    from ..textsafe import text  # a comment line: no newline or control character in it
-
-    return [f"Imported by netcalc {__version__} from {text(target)}, kwargs "
-            f"{text(json.dumps(kwargs))}",
+    return [f"Imported by netcalc {__version__} from {target}, kwargs {json.dumps(kwargs)}",
             f"({', '.join(versions)}); eval mode. MACs measured by FlopCounterMode."]
 
 

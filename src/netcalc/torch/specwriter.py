@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..importers.yamltext import comment
 from ..importers.yamltext import value as scalar
 from ..layers import REGISTRY
 from .fold import BlockDef, Entry, Tree
@@ -62,7 +63,7 @@ def block_lines(b: BlockDef) -> list[str]:
 
 def write_spec(name: str, tree: Tree, inputs: dict[str, tuple[tuple[int, ...], str]],
                figures: dict[str, Any], provenance: list[str]) -> str:
-    lines = [HEADER, *(f"# {p}" for p in provenance)]
+    lines = [HEADER, *(comment(p) for p in provenance)]
     if tree.renamed:
         lines.append("# Renamed (not identifiers): " + ", ".join(
             f"{json.dumps(k)} -> {v}" for k, v in tree.renamed.items()))
