@@ -229,3 +229,16 @@ def test_opaque_layer_keeps_shape_and_params_and_its_macs_are_unknown(runner, tm
     assert check.exit_code == 1 and "budget.macs: unknown" in check.stdout
     result = roundtrip(text, Cumulative().eval(), {"input": ((4,), "float32")})
     assert result.ok and any(r.verdict == "opaque" for r in result.rows)
+
+
+def test_provenance_and_name_cannot_break_the_spec_text():
+    """A provenance line and a model name from outside stay one comment line / one
+    quoted value: nothing can start a line of the written spec (issue 11, item 3)."""
+    from netcalc.torch import to_spec
+
+    forged = "x\n::error file=README.md::forged\n\u202e"
+    text = to_spec(nn.Sequential(nn.Linear(4, 2)), torch.zeros(1, 4), name=forged,
+                   provenance=[forged])
+    assert not any(line.startswith("::error") for line in text.splitlines())
+    assert "\u202e" not in text
+    assert netcalc.parse(text, "imported.yaml").name == forged  # quoted, read back whole

@@ -7,3 +7,4 @@ Permute, MatMul). Nothing here is imported by the analytic core.
 
 from .build import build, build_module, example_inputs  # noqa: E402,F401
 
+from .importer import to_spec  # noqa: E402,F401 - `netcalc import`'s Python API (issue 13)
