@@ -363,11 +363,14 @@ H, W = FIELD.dims
     ("Flatten", {"start_dim": 2}, [X4], RF(FIELD.dims, axes=(-1, -1),
                                            packing=((5, 4), (1, 5)))),
     ("Unflatten", {"dim": 1, "unflattened_size": [3, 1]}, [X4], FIELD),
-    ("Unflatten", {"dim": 2, "unflattened_size": [2, 2]}, [X4], RF((WHOLE, W))),
+    # H split in 2 x 2: its digits of weight 1 (axis -2) and 2 (axis -3)
+    ("Unflatten", {"dim": 2, "unflattened_size": [2, 2]}, [X4],
+     RF(FIELD.dims, axes=(-2, -1), outer=(((-3, 1, 2, 2),), None))),
     ("Reshape", {"shape": [3, 4, 5]}, [X4], FIELD),
     ("Reshape", {"shape": [1, 3, 4, 5]}, [X4], FIELD),   # trailing (4, 5) unchanged
     ("Reshape", {"shape": [12, 5]}, [X4], RF(FIELD.dims, packing=((1, 4), None))),
-    ("Roll", {"shifts": 1, "dims": 2}, [X4], RF((WHOLE, W))),  # per dim: W stays exact
+    # a translation in the interior: unit h reads unit h - 1 (W untouched)
+    ("Roll", {"shifts": 1, "dims": 2}, [X4], RF((RFDim(H.size, H.stride, H.start - H.stride), W))),
     ("Mean", {"dim": 3, "keepdim": True}, [X4], RF((H, WHOLE))),
     ("Sum", {"dim": 3}, [X4], RF((H, WHOLE), axes=(-1, None))),  # H is now the last dim
     ("Permute", {"dims": [1, 0, 2, 3]}, [X4], FIELD),
@@ -421,7 +424,9 @@ def test_merge_fields():
     assert rf.dims == FIELD.dims and not rf.aligned
     mm = make("MatMul")
     infer(mm, (2, 4, 8), (2, 8, 6))
-    assert mm.receptive_field([None, FIELD]) == GLOBAL
+    # H is contracted (mixed: global), W moves to the output's columns
+    assert mm.receptive_field([None, FIELD]) == RF((WHOLE, W))
+    assert mm.receptive_field([FIELD, None]) == RF((H, WHOLE))  # W contracted, H the rows
 
 
 # ---------------------------------------------------------------------- through a spec

@@ -284,7 +284,7 @@ class _SoftmaxBase(_Activation):
         return x
 
     def receptive_field(self, fields):
-        return mixed(fields[0], len(self.x), {self.axis(len(self.x))})
+        return mixed(fields[0], self.x, {self.axis(len(self.x))})
 
 
 @register

@@ -17,7 +17,9 @@ Reshape) moves no position either: the field follows each spatial dim's coordina
 which may share an axis with others (``flatten(2)`` merges H and W into one token
 axis) and comes back whole when a later reshape cuts them apart again
 (:func:`netcalc.rf.reshaped`). A reshape that splits one spatial dim over several
-axes (Swin's 56 into 8 windows x 7) makes that dim global.
+axes (Swin's 56 rows into 8 windows x 7) keeps it as digits, one per axis (the window
+index counts 7 rows, the row in the window 1), and a reshape that puts them back in
+order joins them.
 """
 
 from __future__ import annotations
@@ -163,8 +165,7 @@ class Permute(_Move):
             return rf
         rank = len(self.x)
         perm = self.perm(rank)  # output axis j is input axis perm[j]
-        return rf.placed(tuple(None if a is None else perm.index(a)
-                               for a in rf.spatial_axes(rank)), rank)
+        return rf.moved({a: j for j, a in enumerate(perm)}, rank, rank)
 
     def torch_module(self) -> Any:
         from ..torch.modules import Permute as TorchPermute

@@ -10,6 +10,7 @@ each measured extent against the analytic region.
 from __future__ import annotations
 
 from fractions import Fraction
+from math import prod
 from typing import Any
 
 import torch
@@ -19,6 +20,7 @@ from ..analysis import Report
 from ..graph import Graph
 from ..results import MATCH, MISMATCH, CheckRow
 from ..rf import RF
+from ..rfperiod import end
 from .build import NetcalcModule, _module_of, flatten_outputs
 
 
@@ -76,7 +78,7 @@ class _SpreadMaxPool(nn.Module):
 
 def _integral(rf) -> bool:
     return all(v.denominator == 1 for d in rf.dims if not d.whole
-               for v in (d.size, d.stride, d.lo, d.hi))
+               for v in (d.size, d.stride, d.lo, d.hi, *(x for e in d.ends or () for x in e)))
 
 
 def _exact_dims(values: list, rf) -> list:
@@ -172,15 +174,24 @@ def _measure_rf(graph: Graph, report: Report, probes: list, in_info, dtype: torc
     rows: list[CheckRow] = []
     border_skips = behind_skips = 0
     nodes = {n.name: n for n in graph.nodes}
+    units: dict[str, list] = {}  # layer -> [(its unit's key, measured, (region, clipped))]
+    layer_of = {}
     for key, measured in extents.items():
-        for r, (lo_hi, clipped) in targets[key]:
-            if clipped and copied[r.name]:
-                border_skips += 1
-            elif uneven[r.name] == "behind":
-                behind_skips += 1
-            else:
-                rows.append(_judge(r, nodes[r.name], key, measured, lo_hi, clipped,
-                                   uneven[r.name] == "own", dtype))
+        for r, expect in targets[key]:
+            units.setdefault(r.name, []).append((key, measured, expect))
+            layer_of[r.name] = r
+    for name, seen in units.items():
+        r = layer_of[name]
+        if any(clipped for _, _, (_, clipped) in seen) and copied[name]:
+            border_skips += 1
+        elif uneven[name] == "behind":
+            behind_skips += 1
+        elif len(seen) == 1:
+            key, measured, (lo_hi, clipped) = seen[0]
+            rows.append(_judge(r, nodes[name], key, measured, lo_hi, clipped,
+                               uneven[name] == "own", dtype))
+        else:
+            rows.append(_judge_period(r, nodes[name], seen, dtype))
     rows.sort(key=lambda row: order[row.layer])
     if behind_skips and skipped is not None:
         skipped.append(f"rf: {behind_skips} layer(s) not measured: they follow a layer whose "
@@ -267,23 +278,28 @@ def _targets(graph: Graph, report: Report, model: NetcalcModule, probes: list,
             root[node.name] = root.get(src, src)
     targets: dict[tuple[str, tuple], list] = {}
     for r in probes:
-        axes = r.rf.spatial_axes(len(r.shape))
-        packs = r.rf.packs(r.shape)
-        sizes = [1 if p is None else p[1] for p in packs]
-        unit, expect = _choose_unit(r.rf, sizes, in_sizes)
-        # per spatial axis (channel-last too), the indices holding the unit: along an
-        # axis of merged dims, every index whose digit ``value // q % n`` of each dim it
-        # holds is the unit's -- the digits of channels merged in stay free, so the unit
-        # combines its channels as on an unmerged map (a flattened (C, H, W) map holds
-        # the unit (h, w) at c*H*W + h*W + w for every c)
-        digits: dict[int, list] = {}
-        for a, p, j in zip(axes, packs, unit):
-            if a is not None:
-                digits.setdefault(a, []).append((p[0], p[1], j))
-        unit = tuple((a, tuple(i for i in range(r.shape[a])
-                               if all(i // q % n == j for q, n, j in digits[a])))
-                     for a in sorted(digits))
-        targets.setdefault((root.get(r.name, r.name), unit), []).append((r, expect))
+        places = r.rf.digits(r.shape)
+        sizes = [1 if not dig else prod(n for _, _, n, _ in dig) for dig in places]
+        if any(d.ends is not None for d in r.rf.dims):
+            chosen = _choose_period(r.rf, sizes, in_sizes)
+        else:
+            chosen = [_choose_unit(r.rf, sizes, in_sizes)]
+        for unit, expect in chosen:
+            # per spatial axis (channel-last too), the indices holding the unit: along
+            # an axis of merged dims, every index whose digit ``value // q % n`` of each
+            # dim it holds is the unit's (a dim split into windows has one digit per
+            # axis: the window, the offset in it) -- the digits of channels merged in
+            # stay free, so the unit combines its channels as on an unmerged map (a
+            # flattened (C, H, W) map holds the unit (h, w) at c*H*W + h*W + w for
+            # every c)
+            digits: dict[int, list] = {}
+            for dig, j in zip(places, unit):
+                for a, q, n, w in dig:
+                    digits.setdefault(a, []).append((q, n, j // w % n))
+            held = tuple((a, tuple(i for i in range(r.shape[a])
+                                   if all(i // q % n == v for q, n, v in digits[a])))
+                         for a in sorted(digits))
+            targets.setdefault((root.get(r.name, r.name), held), []).append((r, expect))
     return targets
 
 
@@ -442,3 +458,71 @@ def _choose_unit(rf, out_sizes, in_sizes) -> tuple[tuple[int, ...], tuple[list, 
         unit.append(j)
         regions.append([int(lo), int(hi)] if lo <= hi else None)
     return tuple(unit), (regions, clipped)
+
+
+def _choose_period(rf, out_sizes, in_sizes) -> list:
+    """Units covering one period of every uneven (windowed) dim: per such dim the P
+    consecutive units nearest the centre whose regions all lie inside the input, unit k
+    at phase k of each dim (the fields are separable: one backward pass measures every
+    dim of a unit); an even dim keeps :func:`_choose_unit`'s unit. Where no period lies
+    inside the input its regions are clipped to it. [(unit, (regions, clipped))]."""
+    (base, _) = _choose_unit(rf, out_sizes, in_sizes)
+    count = max(d.period for d in rf.dims if not d.whole)
+    first, clipped = [], False
+    for d, j, n_out, n_in in zip(rf.dims, base, out_sizes, in_sizes):
+        if d.whole or d.ends is None:
+            first.append(None)
+            continue
+        period = min(d.period, n_out)
+        centre = (n_out - period) // 2
+        inside = [s for s in range(n_out - period + 1)
+                  if all(0 <= end(d, s + k)[0] and end(d, s + k)[1] <= n_in - 1
+                         for k in range(period))]
+        if not inside:
+            clipped = True
+        first.append(min(inside, key=lambda s: (abs(s - centre), s)) if inside else centre)
+    out = []
+    for k in range(count):
+        unit, regions = [], []
+        for d, j, s, n_out, n_in in zip(rf.dims, base, first, out_sizes, in_sizes):
+            if d.whole:
+                unit.append(0)
+                regions.append([0, n_in - 1])
+                continue
+            u = j if s is None else s + k % min(d.period, n_out)
+            lo, hi = end(d, u)
+            lo, hi = max(lo, 0), min(hi, n_in - 1)
+            unit.append(u)
+            regions.append([int(lo), int(hi)] if lo <= hi else None)
+        out.append((tuple(unit), (regions, clipped or any(
+            not d.whole and (end(d, u)[0] < 0 or end(d, u)[1] > n_in - 1)
+            for d, u, n_in in zip(rf.dims, unit, in_sizes)))))
+    return out
+
+
+def _judge_period(r: Any, node: Any, seen: list, dtype: torch.dtype) -> CheckRow:
+    """The row of a layer with uneven (windowed) units: every unit of one period is
+    judged as one unit is (:func:`_judge`); the row shows, per dim, the largest extent
+    of those units, analytic and measured."""
+    verdicts = [_judge(r, node, key, measured, lo_hi, clipped, False, dtype)
+                for key, measured, (lo_hi, clipped) in seen]
+    bad = next((v for v in verdicts if v.verdict == MISMATCH), None)
+
+    def largest(values: list) -> list:
+        out = []
+        for i, d in enumerate(r.rf.dims):
+            ext = [v[i][1] - v[i][0] + 1 for v in values
+                   if isinstance(v[i], list) and v[i] is not None]
+            out.append("global" if d.whole else max(ext) if ext else None)
+        return out
+    note = (f"uneven units (period {[None if d.whole else d.period for d in r.rf.dims]}): "
+            f"{len(seen)} units, each region compared; largest extent shown")
+    if bad is not None:
+        note += f"; first mismatch at {bad.rule}: {bad.analytic} vs {bad.torch}"
+    elif any(clipped for _, _, (_, clipped) in seen):
+        note += ", clipped to the input"
+    if dtype == torch.float64:
+        note += ", float64"
+    return CheckRow(r.name, node.type, "rf", largest([v.analytic for v in verdicts]),
+                    largest([v.torch for v in verdicts]), MISMATCH if bad else MATCH,
+                    note, node.mark.line)
