@@ -182,7 +182,9 @@ def _measure_rf(graph: Graph, report: Report, probes: list, in_info, dtype: torc
             layer_of[r.name] = r
     for name, seen in units.items():
         r = layer_of[name]
-        if any(clipped for _, _, (_, clipped) in seen) and copied[name]:
+        if copied[name]:  # a clipped unit reads copied or wrapped-around pixels
+            seen = [u for u in seen if not u[2][1]]
+        if not seen:
             border_skips += 1
         elif uneven[name] == "behind":
             behind_skips += 1
@@ -235,11 +237,12 @@ def _stepping(graph: Graph, report: Report) -> dict[str, str]:
 
 
 def _copied_borders(graph: Graph) -> dict[str, bool]:
-    """Per node: behind a padding that copies the input (reflect, replicate, circular)?
-    At the border its units read real pixels where the analytic field sees padding."""
+    """Per node: behind a padding that copies the input (reflect, replicate, circular)
+    or a Roll (which wraps around)? At the border its units read real pixels where the
+    analytic field sees padding, or the other edge of the map."""
     copied: dict[str, bool] = {}
     for node in graph.nodes:
-        own = node.type.startswith(("Reflection", "Replication", "Circular")) or \
+        own = node.type.startswith(("Reflection", "Replication", "Circular", "Roll")) or \
             getattr(node.layer, "padding_mode", "zeros") not in ("zeros", None)
         copied[node.name] = own or any(copied.get(src.node, False) for src in node.sources)
     return copied
@@ -465,10 +468,11 @@ def _choose_period(rf, out_sizes, in_sizes) -> list:
     consecutive units nearest the centre whose regions all lie inside the input, unit k
     at phase k of each dim (the fields are separable: one backward pass measures every
     dim of a unit); an even dim keeps :func:`_choose_unit`'s unit. Where no period lies
-    inside the input its regions are clipped to it. [(unit, (regions, clipped))]."""
+    inside the input, the regions of the units that poke out are clipped to it (and
+    are not judged behind a Roll or a copying padding). [(unit, (regions, clipped))]."""
     (base, _) = _choose_unit(rf, out_sizes, in_sizes)
     count = max(d.period for d in rf.dims if not d.whole)
-    first, clipped = [], False
+    first = []
     for d, j, n_out, n_in in zip(rf.dims, base, out_sizes, in_sizes):
         if d.whole or d.ends is None:
             first.append(None)
@@ -478,8 +482,6 @@ def _choose_period(rf, out_sizes, in_sizes) -> list:
         inside = [s for s in range(n_out - period + 1)
                   if all(0 <= end(d, s + k)[0] and end(d, s + k)[1] <= n_in - 1
                          for k in range(period))]
-        if not inside:
-            clipped = True
         first.append(min(inside, key=lambda s: (abs(s - centre), s)) if inside else centre)
     out = []
     for k in range(count):
@@ -494,7 +496,7 @@ def _choose_period(rf, out_sizes, in_sizes) -> list:
             lo, hi = max(lo, 0), min(hi, n_in - 1)
             unit.append(u)
             regions.append([int(lo), int(hi)] if lo <= hi else None)
-        out.append((tuple(unit), (regions, clipped or any(
+        out.append((tuple(unit), (regions, any(
             not d.whole and (end(d, u)[0] < 0 or end(d, u)[1] > n_in - 1)
             for d, u, n_in in zip(rf.dims, unit, in_sizes)))))
     return out
@@ -516,7 +518,7 @@ def _judge_period(r: Any, node: Any, seen: list, dtype: torch.dtype) -> CheckRow
             out.append("global" if d.whole else max(ext) if ext else None)
         return out
     note = (f"uneven units (period {[None if d.whole else d.period for d in r.rf.dims]}): "
-            f"{len(seen)} units, each region compared; largest extent shown")
+            f"{len(seen)} units, each region compared; their largest extent shown")
     if bad is not None:
         note += f"; first mismatch at {bad.rule}: {bad.analytic} vs {bad.torch}"
     elif any(clipped for _, _, (_, clipped) in seen):
