@@ -16,20 +16,21 @@ tables and JSON report), ``stride`` is J and ``start`` the centre of unit 0's re
 Why this form: every layer of a Swin block maps such a table to another of the same
 form with a period that stays small (at most lcm of the window sizes and strides), so
 the field stays exact, in ints or Fractions, with no per-position enumeration of the
-map. Every rule below is one :func:`gather`: the new unit p reads the input positions
-``taps(p)`` and sees the union of their regions, ``[min lo, max hi]`` (the extent; a
+map. Every rule below is one :func:`gather`: the new unit p reads the units ``first(p)``
+to ``last(p)`` and sees the union of their regions: the ends are monotone (every rule
+keeps them non-decreasing in p), so that is ``[lo(first), hi(last)]``, the extent (a
 union with gaps is reported by its extent, as a dilated kernel's field is):
 
 * a window (convolution, pooling) of kernel k, stride s, padding pad, dilation d:
-  ``taps(p) = {p*s - pad + j*d}``, period ``P / gcd(P, s)``, jump ``J*s``;
+  units ``p*s - pad`` to ``p*s - pad + d*(k-1)``, period ``P / gcd(P, s)``, jump ``J*s``;
 * mixing within windows of w units (attention, softmax or a matrix product along the
-  token axis of a dim split into windows): ``taps(p) = {w*floor(p/w), ..., +w-1}``,
+  token axis of a dim split into windows): units ``w*floor(p/w)`` to ``+ w-1``,
   period ``lcm(P, w)``;
-* a Roll by s: ``taps(p) = {p - s}``, a translation. A conventional field ignores the
+* a Roll by s: unit ``p - s``, a translation. A conventional field ignores the
   borders as it ignores padding: units whose roll wraps around the map see the other
   edge as well, which the field does not describe (nor does it describe a unit
   reading zero padding);
-* a slice ``x[first::step]``: ``taps(p) = {first + p*step}``.
+* a slice ``x[first::step]``: unit ``first + p*step``.
 
 A union of paths (Add, Concat) takes ``min lo`` and ``max hi`` unit by unit, over the
 lcm of the periods (paths with different jumps: the dim turns global). Periods above
@@ -39,7 +40,7 @@ lcm of the periods (paths with different jumps: the dim turns global). Periods a
 from __future__ import annotations
 
 from math import gcd
-from typing import Callable, Iterable
+from typing import Callable
 
 from .rf import WHOLE, RFDim, exact, half
 
@@ -78,42 +79,42 @@ def periodic(stride, ends: "list[tuple]") -> RFDim:
                  ends=table)
 
 
-def gather(d: RFDim, period: int, stride, taps: Callable[[int], Iterable[int]]) -> RFDim:
+def gather(d: RFDim, period: int, stride, span: Callable[[int], "tuple[int, int]"]) -> RFDim:
     """The dim whose unit p (of ``period`` units, jump ``stride``) sees the union of the
-    regions of units ``taps(p)`` of ``d``."""
+    regions of units ``span(p) = (first, last)`` of ``d`` (and those between)."""
     if d.whole:
         return d
     if period > MAX_PERIOD:
         return WHOLE
     ends = []
     for p in range(period):
-        seen = [end(d, x) for x in taps(p)]
-        ends.append((min(a for a, _ in seen), max(b for _, b in seen)))
+        first, last = span(p)
+        ends.append((end(d, first)[0], end(d, last)[1]))
     return periodic(exact(stride), ends)
 
 
 def windowed(d: RFDim, kernel: int, stride: int, pad: int, dilation: int) -> RFDim:
     """After a window (convolution, pooling) over an uneven dim."""
     period = d.period // gcd(d.period, stride)
+    reach = dilation * (kernel - 1)
     return gather(d, period, d.stride * stride,
-                  lambda p: (p * stride - pad + j * dilation for j in range(kernel)))
+                  lambda p: (p * stride - pad, p * stride - pad + reach))
 
 
 def within(d: RFDim, w: int) -> RFDim:
     """Every unit sees its whole window of ``w`` units (windows aligned to 0, w, 2w...)."""
-    return gather(d, lcm(d.period, w), d.stride,
-                  lambda p: range(p - p % w, p - p % w + w))
+    return gather(d, lcm(d.period, w), d.stride, lambda p: (p - p % w, p - p % w + w - 1))
 
 
 def translated(d: RFDim, shift: int) -> RFDim:
     """``roll(x, shift)`` along the dim, in the interior: unit p reads unit p - shift."""
-    return gather(d, d.period, d.stride, lambda p: (p - shift,))
+    return gather(d, d.period, d.stride, lambda p: (p - shift, p - shift))
 
 
 def strided(d: RFDim, first: int, step: int) -> RFDim:
     """``x[first::step]`` along the dim."""
     return gather(d, d.period // gcd(d.period, step), d.stride * step,
-                  lambda p: (first + p * step,))
+                  lambda p: (first + p * step, first + p * step))
 
 
 def union(parts: "list[RFDim]") -> RFDim:
