@@ -119,7 +119,7 @@ def test_windowed_fields_match_the_derivation_and_autograd():
         assert ([d.period for d in rf.dims] if period else [1, 1]) == (period or [1, 1]), name
     # the 6 x 6 pool has no unit of a period inside the input: not probed
     probed = [name for name in EXPECTED if name != "pool"]
-    rows = {r.layer: r for r in empirical_rf(graph, report, layers=probed)}
+    rows = {r.layer: r for r in empirical_rf(graph, report, layers=probed, every_unit=True)}
     for name in probed:
         size = EXPECTED[name][0]
         assert rows[name].verdict == "match", rows[name]
@@ -180,7 +180,7 @@ def test_swin_t_stage_fields_against_autograd(tmp_path, runner):
     assert [r.name for r in report.layers] == list(full)
     assert all(rf_json(r.rf) == full[r.name] for r in report.layers)  # the same fields
     probed = [n for n, s in SWIN_T.items() if s is not None and s <= 168]
-    rows = {r.layer: r for r in empirical_rf(graph, report, layers=probed)}
+    rows = {r.layer: r for r in empirical_rf(graph, report, layers=probed, every_unit=True)}
     for name in probed:
         assert rows[name].verdict == "match", rows[name]
         assert rows[name].torch == [SWIN_T[name]] * 2, rows[name]

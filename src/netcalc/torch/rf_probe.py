@@ -87,8 +87,8 @@ def _exact_dims(values: list, rf) -> list:
 
 
 def empirical_rf(graph: Graph, report: Report, *, seed: int = 0,
-                 skipped: list[str] | None = None, layers: list[str] | None = None
-                 ) -> list[CheckRow]:
+                 skipped: list[str] | None = None, layers: list[str] | None = None,
+                 every_unit: bool = False) -> list[CheckRow]:
     """Measure the receptive field of every spatial layer by backpropagation.
 
     The model is built in float32 (a layer that disagrees is measured again in
@@ -117,6 +117,13 @@ def empirical_rf(graph: Graph, report: Report, *, seed: int = 0,
     (a flattened map) are probed at the unit's indices in that axis: every index whose
     digit of each merged dim is the unit's, so channels merged in with them (a flatten of
     ``(C, H, W)``) are combined as on the unflattened map, whose field is their union.
+
+    A windowed (uneven) field (:mod:`netcalc.rfperiod`: Swin's window attention) has
+    units of different regions: its row probes, among the units of one period nearest
+    the centre whose regions lie inside the input, the one of the largest extent (the
+    size the field reports), and compares its region exactly; with ``every_unit`` every
+    unit of the period is probed and compared (a backward pass each: what the tests
+    do; verify keeps one per layer, as Swin-T has some 300 windowed rows).
 
     Several layers are probed at once, one per sample of a batch (eval mode keeps
     samples independent).
@@ -149,25 +156,28 @@ def empirical_rf(graph: Graph, report: Report, *, seed: int = 0,
         return []
     # float32 is fast; a gradient that underflows there can only shrink the measured
     # extent, so every layer that disagrees is measured again in float64
-    rows = _measure_rf(graph, report, probes, in_info, torch.float32, seed, skipped)
+    rows = _measure_rf(graph, report, probes, in_info, torch.float32, seed, skipped,
+                       every_unit)
     again = {r.layer for r in rows if r.verdict == MISMATCH}
     if again:
         redo = {r.layer: r for r in _measure_rf(graph, report,
                                                  [p for p in probes if p.name in again],
-                                                 in_info, torch.float64, seed)}
+                                                 in_info, torch.float64, seed, None,
+                                                 every_unit)}
         rows = [redo.get(r.layer, r) for r in rows]
     return rows
 
 
 def _measure_rf(graph: Graph, report: Report, probes: list, in_info, dtype: torch.dtype,
-                seed: int, skipped: list[str] | None = None) -> list[CheckRow]:
+                seed: int, skipped: list[str] | None = None, every_unit: bool = False
+                ) -> list[CheckRow]:
     """The probe at ``dtype``, phase by phase; one row per probed layer."""
     in_sizes = in_info.shape[2:]
     uneven = _stepping(graph, report)
     copied = _copied_borders(graph)
     gen = torch.Generator().manual_seed(seed)
     model = _probe_model(graph, dtype, gen)
-    targets = _targets(graph, report, model, probes, in_sizes)
+    targets = _targets(graph, report, model, probes, in_sizes, every_unit)
     order = {n.name: i for i, n in enumerate(graph.nodes)}
     extents = _extents(model, report, sorted(targets, key=lambda k: order[k[0]]), in_info,
                        dtype, gen)
@@ -188,7 +198,7 @@ def _measure_rf(graph: Graph, report: Report, probes: list, in_info, dtype: torc
             border_skips += 1
         elif uneven[name] == "behind":
             behind_skips += 1
-        elif len(seen) == 1:
+        elif all(d.ends is None for d in r.rf.dims):
             key, measured, (lo_hi, clipped) = seen[0]
             rows.append(_judge(r, nodes[name], key, measured, lo_hi, clipped,
                                uneven[name] == "own", dtype))
@@ -267,7 +277,7 @@ def _probe_model(graph: Graph, dtype: torch.dtype, gen: torch.Generator) -> Netc
 
 
 def _targets(graph: Graph, report: Report, model: NetcalcModule, probes: list,
-             in_sizes) -> dict[tuple[str, tuple], list]:
+             in_sizes, every_unit: bool = False) -> dict[tuple[str, tuple], list]:
     """(node measured, its unit at each spatial axis) -> [(layer, (expected region,
     clipped))]. A layer built as the identity here (activation, norm, dropout) outputs
     the very tensor of its source: the source is measured once for both."""
@@ -285,6 +295,9 @@ def _targets(graph: Graph, report: Report, model: NetcalcModule, probes: list,
         sizes = [1 if not dig else prod(n for _, _, n, _ in dig) for dig in places]
         if any(d.ends is not None for d in r.rf.dims):
             chosen = _choose_period(r.rf, sizes, in_sizes)
+            if not every_unit:  # the unit of the largest extent, inside the input first
+                chosen = [max(chosen, key=lambda u: (not u[1][1], sum(
+                    g[1] - g[0] for g in u[1][0] if g is not None)))]
         else:
             chosen = [_choose_unit(r.rf, sizes, in_sizes)]
         for unit, expect in chosen:
@@ -517,8 +530,11 @@ def _judge_period(r: Any, node: Any, seen: list, dtype: torch.dtype) -> CheckRow
                    if isinstance(v[i], list) and v[i] is not None]
             out.append("global" if d.whole else max(ext) if ext else None)
         return out
-    note = (f"uneven units (period {[None if d.whole else d.period for d in r.rf.dims]}): "
-            f"{len(seen)} units, each region compared; their largest extent shown")
+    period = [None if d.whole else d.period for d in r.rf.dims]
+    note = (f"uneven units (period {period}): {len(seen)} units of a period, each region "
+            "compared; their largest extent shown" if len(seen) > 1 else
+            f"uneven units (period {period}): the one of the largest extent compared "
+            f"({verdicts[0].rule})")
     if bad is not None:
         note += f"; first mismatch at {bad.rule}: {bad.analytic} vs {bad.torch}"
     elif any(clipped for _, _, (_, clipped) in seen):
