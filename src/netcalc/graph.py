@@ -52,6 +52,8 @@ class Ref(NamedTuple):  # a NamedTuple: hashed per edge in dict lookups, C-fast
 
 @dataclass
 class Node:
+    """One layer instance of the expanded graph, with its inputs and how the spec marks it."""
+
     name: str
     layer: Layer
     sources: list[Ref]
@@ -69,6 +71,8 @@ class Node:
 
 @dataclass
 class Graph:
+    """The expanded spec: inputs, nodes in execution order, outputs, containers."""
+
     spec: Spec
     inputs: dict[str, TensorInfo]
     nodes: list[Node]
