@@ -184,3 +184,18 @@ def test_swin_t_stage_fields_against_autograd(tmp_path, runner):
     for name in probed:
         assert rows[name].verdict == "match", rows[name]
         assert rows[name].torch == [SWIN_T[name]] * 2, rows[name]
+
+
+def test_windows_of_a_long_period_turn_global_quickly():
+    """Periods past netcalc.rfperiod.MAX_PERIOD (1024 units) are not tabled: the dim
+    turns global (bounded time and memory on any spec); shorter ones stay exact."""
+    text = """
+input: [2, 6000]
+layers:
+  - {name: cut, Reshape: [2, %d, %d]}
+  - {name: mix, Softmax: -1}
+"""
+    long = analyze_text(text % (3, 2000)).layers[-1].rf
+    assert long.global_
+    short = analyze_text(text % (1000, 6)).layers[-1].rf
+    assert short.dims[0].size == 6 and short.dims[0].period == 6

@@ -45,7 +45,7 @@ from typing import Callable
 from .rf import WHOLE, RFDim, exact, half
 
 #: largest period kept exactly; beyond it the dim is global
-MAX_PERIOD = 4096
+MAX_PERIOD = 1024
 
 
 def lcm(a: int, b: int) -> int:
