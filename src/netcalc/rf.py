@@ -37,7 +37,9 @@ unit then sees its whole window, an uneven field (:mod:`netcalc.rfperiod`: the r
 ends are periodic-affine step functions, ``RFDim.ends``).
 
 "Global" is per dim: ``dims[i].whole`` says a unit may see every position along dim i
-(after a Roll, a reduction, a Linear, a Select or a Softmax along the axis holding it);
+(after a reduction, a Linear, a Select or a Softmax along the axis holding it; a Roll
+along an axis holding one dim alone is a translation, along merged or split dims it
+makes them whole; mixing a dim's window index, or a window as large as the dim, too);
 the other dims stay exact. A whole dim has no axis. When every dim is whole the field
 is ``GLOBAL``. Layers that act on fixed trailing axes (windows, padding, resampling)
 see a moved or merged layout as mixing: GLOBAL.
