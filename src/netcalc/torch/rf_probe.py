@@ -516,31 +516,20 @@ def _choose_period(rf, out_sizes, in_sizes) -> list:
 
 
 def _judge_period(r: Any, node: Any, seen: list, dtype: torch.dtype) -> CheckRow:
-    """The row of a layer with uneven (windowed) units: every unit of one period is
-    judged as one unit is (:func:`_judge`); the row shows, per dim, the largest extent
-    of those units, analytic and measured."""
+    """The row of a layer with uneven (windowed) units: each unit probed is judged as
+    one unit is (:func:`_judge`); the row shows the first mismatching unit, else the
+    one of the largest analytic extent (the size the field reports), region against
+    measured extent."""
     verdicts = [_judge(r, node, key, measured, lo_hi, clipped, False, dtype)
                 for key, measured, (lo_hi, clipped) in seen]
-    bad = next((v for v in verdicts if v.verdict == MISMATCH), None)
 
-    def largest(values: list) -> list:
-        out = []
-        for i, d in enumerate(r.rf.dims):
-            ext = [v[i][1] - v[i][0] + 1 for v in values
-                   if isinstance(v[i], list) and v[i] is not None]
-            out.append("global" if d.whole else max(ext) if ext else None)
-        return out
+    def extent(v: CheckRow) -> int:
+        return sum(x[1] - x[0] + 1 for x in v.analytic if isinstance(x, list))
+    bad = next((v for v in verdicts if v.verdict == MISMATCH), None)
+    shown = bad or max(verdicts, key=extent)
     period = [None if d.whole else d.period for d in r.rf.dims]
-    note = (f"uneven units (period {period}): {len(seen)} units of a period, each region "
-            "compared; their largest extent shown" if len(seen) > 1 else
-            f"uneven units (period {period}): the one of the largest extent compared "
-            f"({verdicts[0].rule})")
-    if bad is not None:
-        note += f"; first mismatch at {bad.rule}: {bad.analytic} vs {bad.torch}"
-    elif any(clipped for _, _, (_, clipped) in seen):
-        note += ", clipped to the input"
-    if dtype == torch.float64:
-        note += ", float64"
-    return CheckRow(r.name, node.type, "rf", largest([v.analytic for v in verdicts]),
-                    largest([v.torch for v in verdicts]), MISMATCH if bad else MATCH,
-                    note, node.mark.line)
+    note = f"uneven units (period {period}): " + (
+        f"{len(seen)} units of a period compared, each exactly; shown: {shown.rule}"
+        if len(seen) > 1 else f"the one of the largest extent compared: {shown.rule}")
+    return CheckRow(r.name, node.type, "rf", shown.analytic, shown.torch,
+                    MISMATCH if bad else MATCH, note, node.mark.line)
