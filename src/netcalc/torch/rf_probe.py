@@ -26,10 +26,13 @@ from .build import NetcalcModule, _module_of, flatten_outputs
 
 #: modules replaced by Identity while measuring receptive fields: point-wise maps whose
 #: gradient can vanish (ReLU of a negative, saturated clamps) and norms whose statistics
-#: mix positions (the analytic field ignores statistics, see netcalc.layers.norm)
+#: mix positions (the analytic field ignores statistics, see netcalc.layers.norm);
+#: softmaxes spread their gradient (a saturated one rounds it to 0, deep in Swin-T)
 def _rf_surrogate(module: nn.Module) -> nn.Module | None:
     act = nn.modules.activation
     keep = (act.Softmax, act.Softmin, act.LogSoftmax, act.Softmax2d, act.MultiheadAttention)
+    if isinstance(module, (act.Softmax, act.Softmin, act.LogSoftmax)):
+        return _SpreadSoftmax(module)
     if type(module).__module__ == act.__name__ and not isinstance(module, keep):
         return nn.Identity()
     if isinstance(module, (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase,
@@ -76,6 +79,22 @@ class _SpreadMaxPool(nn.Module):
         return y.detach() + summed - summed.detach()
 
 
+class _SpreadSoftmax(nn.Module):
+    """A softmax whose gradient reaches every element along its dim with weight 1:
+    ``softmax(x).detach() + sum(x) - sum(x).detach()``, the same values. A softmax mixes
+    the whole dim, but once its logits grow apart (positive weights, no norms: Swin-T's
+    later stages) the gradient of all but the largest rounds to 0, even in float64."""
+
+    def __init__(self, softmax: nn.Module):
+        super().__init__()
+        self.softmax = softmax
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dim = self.softmax.dim if self.softmax.dim is not None else -1
+        total = x.sum(dim=dim, keepdim=True)
+        return self.softmax(x).detach() + total - total.detach()
+
+
 def _integral(rf) -> bool:
     return all(v.denominator == 1 for d in rf.dims if not d.whole
                for v in (d.size, d.stride, d.lo, d.hi, *(x for e in d.ends or () for x in e)))
@@ -94,10 +113,10 @@ def empirical_rf(graph: Graph, report: Report, *, seed: int = 0,
     The model is built in float32 (a layer that disagrees is measured again in
     float64: an underflowing gradient can only shrink the extent) with every
     parameter a positive random value scaled by 1/fan-in, in eval mode, on a
-    positive random input; activations,
-    dropout and norms are replaced by the identity and max pools spread their
-    gradient over the whole window (the field is geometry: those modules only decide
-    whether a gradient vanishes, never where it can reach). For each layer whose
+    positive random input; activations, dropout and norms are replaced by the
+    identity, max pools spread their gradient over the whole window and softmaxes over
+    their whole dim (the field is geometry: those modules only decide whether a
+    gradient vanishes, never where it can reach). For each layer whose
     analytic field is integral and aligned, one output unit is chosen -- the one
     nearest the centre whose region lies inside the input (else the centre unit,
     compared after clipping to the input) -- and a positive random combination of
@@ -212,8 +231,8 @@ def _measure_rf(graph: Graph, report: Report, probes: list, in_info, dtype: torc
                        "describes a typical one")
     if border_skips and skipped is not None:
         skipped.append(f"rf: {border_skips} layer(s) not measured: no unit lies inside the "
-                       "input and a reflect/replicate/circular padding copies pixels at the "
-                       "border")
+                       "input and a reflect/replicate/circular padding or a Roll copies or "
+                       "wraps pixels at the border")
     return rows
 
 
