@@ -106,8 +106,10 @@ MEASURED = {
     "convnext_tiny": (32, {"features.0.1": 4, "features.1.0.block.2": 28,
                            "features.1.0.block.5": 28, "features.1.0.scaled": 28,
                            "features.3.2.add": 224}),
-    # Swin: the stem, its permute and norm, up to the first window partition
-    "swin_t": (224, {"features.0.2": 4, "features.1.0.norm1": 4}),
+    # Swin: the stem, its permute and norm, and the first two (windowed) blocks
+    "swin_t": (224, {"features.0.2": 4, "features.1.0.norm1": 4,
+                     # windowed: each unit its 7x7 window, then its shifted window
+                     "features.1.0.mlp_add": 28, "features.1.1.mlp_add": 56}),
     # ShuffleNet: Chunk halves and the channel shuffle (Unflatten, Permute, Flatten)
     "shufflenet_v2_x1_0": (32, {"stage2.1.split": 15, "stage2.1.shuffle.shuffled": 31,
                                 "stage3.0.shuffle.shuffled": 79}),
