@@ -26,9 +26,9 @@ is a translation in the interior (unit p reads unit p - shift, ``start' = start 
 shift*jump``); as padding, the wrap-around at the borders is not part of a field;
 along an axis of merged or split dims it makes them global. The others stay exact.
 Along other dims the field is kept (its axes renumbered when a dim before them
-disappears, as in channel-last layouts). Slicing an axis that holds merged spatial dims (a flattened map) cuts them:
-global. Expand of a size-1 spatial dim gives
-every unit the same region (jump 0). Gather has no spatial relation to its input
+disappears, as in channel-last layouts). Slicing an axis that holds merged spatial dims
+(a flattened map) cuts them: global. Expand of a size-1 spatial dim gives every unit
+the same region (jump 0). Gather has no spatial relation to its input
 (None); IndexSelect along a spatial dim is GLOBAL (data-dependent positions).
 """
 
