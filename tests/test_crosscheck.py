@@ -122,6 +122,15 @@ FAMILIES = {
               "- {name: bias, IndexSelect: 0, from: [table, idx]}\n"
               "- {name: gi, Buffer: {shape: [2, 3, 6], dtype: int64}}\n"
               "- {name: g, Gather: {dim: 1}, from: [input, gi]}"),
+    # a table without a batch dim, reshaped whole (MaxViT's relative position bias)
+    "batchless": ("[3, 4, 4]", "- {name: table, Parameter: [9, 3]}\n"
+                  "- {name: idx, Buffer: {shape: [4, 4], dtype: int64}}\n"
+                  "- {name: flat, Reshape: {shape: [-1], batch: false}, from: idx}\n"
+                  "- {name: rows, IndexSelect: 0, from: [table, flat]}\n"
+                  "- {name: grid, Reshape: {shape: [4, 4, -1], batch: false}}\n"
+                  "- {name: heads, Permute: [2, 0, 1]}\n"
+                  "- {name: bias, Reshape: {shape: [1, 3, 4, 4], batch: false}}\n"
+                  "- {Add: ~, from: [input, bias]}"),
     "parts": ("[6, 5, 4]", "- {name: c, Chunk: 2}\n"
               "- {name: s, Split: {split_size_or_sections: 2, dim: 2}, from: 'c:1'}\n"
               "- {name: s3, Split: {split_size_or_sections: [1, 4], dim: 2}, from: input}\n"

@@ -130,9 +130,9 @@ AUX = {"googlenet": {"aux_logits": False, "init_weights": False}}
 # (slower: it builds and runs the spec too) for a part of it, within the suite's budget
 ZOO = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0",
        "densenet121", "googlenet", "shufflenet_v2_x0_5", "squeezenet1_0", "convnext_tiny",
-       "vit_b_16"]
+       "vit_b_16", "swin_t", "maxvit_t"]
 ROUND_TRIP = {"resnet18", "mobilenet_v3_small", "shufflenet_v2_x0_5", "squeezenet1_0",
-              "convnext_tiny", "vit_b_16"}
+              "convnext_tiny", "vit_b_16", "swin_t", "maxvit_t"}
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -150,6 +150,10 @@ def test_torchvision_import(name):
     if name == "resnet50":  # readable: the bottleneck folded
         assert imported.text.count("\n") <= 80
         assert "repeat: $repeats" in imported.text
+    if name == "swin_t":  # torchvision's fx-wrapped attention, as specs/swin_t.yaml writes it
+        assert imported.text.count("\n") <= 160
+        assert "- {name: qkv, Linear: $out_features}" in imported.text
+        assert "Reshape: {shape: $shape_view, batch: false}" in imported.text
 
 
 # ------------------------------------------------------------------ the command

@@ -43,17 +43,21 @@ class Concat(nn.Module):
 
 
 class Reshape(nn.Module):
-    """Reshape each sample to ``shape``, keeping the batch dim."""
+    """Reshape each sample to ``shape``, keeping the batch dim; ``batch=False``: a
+    tensor without a batch dim, to ``shape`` whole."""
 
-    def __init__(self, shape: tuple[int, ...]):
+    def __init__(self, shape: tuple[int, ...], batch: bool = True):
         super().__init__()
         self.shape = tuple(shape)
+        self.batch = batch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.batch:
+            return x.reshape(self.shape)
         return x.reshape(x.shape[0], *self.shape)
 
     def extra_repr(self) -> str:
-        return f"shape={list(self.shape)}"
+        return f"shape={list(self.shape)}" + ("" if self.batch else ", batch=False")
 
 
 class Permute(nn.Module):
