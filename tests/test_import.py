@@ -111,6 +111,33 @@ def test_parameter_layer_at_its_attribute_path_and_ops_named_by_module():
     assert "ScaledDotProductAttention" in text and "Einsum" in text
 
 
+@pytest.mark.parametrize("v2", [False, True])
+def test_swin_window_attention_computes_what_torchvision_computes(v2):
+    """torchvision's fx-wrapped Swin functions, written as layers (netcalc.torch.wrapped):
+    a small Swin (V2: cosine attention, the position-bias MLP) gives torchvision's own
+    numbers up to the first shifted block (whose mask is a Constant of ones, as
+    specs/swin_t.yaml's: its values are not the mask's), and the same output shape."""
+    from torchvision.models import swin_transformer as sw
+
+    torch.manual_seed(0)
+    extra = {"block": sw.SwinTransformerBlockV2, "downsample_layer": sw.PatchMergingV2} \
+        if v2 else {}
+    source = sw.SwinTransformer([4, 4], 16, [2, 2], [2, 4], [4, 4], num_classes=5,
+                                **extra).eval()
+    text = to_spec(source, torch.randn(1, 3, 32, 32))
+    assert ("Normalize" in text and "cpb_mlp" in text) == v2
+    built = build_module(netcalc.parse(text, "t.yaml")).eval()
+    built.load_state_dict(source.state_dict(), strict=True)
+    seen = {}
+    probe = "features.1.0.norm2"  # after block 0's attention (unshifted) and its residual
+    source.get_submodule(probe).register_forward_hook(lambda m, i, o: seen.update(src=o))
+    built.get_submodule(probe).register_forward_hook(lambda m, i, o: seen.update(ours=o))
+    x = torch.randn(3, 3, 32, 32)  # another batch than the import's
+    with torch.no_grad():
+        assert built(x).shape == source(x).shape == (3, 5)
+    torch.testing.assert_close(seen["ours"], seen["src"])
+
+
 def test_cannot_express_names_the_op_and_the_module():
     class Odd(nn.Module):
         def __init__(self):
@@ -130,9 +157,9 @@ AUX = {"googlenet": {"aux_logits": False, "init_weights": False}}
 # (slower: it builds and runs the spec too) for a part of it, within the suite's budget
 ZOO = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0",
        "densenet121", "googlenet", "shufflenet_v2_x0_5", "squeezenet1_0", "convnext_tiny",
-       "vit_b_16", "swin_t", "maxvit_t"]
+       "vit_b_16", "swin_t", "swin_v2_t", "maxvit_t"]
 ROUND_TRIP = {"resnet18", "mobilenet_v3_small", "shufflenet_v2_x0_5", "squeezenet1_0",
-              "convnext_tiny", "vit_b_16", "swin_t", "maxvit_t"}
+              "convnext_tiny", "vit_b_16", "swin_t", "swin_v2_t", "maxvit_t"}
 
 
 @pytest.mark.parametrize("name", ZOO)

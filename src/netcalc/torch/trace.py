@@ -251,7 +251,10 @@ for _name, _type, _params in (
         ("hardswish", "Hardswish", ()), ("hardsigmoid", "Hardsigmoid", ()),
         ("sigmoid", "Sigmoid", ()), ("tanh", "Tanh", ()), ("mish", "Mish", ()),
         ("elu", "ELU", (("alpha", 1.0),)), ("leaky_relu", "LeakyReLU", (("negative_slope", 0.01),)),
-        ("hardtanh", "Hardtanh", (("min_val", -1.0), ("max_val", 1.0)))):
+        ("hardtanh", "Hardtanh", (("min_val", -1.0), ("max_val", 1.0))),
+        ("exp", "Exp", ()), ("clamp", "Clamp", (("min", None), ("max", None))),
+        ("clip", "Clamp", (("min", None), ("max", None))),
+        ("normalize", "Normalize", (("p", 2.0), ("dim", 1), ("eps", 1e-12)))):
     OPS[_name] = _activation(_type, *_params)
 
 

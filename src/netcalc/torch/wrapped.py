@@ -18,8 +18,11 @@ equal (torchvision's ``_ops``), and the weights sit at the source's module paths
   Reshape), qkv Linear, head split (Reshape, Permute, Select x3), ``q * d**-0.5 @ k^T``
   (Scale, Permute, MatMul), + bias, [+ shift mask: Constant], Softmax, [Dropout],
   ``@ v``, head merge, proj Linear, [Dropout], window reverse, [Roll back].
-  Swin-V2's cosine attention (``logit_scale``) needs F.normalize, clamp and exp,
-  which have no layer: it raises :class:`Unsupported` naming them.
+  Swin-V2's cosine attention (``logit_scale``): Normalize q and k instead of the
+  Scale, and the scores times ``exp(clamp(logit_scale, max=log 100))`` (Clamp, Exp,
+  Mul). Swin-V2 also zeroes the key third of qkv's bias (on a copy, in every forward);
+  here qkv is the plain Linear: equal for every torchvision weight, where that third
+  is zero (set at init, never trained: the forward's zeroing passes it no gradient).
 * ``_patch_merging_pad(x)``: four strided Slices and a Concat (no padding at even sizes).
 
 Feature maps that need padding to a multiple of the window (or to an even size) raise
@@ -28,6 +31,7 @@ Feature maps that need padding to a multiple of the window (or to an even size) 
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 from .trace import Held, Op, Ref, Unsupported, leaf_args, leaf_type
@@ -71,9 +75,6 @@ def shifted_window_attention(t, node, scope: str, args: list, kwargs: dict, resu
              "logit_scale", "training"]
     b = dict(zip(names, _bind(args, kwargs, names, attention_dropout=0.0, dropout=0.0,
                               qkv_bias=None, proj_bias=None, logit_scale=None, training=True)))
-    if b["logit_scale"] is not None:
-        raise Unsupported(f"{scope}: Swin-V2's cosine attention (F.normalize, clamp, exp) "
-                          "has no netcalc layer")
     x = b["input"]
     _, height, width, dim = t.shapes[node.args[0]].shape
     ws, heads = list(b["window_size"]), b["num_heads"]
@@ -96,9 +97,17 @@ def shifted_window_attention(t, node, scope: str, args: list, kwargs: dict, resu
     qkv = add("reshape", "Reshape", {"shape": [windows, n, 3, heads, hd]}, [qkv])
     qkv = add("permute", "Permute", {"dims": [0, 3, 1, 4, 2, 5]}, [qkv])  # (N, 3, w, h, n, d)
     q, k, v = (add("getitem", "Select", {"dim": 1, "index": i}, [qkv]) for i in range(3))
-    q = add("mul", "Scale", {"factor": hd ** -0.5}, [q])
+    if b["logit_scale"] is None:
+        q = add("mul", "Scale", {"factor": hd ** -0.5}, [q])
+    else:  # Swin-V2's cosine attention
+        q = add("normalize", "Normalize", {"dim": -1}, [q])
+        k = add("normalize", "Normalize", {"dim": -1}, [k])
     k = add("transpose", "Permute", {"dims": [0, 1, 2, 4, 3]}, [k])
     attn = add("matmul", "MatMul", {}, [q, k])                            # (N, w, h, n, n)
+    if b["logit_scale"] is not None:  # times exp(min(logit_scale, log 100)), per head
+        scale = add("clamp", "Clamp", {"max": math.log(100.0)}, [t.use(b["logit_scale"])])
+        scale = add("exp", "Exp", {}, [scale])
+        attn = add("mul", "Mul", {}, [attn, scale])
     attn = add("add", "Add", {}, [attn, t.use(b["relative_position_bias"])])
     if sum(shift) > 0:  # the shift mask, made in every forward: a Constant
         mask = add("attn_mask", "Constant", {"shape": [windows, 1, n, n]}, [])
