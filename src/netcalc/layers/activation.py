@@ -335,6 +335,8 @@ class Exp(_Activation):
 class Clamp(_Activation):
     """min(max(x, min), max) (torch.clamp); a bound not given is not applied."""
 
+    FLOPS_FORMULA = "numel(input) * the bounds given (1 compare each)"
+
     min = Arg(Float(), None, doc="lower bound (none: no lower bound)")
     max = Arg(Float(), None, doc="upper bound (none: no upper bound)")
 
@@ -358,6 +360,8 @@ class Normalize(_SoftmaxBase):
     PRIMARY = "dim"
     SAVES_RESULT = False
     FLOPS = 3  # autocast: the norm runs in float32, and so the division
+    FLOPS_FORMULA = ("numel(input) * 3 (square, sum, divide) + 2 per vector along dim "
+                     "(root, max with eps)")
     p = Arg(Float(), 2.0, doc="the norm's exponent")
     dim = Arg(AnyInt, 1, doc="the dim whose vectors are normalised")
     eps = Arg(Float(), 1e-12, doc="the smallest norm divided by")
@@ -369,8 +373,9 @@ class Normalize(_SoftmaxBase):
         return prod(self.x) * self.FLOPS + 2 * self.vectors()
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
-        # input.norm(p, dim, keepdim) keeps the input and the norm; clamp_min(eps) its
-        # output (the divisor); div the input and the divisor
+        """The input and two tensors of one value per vector: F.normalize's norm (kept
+        with the input by the norm) and the divisor clamp_min(eps) makes (kept with the
+        input by the division)."""
         return [saved_input(), saved_extra(self.vectors()), saved_extra(self.vectors())]
 
     def torch_module(self) -> Any:
