@@ -127,12 +127,13 @@ def _shift_mask(windows: int, n: int) -> torch.Tensor:
     return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0).unsqueeze(1)
 
 
-@pytest.mark.parametrize("v2", [False, True])
-def test_swin_window_attention_computes_what_torchvision_computes(v2):
+@pytest.mark.parametrize("v2, size", [(False, 32), (True, 32), (False, 36)])
+def test_swin_window_attention_computes_what_torchvision_computes(v2, size):
     """torchvision's fx-wrapped Swin functions, written as layers (netcalc.torch.wrapped):
     a small Swin (V2: cosine attention, the position-bias MLP) with torchvision's
     weights gives torchvision's output, shifted windows included once the spec's
-    Constant (ones: its counts, not its values) holds the shift mask's values."""
+    Constant (ones: its counts, not its values) holds the shift mask's values. At 36,
+    maps of 9 and 5 are padded to whole windows and 9 to an even size for merging."""
     from netcalc.torch.modules import ConstantTensor
     from torchvision.models import swin_transformer as sw
 
@@ -141,14 +142,17 @@ def test_swin_window_attention_computes_what_torchvision_computes(v2):
         if v2 else {}
     source = sw.SwinTransformer([4, 4], 16, [2, 2], [2, 4], [4, 4], num_classes=5,
                                 **extra).eval()
-    text = to_spec(source, torch.randn(1, 3, 32, 32))
+    text = to_spec(source, torch.randn(1, 3, size, size))
     assert ("Normalize" in text and "cpb_mlp" in text) == v2
+    assert ("ZeroPad3d" in text) == (size == 36)
     built = build_module(netcalc.parse(text, "t.yaml")).eval()
     built.load_state_dict(source.state_dict(), strict=True)
     masks = [m for m in built.modules() if isinstance(m, ConstantTensor)]
-    assert [m.shape for m in masks] == [(4, 1, 16, 16)]  # stage 1's shifted block only
-    masks[0].forward = lambda: _shift_mask(4, 16)
-    x = torch.randn(3, 3, 32, 32)  # another batch than the import's
+    assert [m.shape for m in masks] == ([(4, 1, 16, 16)] if size == 32 else  # 8 / 4
+                                        [(9, 1, 16, 16), (4, 1, 16, 16)])  # 12 / 4, 8 / 4
+    for m in masks:
+        m.forward = lambda m=m: _shift_mask(m.shape[0], m.shape[2])
+    x = torch.randn(3, 3, size, size)  # another batch than the import's
     with torch.no_grad():
         torch.testing.assert_close(built(x), source(x))
 

@@ -23,10 +23,10 @@ equal (torchvision's ``_ops``), and the weights sit at the source's module paths
   Mul). Swin-V2 also zeroes the key third of qkv's bias (on a copy, in every forward);
   here qkv is the plain Linear: equal for every torchvision weight, where that third
   is zero (set at init, never trained: the forward's zeroing passes it no gradient).
-* ``_patch_merging_pad(x)``: four strided Slices and a Concat (no padding at even sizes).
+* ``_patch_merging_pad(x)``: [ZeroPad3d to even sizes], four strided Slices, a Concat.
 
-Feature maps that need padding to a multiple of the window (or to an even size) raise
-:class:`Unsupported`: torchvision's weights' evaluation sizes need none.
+A map that is not a whole number of windows is padded (ZeroPad3d of the channel-last
+``(N, H, W, C)``, as F.pad) and cut back after (Slices), as torchvision does.
 """
 
 from __future__ import annotations
@@ -78,16 +78,18 @@ def shifted_window_attention(t, node, scope: str, args: list, kwargs: dict, resu
     x = b["input"]
     _, height, width, dim = t.shapes[node.args[0]].shape
     ws, heads = list(b["window_size"]), b["num_heads"]
-    if height % ws[0] or width % ws[1]:
-        raise Unsupported(f"{scope}: a {height}x{width} map padded to {ws} windows")
+    pad_r, pad_b = (ws[1] - width % ws[1]) % ws[1], (ws[0] - height % ws[0]) % ws[0]
+    padded_h, padded_w = height + pad_b, width + pad_r
     shift = list(b["shift_size"])
-    shift = [0 if ws[0] >= height else shift[0], 0 if ws[1] >= width else shift[1]]
-    gh, gw = height // ws[0], width // ws[1]
+    shift = [0 if ws[0] >= padded_h else shift[0], 0 if ws[1] >= padded_w else shift[1]]
+    gh, gw = padded_h // ws[0], padded_w // ws[1]
     windows, n, hd = gh * gw, ws[0] * ws[1], dim // heads
 
     def add(name: str, kind: str, layer_args: dict, inputs: list) -> Ref:
         return t.emit(Op(t.unique(f"{scope}.{name}"), kind, layer_args, inputs, []), scope)
 
+    if pad_r or pad_b:  # F.pad of (N, H, W, C) to whole windows
+        x = add("pad", "ZeroPad3d", {"padding": [0, 0, 0, pad_r, 0, pad_b]}, [x])
     if sum(shift) > 0:
         x = add("roll", "Roll", {"shifts": [-shift[0], -shift[1]], "dims": [1, 2]}, [x])
     x = add("view", "Reshape", {"shape": [gh, ws[0], gw, ws[1], dim]}, [x])
@@ -123,17 +125,22 @@ def shifted_window_attention(t, node, scope: str, args: list, kwargs: dict, resu
         x = add("dropout", "Dropout", {"p": b["dropout"]}, [x])
     x = add("view", "Reshape", {"shape": [gh, gw, ws[0], ws[1], dim]}, [x])
     x = add("permute", "Permute", {"dims": [0, 1, 3, 2, 4, 5]}, [x])
-    x = add("reshape", "Reshape", {"shape": [height, width, dim]}, [x])
+    x = add("reshape", "Reshape", {"shape": [padded_h, padded_w, dim]}, [x])
     if sum(shift) > 0:
         x = add("roll", "Roll", {"shifts": shift, "dims": [1, 2]}, [x])
+    if pad_b:  # x[:, :H, :W, :]
+        x = add("getitem", "Slice", {"dim": 1, "end": height}, [x])
+    if pad_r:
+        x = add("getitem", "Slice", {"dim": 2, "end": width}, [x])
     return x
 
 
 def patch_merging_pad(t, node, scope: str, args: list, kwargs: dict, result: Any) -> Ref:
     (x,) = _bind(args, kwargs, ["x"])
     shape = tuple(t.shapes[node.args[0]].shape)
-    if shape[-3] % 2 or shape[-2] % 2:
-        raise Unsupported(f"{scope}: patch merging of an odd-sized map (padded)")
+    if shape[-3] % 2 or shape[-2] % 2:  # F.pad(x, (0, 0, 0, W % 2, 0, H % 2))
+        x = t.emit(Op(t.unique(f"{scope}.pad"), "ZeroPad3d",
+                      {"padding": [0, 0, 0, shape[-2] % 2, 0, shape[-3] % 2]}, [x], []), scope)
     rank = len(shape)
     rows = [t.emit(Op(t.unique(f"{scope}.getitem"), "Slice",
                       {"dim": rank - 3, "start": start, "step": 2}, [x], []), scope)
