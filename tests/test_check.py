@@ -423,3 +423,20 @@ def test_pre_commit_hooks():
         assert re.search(h["files"], "models/specs/gan.yml")
         assert not re.search(h["files"], ".github/workflows/ci.yml")
     assert ids["netcalc-check-all"]["pass_filenames"] is False
+
+
+def test_reports_at_several_batches_share_one_expansion_and_keep_their_own_shapes(tmp_path):
+    """An expectation at batch 2 and a budget at batch 3: the spec is expanded once
+    (netcalc.graph.rebatched) and each report keeps its own batch's figures."""
+    p = tmp_path / "s.yaml"
+    p.write_text(MODEL + f"expect: {{batch: 2, macs: {2 * MACS}}}\n"
+                         f"budget: {{batch: 3, macs: {3 * MACS}, activation_bytes: 1}}\n")
+    spec = __import__("netcalc.spec", fromlist=["load"]).load(p)
+    reports = check_mod._Reports(spec, None)
+    checks = check_mod.evaluate(spec, reports=reports)
+    assert [c.passed for c in checks] == [True, True, False]
+    two, three = reports.get(batch=2), reports.get(batch=3)
+    assert (two.totals.macs, three.totals.macs) == (2 * MACS, 3 * MACS)
+    assert two.graph.nodes[0].layer.inputs[0].shape == (2, 3, 8, 8)  # not the later batch's
+    assert three.graph.nodes[0].layer.inputs[0].shape == (3, 3, 8, 8)
+    assert two.graph.nodes[0].layer is not three.graph.nodes[0].layer

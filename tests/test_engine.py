@@ -353,3 +353,22 @@ layers:
 """)
     assert [l.name for l in r.layers] == ["a", "p.0", "p.1", "p.2"]
     assert r.layers[-1].sources == ["p.1", "a"]
+
+
+def test_a_repeated_layer_is_analysed_once_and_reports_as_each_instance():
+    """Identical layers on identical inputs share their analysis (netcalc.analysis's
+    reuse): each row keeps its own name, line, sources and field, and each layer its own
+    inferred arguments (the torch builder reads them)."""
+    r = analyze_text("input: [4, 8, 8]\nlayers:\n"
+                     "  - {Conv2d: {out_channels: 4, kernel_size: 3, padding: 1}}\n"
+                     "  - {Conv2d: {out_channels: 4, kernel_size: 3, padding: 1}}\n"
+                     "  - {name: fc, Flatten: ~}\n  - {Linear: 5}\n  - {Linear: 5, from: fc}\n")
+    a, b = r.layers[0], r.layers[1]
+    assert (a.name, a.line, a.sources, b.name, b.line, b.sources) == (
+        "conv2d_0", 3, ["input"], "conv2d_1", 4, ["conv2d_0"])
+    assert (a.params, a.macs, a.rf.dims[0].size, b.rf.dims[0].size) == (148, 9216, 3, 5)
+    assert a.params == b.params and a.macs == b.macs and a.extra is not b.extra
+    lin1, lin2 = r.graph.nodes[3].layer, r.graph.nodes[4].layer
+    assert lin1.in_features == lin2.in_features == 256
+    assert [x.name for x in r.layers[3:]] == ["linear_3", "linear_4"]
+    assert r.totals.params == sum(x.params for x in r.layers)

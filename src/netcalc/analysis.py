@@ -45,6 +45,8 @@ def _metric_fields(cls: type, rows: bool) -> type:
 
 
 class LayerResult:
+    """One row of the report: a layer's shapes, receptive field and metrics."""
+
     name: str
     type: str
     sources: list[str]
@@ -85,6 +87,8 @@ def sum_rows(rows: list[LayerResult], base: Totals | None = None) -> Totals:
 
 @dataclass
 class Report:
+    """The analysis of one spec: rows, totals, sections, and the graph they came from."""
+
     name: str
     file: str
     batch: int
@@ -132,16 +136,35 @@ def analyze_graph(graph: Graph, dtype: "str | Dtypes" = "float32",
     fields: dict[Ref, RF | None] = {Ref(n): input_field(t) for n, t in graph.inputs.items()}
     rows: list[LayerResult] = []
     ref = tuple.__new__  # Ref(name, i) without NamedTuple's Python __new__ (10^4 nodes)
+    seen: dict[tuple, tuple[dict[str, Any], dict[str, Any]]] = {}
     try:
         for node in graph.nodes:
             ins = [values.get(s) or _missing(graph, s, node) for s in node.sources]
-            outs = node.layer.infer(ins)
-            rfs = node.layer.output_fields([fields[s] for s in node.sources])
+            layer = node.layer
+            key = _repeat_key(node, ins)
+            hit = seen.get(key) if key is not None else None
+            if hit is None:
+                outs = layer.infer(ins)
+                row = _row(graph, node, outs, dtypes)
+                if key is not None:
+                    seen[key] = (_state(layer), dict(row.__dict__))
+            else:  # the same layer on the same inputs: its state and counts again
+                state, counts = hit
+                layer.__dict__.update(state)
+                layer.inputs, layer.outputs = list(ins), list(state["outputs"])
+                outs = layer.outputs
+                row = object.__new__(LayerResult)
+                row.__dict__.update(counts)
+                row.name, row.sources, row.line = (node.name, [str(s) for s in node.sources],
+                                                   node.mark.line)
+                row.output_shapes, row.extra = list(row.output_shapes), dict(row.extra)
+            rfs = layer.output_fields([fields[s] for s in node.sources])
+            row.rf = rfs[0]
             for i, t in enumerate(outs):
-                key = ref(Ref, (node.name, i))
-                values[key] = t
-                fields[key] = rfs[i]
-            rows.append(_row(graph, node, outs, rfs[0], dtypes))
+                k = ref(Ref, (node.name, i))
+                values[k] = t
+                fields[k] = rfs[i]
+            rows.append(row)
         for name, ref in graph.outputs:
             if ref not in values:
                 n = len(graph.by_name[ref.node].layer.outputs)
@@ -181,6 +204,23 @@ def analyze_graph(graph: Graph, dtype: "str | Dtypes" = "float32",
     return report
 
 
+def _repeat_key(node: Node, ins: list[TensorInfo]) -> tuple | None:
+    """What a layer's shapes and counts depend on: its type, its arguments as given and
+    its inputs (and how the spec marks the node: frozen, pruned). A 10^4-layer spec
+    repeats a few such keys; each is analysed once. None where the rules read more (a
+    tied weight, a layer holding a block's graph) or an argument is a list."""
+    layer = node.layer
+    given = layer.given
+    if given is None or node.tie is not None or layer.BLOCK_ARGS:
+        return None
+    return (type(layer), given, node.trainable, node.sparsity, node.sparsity_inherited, *ins)
+
+
+def _state(layer: Any) -> dict[str, Any]:
+    """A layer's attributes after its analysis, but where it comes from (its context)."""
+    return {k: v for k, v in layer.__dict__.items() if k != "ctx"}
+
+
 def _missing(graph: Graph, ref: Ref, node: Node) -> NoReturn:
     """``x:k`` past the outputs of a layer whose count follows from its input (Split by
     size): an error located at the reader."""
@@ -189,8 +229,7 @@ def _missing(graph: Graph, ref: Ref, node: Node) -> NoReturn:
                           "from")
 
 
-def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None,
-         dtypes: Dtypes) -> LayerResult:
+def _row(graph: Graph, node: Node, outs: list[TensorInfo], dtypes: Dtypes) -> LayerResult:
     layer = node.layer
     params = layer.params()
     if params > MAX_NUMEL:
@@ -229,7 +268,7 @@ def _row(graph: Graph, node: Node, outs: list[TensorInfo], rf: RF | None,
                                                   for t in outs),
         # a layer's parameters are stored as one packed tensor (int4: whole bytes)
         weight_bytes=dtypes.weight_bytes(params),
-        rf=rf,
+        rf=None,  # set by the caller
         line=node.mark.line,
         tied_to=tied_to,
         nonzero_params=nonzero_params,

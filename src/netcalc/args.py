@@ -50,6 +50,8 @@ def _int64(values: Sequence[int]) -> None:
 
 @dataclass(frozen=True)
 class Int(ArgType):
+    """An integer, at least ``min`` when given."""
+
     min: int | None = None
 
     @property
@@ -73,6 +75,8 @@ class Int(ArgType):
 
 @dataclass(frozen=True)
 class Float(ArgType):
+    """A real number (an int is accepted) within ``min`` and ``max`` when given."""
+
     min: float | None = None
     max: float | None = None
     name = "number"
@@ -99,6 +103,8 @@ class Float(ArgType):
 
 @dataclass(frozen=True)
 class Bool(ArgType):
+    """true or false."""
+
     name = "bool"
 
     def check(self, value: Any, nd: int) -> bool:
@@ -112,6 +118,8 @@ class Bool(ArgType):
 
 @dataclass(frozen=True)
 class Choice(ArgType):
+    """One of the strings ``choices``."""
+
     choices: tuple[str, ...]
 
     @property

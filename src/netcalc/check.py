@@ -298,22 +298,29 @@ class _Reports:
         self.spec = spec
         self.convention = convention or "netcalc"
         self.cache: dict[tuple, Any] = {}
+        self.graph: Any = None  # the spec expanded once (netcalc.graph.Graph)
 
     def get(self, batch: int = 1, dtype: str = "float32", convention: str | None = None,
             train: Any = None) -> Any:
         key = (batch, dtype, convention or self.convention, train)
         if key not in self.cache:
-            self.cache[key] = analyze(self.spec, *key)
+            from . import graph
+
+            if self.graph is None:
+                g = self.graph = graph.build(self.spec, batch)
+            else:  # the same expansion, its layers copied for this analysis
+                g = graph.rebatched(self.graph, batch)
+            self.cache[key] = analyze(g, *key[1:])
         return self.cache[key]
 
 
-def analyze(spec: Any, batch: int, dtype: str, convention: str | None,
-            train: Any = None) -> Any:
-    """One report of a parsed spec, under a counting convention when one is named, for a
-    training step when ``train`` (netcalc.training.TrainOptions) is given."""
-    from . import analysis, graph
+def analyze(graph: Any, dtype: str, convention: str | None, train: Any = None) -> Any:
+    """One report of an expanded spec (netcalc.graph.Graph), under a counting convention
+    when one is named, for a training step when ``train`` (netcalc.training.TrainOptions)
+    is given."""
+    from . import analysis
 
-    report = analysis.analyze_graph(graph.build(spec, batch), dtype, train)
+    report = analysis.analyze_graph(graph, dtype, train)
     if convention not in (None, "netcalc"):
         from . import conventions
 

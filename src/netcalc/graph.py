@@ -24,6 +24,7 @@ Expansion is bounded: every block instance and repeat is counted against
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -52,6 +53,8 @@ class Ref(NamedTuple):  # a NamedTuple: hashed per edge in dict lookups, C-fast
 
 @dataclass
 class Node:
+    """One layer instance of the expanded graph, with its inputs and how the spec marks it."""
+
     name: str
     layer: Layer
     sources: list[Ref]
@@ -69,6 +72,8 @@ class Node:
 
 @dataclass
 class Graph:
+    """The expanded spec: inputs, nodes in execution order, outputs, containers."""
+
     spec: Spec
     inputs: dict[str, TensorInfo]
     nodes: list[Node]
@@ -126,15 +131,8 @@ class _Builder:
         self.containers: dict[str, str] = {}
         self.block_sources: dict[str, list[Ref]] = {}
         self.block_args: dict[str, dict[str, Any]] = {}
-        self.inputs: dict[str, TensorInfo] = {}
-        for name, inp in spec.inputs.items():
-            shape = (input_shapes or {}).get(name, inp.shape)
-            self.inputs[name] = TensorInfo((batch, *shape), inp.dtype)
-            if self.inputs[name].numel > MAX_NUMEL:  # blame --input when it gave the shape
-                given = name in (input_shapes or {})
-                raise SpecError(f"input {name!r} {[batch, *shape]} has more than 2**60 elements "
-                                "(torch cannot size its storage)", None if given else inp.mark,
-                                "--input" if given else None)
+        self.inputs = _input_tensors(spec, batch, input_shapes)
+        for name in self.inputs:
             self.paths[name] = Ref(name)
         self.block_stack: list[str] = []
         self.parsed: dict[tuple[int, int], Entry] = {}  # see entry()
@@ -419,12 +417,46 @@ def _layer_args(cls: type[Layer], entry: Entry) -> tuple[dict[str, Any], dict[st
     return {cls.PRIMARY: a}, {cls.PRIMARY: entry.type_mark}
 
 
+def _input_tensors(spec: Spec, batch: int,
+                   input_shapes: dict[str, tuple[int, ...]] | None) -> dict[str, TensorInfo]:
+    """The spec's inputs at ``batch`` (``input_shapes``: per-sample shapes given by
+    ``--input``), or a located error."""
+    if not 1 <= batch <= INT64_MAX:
+        raise SpecError(f"must be an int from 1 to 2**63 - 1, got {batch}", file="--batch")
+    inputs = {}
+    for name, inp in spec.inputs.items():
+        shape = (input_shapes or {}).get(name, inp.shape)
+        t = inputs[name] = TensorInfo((batch, *shape), inp.dtype)
+        if t.numel > MAX_NUMEL:  # blame --input when it gave the shape
+            given = name in (input_shapes or {})
+            raise SpecError(f"input {name!r} {[batch, *shape]} has more than 2**60 elements "
+                            "(torch cannot size its storage)", None if given else inp.mark,
+                            "--input" if given else None)
+    return inputs
+
+
+def rebatched(graph: Graph, batch: int) -> Graph:
+    """``graph`` at another batch size without expanding the spec again (``check`` asks
+    for an expectation's batch and a budget's). Each layer is copied: an analysis records
+    its inputs in its layer, and the first graph's report still holds its own. A graph
+    whose layers hold a block's graph (experts) is built again."""
+    if any(n.layer.BLOCK_ARGS for n in graph.nodes):
+        return build(graph.spec, batch, {k: t.shape[1:] for k, t in graph.inputs.items()})
+    shapes = {k: t.shape[1:] for k, t in graph.inputs.items()}
+    try:
+        inputs = _input_tensors(graph.spec, batch, shapes)
+    except SpecError as err:
+        raise err.located(graph.spec.file) from None
+    nodes = [Node(n.name, copy.copy(n.layer), n.sources, n.mark, n.tie, n.trainable,
+                  n.sparsity, n.sparsity_inherited) for n in graph.nodes]
+    return Graph(graph.spec, inputs, nodes, graph.outputs, graph.containers,
+                 {n.name: n for n in nodes}, graph.block_sources, graph.block_args)
+
+
 @paused_gc()
 def build(spec: Spec, batch: int = 1, input_shapes: dict[str, tuple[int, ...]] | None = None,
           max_nodes: int = MAX_NODES) -> Graph:
     """Expand a parsed spec into a graph of layer nodes."""
-    if not 1 <= batch <= INT64_MAX:
-        raise SpecError(f"must be an int from 1 to 2**63 - 1, got {batch}", file="--batch")
     try:
         b = _Builder(spec, batch, input_shapes, max_nodes)
         b.count(spec.layers, None, {})

@@ -18,6 +18,8 @@ SUM, OWN = "sum", "own"  # a total is the sum of the rows, or computed on its ow
 
 @dataclass(frozen=True)
 class Metric:
+    """One figure of the report, declared once: its row field, total, unit and JSON key."""
+
     name: str  # row field (and total, unless ``total_name`` says otherwise) and JSON key
     unit: str  # "", "MAC", "FLOP" or "B"
     doc: str

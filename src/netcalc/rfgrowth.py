@@ -46,7 +46,8 @@ def rf_growth(graph: "Graph", fields: "dict[Ref, RF | None]") -> Growth:
             wide = [s for s in graph.by_name[ref.node].sources if fields.get(s) is not None]
             if not wide:
                 break
-            ref = max(wide, key=lambda s: _width(fields[s]))  # type: ignore[arg-type]
+            ref = wide[0] if len(wide) == 1 else \
+                max(wide, key=lambda s: _width(fields[s]))  # type: ignore[arg-type]
         if path:
             path.reverse()
             out[name] = path

@@ -46,6 +46,8 @@ MAX_NAME = 64  # characters: every layer's path repeats the names above it
 
 @dataclass(frozen=True)
 class InputSpec:
+    """One input of the spec: per-sample shape and dtype, where it is declared."""
+
     name: str
     shape: tuple[int, ...]  # per sample, without the batch
     dtype: str
@@ -54,6 +56,8 @@ class InputSpec:
 
 @dataclass
 class BlockDef:
+    """A block of ``blocks:``: its arguments with their defaults, inputs and layers."""
+
     name: str
     args: dict[str, Any]  # default, or None when required (~)
     inputs: list[str]
@@ -67,6 +71,8 @@ class BlockDef:
 
 @dataclass
 class Spec:
+    """A parsed spec: inputs, blocks, the layer list (located YAML), outputs, expect, budget."""
+
     file: str
     name: str
     inputs: dict[str, InputSpec]

@@ -118,6 +118,8 @@ class TrainOptions:
 
 @dataclass
 class _Storage:
+    """One tensor's storage on the training timeline: its size and lifetime."""
+
     nbytes: int
     created: int  # forward step that made it (-1: a graph input)
     last_use: int = -1  # last forward step that reads it

@@ -133,9 +133,14 @@ class _Reader:
         return value
 
     def node(self, get: Any) -> Any:
-        """Read one node (the document's root) without recursion."""
+        """Read one node (the document's root) without recursion.
+
+        The hottest loop of a large spec (one pass per YAML event): the node count and
+        the limit live in locals, and a mapping's key/value pairing is inline."""
         stack: list[_Open] = []
         plain = self.plain
+        limit = self.limit
+        count = self.count
         new_mark = tuple.__new__  # Mark(line, col) without NamedTuple's Python __new__
         while True:
             event = get()
@@ -144,14 +149,13 @@ class _Reader:
                 done = stack.pop()
                 value, mark = done.value, done.value.mark
                 if done.anchor is not None:
-                    self.anchors[done.anchor] = (value, self.count - done.start)
+                    self.anchors[done.anchor] = (value, count - done.start)
             else:
                 at = event.start_mark
                 mark = new_mark(Mark, (at.line + 1, at.column + 1))
-                self.count += 1
-                if self.count > self.limit:
-                    raise SpecError(f"the document has more than {self.limit:,} YAML nodes",
-                                    mark)
+                count += 1
+                if count > limit:
+                    raise SpecError(f"the document has more than {limit:,} YAML nodes", mark)
                 if kind is _SCALAR and event.anchor is None and event.tag is None:
                     # the common case: a repeated plain scalar (Conv2d, 3, true) is a lookup
                     key = (event.value, event.implicit)
@@ -161,7 +165,9 @@ class _Reader:
                         if value is None or type(value) in _IMMUTABLE:
                             plain[key] = value
                 elif kind is yaml.AliasEvent:
+                    self.count = count
                     value = self.alias(event, mark)
+                    count = self.count
                 elif event.tag is not None:
                     raise SpecError(f"YAML tag {event.tag!r} is not allowed (plain data only)",
                                     mark)
@@ -180,20 +186,31 @@ class _Reader:
                     value.mark = mark
                     if event.anchor is not None:
                         self.anchors.pop(event.anchor, None)  # an alias inside is recursive
-                    opened = _Open(value, event.anchor, self.count - 1)
+                    opened = _Open(value, event.anchor, count - 1)
                     if kind is not yaml.MappingStartEvent:
                         opened.key_mark = _IN_LIST
                     stack.append(opened)
                     continue
             if not stack:
+                self.count = count
                 return value
             parent = stack[-1]
+            target = parent.value
             if parent.key_mark is _IN_LIST:
-                target = parent.value
                 target.append(value)
                 target.marks.append(mark)
-            else:
-                self.add(parent, value, mark)
+            elif parent.key is _NO_KEY:  # a mapping's key
+                if isinstance(value, (LMap, LList)):
+                    raise SpecError("mapping keys must be scalars", mark)
+                if value in target:
+                    raise SpecError(f"duplicate key {value!r}", mark)
+                parent.key, parent.key_mark = value, mark
+            else:  # its value
+                key = parent.key
+                target[key] = value
+                target.key_marks[key] = parent.key_mark
+                target.value_marks[key] = mark
+                parent.key = _NO_KEY
 
     def alias(self, event: yaml.AliasEvent, mark: Mark) -> Any:
         found = self.anchors.get(event.anchor)
@@ -205,23 +222,6 @@ class _Reader:
             raise SpecError(f"document expands to more than {self.limit:,} YAML nodes "
                             "(alias bomb?)", mark)
         return value
-
-    @staticmethod
-    def add(parent: _Open, value: Any, mark: Mark) -> None:
-        """Add to a mapping being read (lists are appended to inline)."""
-        target = parent.value
-        if parent.key is _NO_KEY:
-            if isinstance(value, (LMap, LList)):
-                raise SpecError("mapping keys must be scalars", mark)
-            if value in target:
-                raise SpecError(f"duplicate key {value!r}", mark)
-            parent.key, parent.key_mark = value, mark
-        else:
-            key = parent.key
-            target[key] = value
-            target.key_marks[key] = parent.key_mark
-            target.value_marks[key] = mark
-            parent.key = _NO_KEY
 
     def scalar(self, event: yaml.ScalarEvent, mark: Mark) -> Any:
         value = event.value

@@ -85,6 +85,17 @@ class TensorInfo:
 _MEMO_SIZE = 1024  # distinct argument sets remembered per layer type
 
 
+def _given(raw: dict[str, Any]) -> tuple | None:
+    """Arguments as given, as a hashable key (types kept: 1 and 1.0 and True differ);
+    None when one is a list."""
+    key = (*raw.items(), *map(type, raw.values()))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 def _frozen(value: Any) -> bool:
     """An argument value that instances may share: a scalar, or a tuple of scalars."""
     if type(value) is tuple:
@@ -229,26 +240,28 @@ class Layer:
     # ------------------------------------------------------------------ arguments
     def __init__(self, raw: dict[str, Any] | None, ctx: Ctx):
         self.ctx = ctx
-        self.__dict__.update(self._checked(raw or {}, ctx))
+        raw = raw or {}
+        #: the arguments as given, hashable (None: a list argument): with the inputs, all
+        #: that the layer's shapes and counts depend on (netcalc.analysis reuses them)
+        self.given = _given(raw)
+        self.__dict__.update(self._checked(raw, ctx, self.given))
         self.inputs: list[TensorInfo] = []
         self.outputs: list[TensorInfo] = []
         self.validate()
 
     @classmethod
-    def _checked(cls, raw: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    def _checked(cls, raw: dict[str, Any], ctx: Ctx, key: tuple | None) -> dict[str, Any]:
         """The normalised argument values by attribute, defaults filled in, or a located
-        error. Remembered per distinct set of scalar arguments (a 10^4-layer spec repeats
-        a few): the same arguments check the same way, and the values are immutable."""
-        try:
-            key: tuple | None = tuple((k, type(v), v) for k, v in raw.items())
+        error. Remembered per distinct set of scalar arguments ``key`` (a 10^4-layer spec
+        repeats a few): the same arguments check the same way, and the values are
+        immutable."""
+        if key is not None:
             memo = cls.__dict__.get("_checked_memo")
             if memo is None:
                 memo = cls._checked_memo = {}
             hit = memo.get(key)
             if hit is not None:
                 return hit
-        except TypeError:  # a list argument: not hashable, checked each time
-            key = None
         for k in raw:
             if k not in cls.args:
                 hint = did_you_mean(str(k), cls.args)

@@ -125,10 +125,19 @@ _ROW_NAMES = tuple(m.name for m in ROW_METRICS)
 _UNKNOWABLE = {m.name for m in ROW_METRICS if m.unknowable and m.fallback is None}
 
 
-def layer_dict(r: LayerResult) -> dict[str, Any]:
-    """A row as JSON: every metric the row has (None: the report does not carry it)."""
+def layer_dict(r: LayerResult, fields: dict[int, Any] | None = None) -> dict[str, Any]:
+    """A row as JSON: every metric the row has (None: the report does not carry it).
+    ``fields``: the JSON of fields already written, by ``id`` of the RF (a field passes
+    unchanged through activations and norms: one conversion serves those rows)."""
+    rf = r.rf
+    if fields is None:
+        field_json = rf_json(rf)
+    else:
+        field_json = fields.get(id(rf))
+        if field_json is None:
+            field_json = fields[id(rf)] = rf_json(rf)
     d: dict[str, Any] = {"name": r.name, "type": r.type, "from": r.sources,
-                         "shape": list(r.shape), "receptive_field": rf_json(r.rf),
+                         "shape": list(r.shape), "receptive_field": field_json,
                          "line": r.line}
     values = r.__dict__
     for name in _ROW_NAMES:
@@ -167,6 +176,8 @@ def _as_fallback(t: Any, group: str) -> bool:
 
 def report_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
     totals = totals_dict(report)
+    rows = collapse(report, depth)  # alive while ``fields`` is keyed by their RFs' ids
+    fields: dict[int, Any] = {}
     out = {
         "format_version": JSON_VERSION,
         "name": report.name,
@@ -175,7 +186,7 @@ def report_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
         "dtype": report.dtype,
         **report.dtypes.json(),
         "inputs": {k: list(v) for k, v in report.inputs.items()},
-        "layers": [layer_dict(r) for r in collapse(report, depth)],
+        "layers": [layer_dict(r, fields) for r in rows],
         "outputs": {k: list(v) for k, v in report.outputs.items()},
         "totals": totals,
     }
