@@ -157,6 +157,22 @@ def test_swin_window_attention_computes_what_torchvision_computes(v2, size):
         torch.testing.assert_close(built(x), source(x))
 
 
+def test_a_parameter_read_for_its_size_only_keeps_its_layer():
+    """Parameters become layers where first used as tensors; one only measured
+    (``extra.shape[0]``) keeps its layer where it was read: the same state_dict keys."""
+    class Sized(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.extra = nn.Linear(4, 4), nn.Parameter(torch.zeros(3))
+
+        def forward(self, x):
+            return self.lin(x) * self.extra.shape[0]
+
+    text = to_spec(Sized(), torch.randn(1, 4))
+    assert "  - {name: extra, Parameter: {shape: [3]}}\n  - {name: mul, Scale: 3, from: lin}" \
+        in text
+
+
 def test_cannot_express_names_the_op_and_the_module():
     class Odd(nn.Module):
         def __init__(self):

@@ -428,6 +428,8 @@ class Tracer:
         self.shapes: dict[fx.Node, Any] = {}  # the meta run's outputs
         self.ops: list[Op] = []
         self.held: dict[Held, Ref] = {}
+        self.read: dict[Held, int] = {}  # where each was read (its layer's place if unused)
+        self.taken: set[Held] = set()  # weights a wrapped function's layer holds (Linear)
         self.names: set[str] = set()
         self.scopes: dict[str, str] = {}
         self.owner: dict[str, str] = {}
@@ -470,6 +472,7 @@ class Tracer:
         if len(feeds) > len(placeholders):
             raise Unsupported(f"{len(feeds)} inputs given, forward takes {len(placeholders)}")
         real = self._interpret(gm, graph, placeholders, feeds)
+        self._unused_held()
         out_node = next(n for n in graph.nodes if n.op == "output")
         self.result = fx.map_arg(out_node.args[0], lambda n: real[n])
         outputs = self._refs_of(fx.map_arg(out_node.args[0], lambda n: self.use(self.values[n])))
@@ -518,6 +521,17 @@ class Tracer:
             self.values[node] = self._convert(node, result)
         return real
 
+    def _unused_held(self) -> None:
+        """A parameter or buffer read but never used as a tensor (only its size): its
+        layer all the same, where it was read, so the state_dict keys stay the source's."""
+        for held, at in sorted(self.read.items(), key=lambda kv: -kv[1]):
+            if held in self.held or held in self.taken:
+                continue
+            start = len(self.ops)
+            self.use(held)
+            made, self.ops[start:] = self.ops[start:], []
+            self.ops[at:at] = made
+
     def _scope(self, node: fx.Node) -> str:
         stack = node.meta.get("nn_module_stack") or {}
         paths = [v[0] for v in stack.values()]
@@ -540,7 +554,9 @@ class Tracer:
             return result  # size arithmetic, flags: evaluated, never a layer
         scope = self._scope(node)
         if node.op == "get_attr":
-            return Held(node.target, result)
+            held = Held(node.target, result)
+            self.read.setdefault(held, len(self.ops))
+            return held
         if node.op == "call_function" and _qualname(node.target) in WRAPPED:
             raw = fx.map_arg(node.args, lambda n: self.values[n])
             kraw = fx.map_arg(node.kwargs, lambda n: self.values[n])

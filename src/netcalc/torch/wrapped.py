@@ -49,6 +49,7 @@ def _linear(t, weight: Any, bias: Any, x: Ref, scope: str) -> Ref:
             (bias is not None and getattr(bias, "target", None) != f"{owner}.bias"):
         raise Unsupported(f"{scope}: F.linear with weights that are not one nn.Linear's")
     params = sum(p.numel() for p in module.parameters())
+    t.taken.update(h for h in (weight, bias) if h is not None)
     return t.emit(Op(t.unique(owner), "Linear", leaf_args(module, "Linear"), [x], [], params,
                      module=True), scope)
 
