@@ -59,6 +59,8 @@ def ratio(a: "int | Fraction", b: "int | Fraction") -> "int | Fraction":
 
 @dataclass(frozen=True)
 class RFDim:
+    """The field along one spatial dim: size, jump (stride) and centre, in input pixels."""
+
     size: "int | Fraction | None"
     stride: "int | Fraction | None"
     start: "int | Fraction | None"
@@ -81,6 +83,8 @@ Packing = "tuple[tuple[int, int] | None, ...] | None"
 
 @dataclass(frozen=True)
 class RF:
+    """The field of a tensor: one RFDim per spatial dim, and where those dims sit."""
+
     dims: tuple[RFDim, ...] = ()
     global_: bool = False
     aligned: bool = True  # False where merged paths disagree in stride or offset

@@ -35,6 +35,8 @@ from .rf import GLOBAL, RF, RFDim, exact, half, ratio, trailing
 
 @dataclass(frozen=True)
 class Window:
+    """One sliding window along one dim: kernel, stride, padding, dilation, rounding."""
+
     kernel: int
     stride: int = 1
     pad_lo: int = 0
