@@ -138,3 +138,19 @@ def test_shapes_never_imports_torch(spec_file):
 def test_version(runner):
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.startswith("netcalc ")
+
+
+def test_the_process_ends_without_teardown_yet_writes_everything(tmp_path):
+    """shapes hands its results to keep_until_exit, and main() ends the process with
+    os._exit after flushing: the whole output arrives (far more than a pipe's buffer),
+    with the exit status sys.exit would give."""
+    spec = tmp_path / "chain.yaml"
+    spec.write_text("input: [4, 8, 8]\nlayers:\n" + "  - {Conv2d: {out_channels: 4, "
+                    "kernel_size: 3, padding: 1}}\n  - ReLU\n" * 1000)
+    run = [sys.executable, "-m", "netcalc", "shapes", str(spec), "-f", "json"]
+    proc = subprocess.run(run, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)["layers"]) == 2000
+    bad = subprocess.run(run[:4] + [str(tmp_path / "missing.yaml")], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and bad.stdout == ""

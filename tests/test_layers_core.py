@@ -177,6 +177,8 @@ ACTIVATIONS = [
     ("Hardswish", {}, 5), ("Hardsigmoid", {}, 4),
     ("Softplus", {"beta": 2.0, "threshold": 10.0}, 6), ("Softmax", {}, 5),
     ("Softmax", {"dim": 1}, 5), ("LogSoftmax", {"dim": -2}, 5), ("Softmin", {}, 6),
+    ("Exp", {}, 1), ("Clamp", {"max": 4.6}, 1), ("Clamp", {"min": -1.0, "max": 1.0}, 2),
+    ("Normalize", {}, 3), ("Normalize", {"dim": -1, "p": 1.0}, 3),  # + 2 per vector
 ]
 
 
@@ -186,7 +188,8 @@ def test_activation(type_, args, cost):
     layer = make(type_, args)
     assert infer(layer, X4) == X4
     assert layer.macs() == 0
-    assert layer.elementwise_flops() == prod(X4) * cost
+    vectors = prod(X4) // X4[layer.axis(len(X4))] if type_ == "Normalize" else 0
+    assert layer.elementwise_flops() == prod(X4) * cost + 2 * vectors  # root, max(., eps)
     assert layer.params() == args.get("num_parameters", 1 if type_ == "PReLU" else 0)
     assert layer.buffers() == 0
     torch_check(layer, X4)
@@ -195,6 +198,11 @@ def test_activation(type_, args, cost):
 def test_every_activation_is_covered_and_shares_the_base():
     types = {name for name, cls in REGISTRY.items() if issubclass(cls, _Elementwise)}
     assert types == {t for t, _, _ in ACTIVATIONS}
+
+
+def test_clamp_needs_a_bound():
+    with fails("Clamp needs min or max"):
+        make("Clamp", {})
 
 
 def test_prelu_weight_is_tieable():
@@ -526,9 +534,12 @@ def test_argument_kept_under_another_attribute():
     layer = make("Reshape", {"shape": [4, -1]})
     assert layer.target_shape == (4, -1)
     assert infer(layer, X4) == (2, 4, 15)
-    assert layer.arg_values() == {"shape": (4, -1)}
+    assert layer.arg_values() == {"shape": (4, -1), "batch": True}
     assert layer.arg_values() == make("Reshape", {"shape": [4, -1]}).arg_values()
     torch_check(layer, X4)
+    whole = make("Reshape", {"shape": [-1, 5], "batch": False})  # no batch dim: all of it
+    assert infer(whole, X4) == (prod(X4) // 5, 5)
+    torch_check(whole, X4)
 
 
 def test_sequence_hooks():

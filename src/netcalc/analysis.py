@@ -76,7 +76,10 @@ def sum_rows(rows: list[LayerResult], base: Totals | None = None) -> Totals:
     for m in SUMMED:
         values = list(map(attrgetter(m.name), rows))
         if m.fallback is not None:
-            if None in values:
+            missing = values.count(None)
+            if missing == len(values):  # the common case (no pruning, no experts)
+                values = list(map(attrgetter(m.fallback), rows))
+            elif missing:
                 values = [getattr(r, m.fallback) if v is None else v
                           for v, r in zip(values, rows)]
         elif m.training and values.count(None) == len(values):

@@ -72,6 +72,8 @@ def ratio(a: "int | Fraction", b: "int | Fraction") -> "int | Fraction":
 
 @dataclass(frozen=True)
 class RFDim:
+    """The field along one spatial dim: size, jump (stride) and centre, in input pixels."""
+
     size: "int | Fraction | None"
     stride: "int | Fraction | None"
     start: "int | Fraction | None"
@@ -109,6 +111,8 @@ Outer = "tuple[tuple[tuple[int, int, int, int], ...] | None, ...] | None"
 
 @dataclass(frozen=True)
 class RF:
+    """The field of a tensor: one RFDim per spatial dim, and where those dims sit."""
+
     dims: tuple[RFDim, ...] = ()
     global_: bool = False
     aligned: bool = True  # False where merged paths disagree in stride or offset

@@ -40,6 +40,8 @@ from .rfperiod import windowed as periodic_windowed
 
 @dataclass(frozen=True)
 class Window:
+    """One sliding window along one dim: kernel, stride, padding, dilation, rounding."""
+
     kernel: int
     stride: int = 1
     pad_lo: int = 0
