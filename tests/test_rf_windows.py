@@ -199,3 +199,45 @@ layers:
     assert long.global_
     short = analyze_text(text % (1000, 6)).layers[-1].rf
     assert short.dims[0].size == 6 and short.dims[0].period == 6
+
+
+def test_periodic_ends_equal_sets_of_positions():
+    """netcalc.rfperiod against brute force: each unit's set of input positions, built
+    tap by tap over the integers (no periods, no tables), for random chains of windows,
+    mixing within windows, rolls, slices and unions; its extent is the region."""
+    import random
+
+    from netcalc.rf import RFDim
+    from netcalc.rfperiod import end, strided, translated, union, windowed, within
+
+    rng = random.Random(0)
+    for _ in range(200):
+        dim, sets = RFDim(1, 1, 0), (lambda p: {p})
+        for _ in range(rng.randint(1, 6)):
+            op = rng.choice(["window", "within", "roll", "slice", "union"])
+            if op == "window":
+                k, s, pad, dil = rng.randint(1, 4), rng.randint(1, 3), rng.randint(0, 2), \
+                    rng.randint(1, 2)
+                dim = windowed(dim, k, s, pad, dil)
+                sets = (lambda f, k, s, pad, dil: lambda p: set().union(
+                    *(f(p * s - pad + j * dil) for j in range(k))))(sets, k, s, pad, dil)
+            elif op == "within":
+                w = rng.randint(2, 7)
+                dim = within(dim, w)
+                sets = (lambda f, w: lambda p: set().union(
+                    *(f(x) for x in range(p - p % w, p - p % w + w))))(sets, w)
+            elif op == "roll":
+                s = rng.randint(-4, 4)
+                dim = translated(dim, s)
+                sets = (lambda f, s: lambda p: f(p - s))(sets, s)
+            elif op == "slice":
+                first, step = rng.randint(0, 3), rng.randint(1, 3)
+                dim = strided(dim, first, step)
+                sets = (lambda f, a, b: lambda p: f(a + p * b))(sets, first, step)
+            else:  # the map and its roll by 1 (equal jumps), as Add of two paths
+                dim = union([dim, translated(dim, 1)])
+                sets = (lambda f: lambda p: f(p) | f(p - 1))(sets)
+        for p in range(-9, 10):
+            seen = sets(p)
+            assert end(dim, p) == (min(seen), max(seen)), (dim, p)
+        assert dim.size == max(end(dim, p)[1] - end(dim, p)[0] + 1 for p in range(dim.period))
