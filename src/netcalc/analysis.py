@@ -11,6 +11,7 @@ rows add up to its totals. Which figures exist is declared in :mod:`netcalc.metr
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from math import prod
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -111,10 +112,15 @@ class Report:
     timelines: dict[str, list[tuple[int, str]]] = field(default_factory=dict, repr=False,
                                                         compare=False)
     dtypes: Dtypes = field(default_factory=Dtypes)
-    #: receptive-field growth along the path that sets each output's field
-    #: (netcalc.rfgrowth); outputs without a field (token models) are left out
-    rf_growth: dict[str, list[tuple[str, RF]]] = field(default_factory=dict, repr=False,
-                                                       compare=False)
+    #: the receptive field of every tensor of the graph (a row holds its first output's)
+    fields: "dict[Ref, RF | None]" = field(default_factory=dict, repr=False, compare=False)
+
+    @cached_property
+    def rf_growth(self) -> dict[str, list[tuple[str, RF]]]:
+        """Receptive-field growth along the path that sets each output's field
+        (netcalc.rfgrowth); outputs without a field (token models) are left out. Made
+        when first asked (the HTML report): shapes and check do not need it."""
+        return rf_growth(self.graph, self.fields) if self.graph is not None else {}
 
 
 def tensor_bytes(t: TensorInfo, dtype: str) -> int:
@@ -192,7 +198,7 @@ def analyze_graph(graph: Graph, dtype: "str | Dtypes" = "float32",
         train=train,
         timelines={"inference": timeline},
         dtypes=dtypes,
-        rf_growth=rf_growth(graph, fields),
+        fields=fields,
     )
     try:
         for s in sections.SECTIONS:

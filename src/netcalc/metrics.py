@@ -101,7 +101,10 @@ UNKNOWN = "unknown"  # how tables show an unknowable metric's None
 
 def total(values: list[int | None]) -> int | None:
     """The sum of an unknowable metric: None (unknown) when one value is."""
-    return None if any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
+    try:  # ints, or a None somewhere: one pass in C either way
+        return sum(values)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 BY_KEY: dict[str, Metric] = {m.key: m for m in METRICS}
