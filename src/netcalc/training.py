@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 from .dtypes import INT_BYTES
 from .errors import SpecError, did_you_mean
 from .graph import Ref
-from .layers.base import ACC, ACT, EXTRA, FOLDED, FP32, INPUT, INT, LOWER, Grads, Layer
+from .layers.base import ACC, ACT, EXTRA, FOLDED, FP32, INPUT, INT, LOWER, WEIGHT, Grads, Layer
 
 if TYPE_CHECKING:
     from .analysis import Report
@@ -125,6 +125,7 @@ class _Storage:
     last_use: int = -1  # last forward step that reads it
     keepers: list[int] = field(default_factory=list)  # nodes whose backward keeps it
     returned: bool = False  # a model output: held by the caller all step long
+    weight_cast: bool = False  # autocast's 16-bit copy of a weight, kept for backward
 
 
 class _Step:
@@ -249,7 +250,9 @@ class _Step:
                         f"would fail (set inplace: false)", "inplace")
             keys = self._saved_keys(i, node.sources, layer, grads, seen, outs, out_width)
             if self.amp and layer.AUTOCAST == LOWER and grads.weight:
-                self.cast_bytes[i] = (row.params if row.trainable_params else 0) * 2
+                kept_casts = sum(self.storages[k].nbytes for k in keys
+                                 if self.storages[k].weight_cast)
+                self.cast_bytes[i] = (row.params if row.trainable_params else 0) * 2 - kept_casts
             r = self.regions[i]
             if r is None:
                 self.kept[i] = keys
@@ -348,6 +351,14 @@ class _Step:
             elif k.kind == EXTRA:
                 per = width if k.dtype == ACT else TAG_BYTES[k.dtype]
                 key = self._new(k.numel * per, i)
+            elif k.kind == WEIGHT:
+                # a parameter, no activation; under autocast a 16-bit layer keeps the cast
+                # its kernel got (in a checkpointed region the cached cast, cast_bytes)
+                if not (self.amp and layer.AUTOCAST == LOWER) or \
+                        (grads.weight and self.regions[i] is not None):
+                    continue
+                key = self._new(k.numel * 2, i)
+                self.storages[key].weight_cast = True
             else:
                 key = outs[k.index]
             if key not in keys:
@@ -507,8 +518,7 @@ def _timeline(report: "Report", step: _Step, baseline: int, loss_bytes: int) -> 
         live += alloc[i] + cast[i]
         timeline.append((live, f"forward, {step.nodes[i].name}"))
         live -= free_after[i]
-        if step.regions[i] is not None:
-            live -= cast[i]  # the autocast cache of a checkpointed layer is not kept
+    live -= sum(cast)  # autocast exits: its cache of weight casts is cleared
     graded = step.graded()
     transient = max((step.numel(r) * 4 for r in graded), default=0)
     live += loss_bytes
@@ -580,8 +590,6 @@ def _backward(report: "Report", step: _Step, live: int, timeline: Timeline) -> i
         for o in outs:
             live -= grad_of.pop(o, 0)
         live -= sum(st[k].nbytes for k in release[i])
-        if r is None:
-            live -= step.cast_bytes[i]
-        elif i == region_first[r]:
+        if r is not None and i == region_first[r]:
             live -= held_recompute
     return live

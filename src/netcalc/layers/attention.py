@@ -56,7 +56,9 @@ from typing import Any
 from ..args import Arg, Bool, Choice, Float, PosInt, Probability
 from .activation import Softmax
 from .base import (ACC, ACT, LOWER, AttentionCache, Ctx, Grads, Layer, Parameterless, Saved,
-                   Shape, TensorInfo, register, saved_extra, saved_input, saved_output)
+                   Shape, TensorInfo, register, saved_extra, saved_input, saved_output,
+                   saved_weight)
+from .norm import LayerNorm
 from .recurrent import check_sequence, sequence_field
 
 
@@ -222,7 +224,7 @@ class MultiheadAttention(Layer):
         memory-efficient or flash kernel keeps the same, the log-sum-exp padded to 32 rows
         (from the kernels, not measured here)."""
         if device == "cpu" and not self.fused_on_cpu(grads):
-            return self.math_saved(grads.weight)
+            return self.math_saved(grads)
         n, length, s, s_attn = self._lengths
         e, heads = self.embed_dim, self.num_heads
         distinct = sorted(set(self._projection_inputs()))
@@ -240,14 +242,27 @@ class MultiheadAttention(Layer):
         mask = [saved_input(len(self.inputs) - 1)] if self.attn_mask else []
         if mask and appended:  # torch pads the mask by the appended keys: a new tensor
             mask = [saved_extra(self.inputs[-1].numel // s * s_attn)]
-        return kept + [saved_extra(n * length * e), saved_extra(n * heads * rows, ACC), *mask]
+        return kept + [saved_extra(n * length * e), saved_extra(n * heads * rows, ACC), *mask,
+                       *self.weights_saved(grads)]
+
+    def weights_saved(self, grads: Grads) -> list[Saved]:
+        """The projection weights ``linear`` keeps for the input gradients (their 16-bit
+        casts under autocast; measured): the q, k, v weights (the packed one, or its
+        chunks) of each input that needs a gradient, and out_proj's, whose input always
+        does."""
+        e = self.embed_dim
+        proj = (e * e, e * self.kdim, e * self.vdim)
+        feeds = self._projection_inputs()
+        kept = [saved_weight(sum(p for p, j in zip(proj, feeds) if j == i))
+                for i in sorted(set(feeds)) if grads.inputs[i]]
+        return kept + [saved_weight(e * e)]
 
     def fused_on_cpu(self, grads: Grads) -> bool:
         """torch's CPU flash kernel runs the attention products, unless the attn_mask
         needs a gradient (measured: the math path)."""
         return not (self.attn_mask and grads.inputs[-1])
 
-    def math_saved(self, weight: bool, dropout: bool = False) -> list[Saved]:
+    def math_saved(self, grads: Grads, dropout: bool = False) -> list[Saved]:
         """CPU's math path (``_scaled_dot_product_attention_math``; measured, with dropout
         in training or an attn_mask that needs a gradient): the input copies and the
         projections as the flash path keeps them (v a view of the packed projection), q
@@ -255,13 +270,15 @@ class MultiheadAttention(Layer):
         and the dropped weights), and the heads merged (a copy, out_proj's input)."""
         n, length, s, _ = self._lengths
         e, scores = self.embed_dim, n * self.num_heads * length * s
+        weight = grads.weight
         cross = len(set(self._projection_inputs())) > 1
         kept = [saved_extra(n * length * e)] + ([saved_extra(n * s * e)] if cross else []) \
             if weight else []
         kept.append(saved_extra(2 * n * s * e if cross else 3 * n * length * e))
         kept += [saved_extra(n * length * e), saved_extra(n * s * e)]
         kept += [saved_extra(scores)] * (3 if dropout else 1)
-        return kept + ([saved_extra(n * length * e)] if weight else [])
+        return kept + ([saved_extra(n * length * e)] if weight else []) + \
+            self.weights_saved(grads)
 
     def attention_terms(self) -> list[tuple[int, int]]:
         _, _, s, _ = self._lengths
@@ -532,10 +549,18 @@ class _TransformerLayer(Layer):
         return sum(p.param_tensors() for p in self.parts)
 
     def part_grads(self, part: Layer, grads: Grads) -> Grads:
-        """Parts reading the layer's own inputs need their gradients as the layer's
-        inputs do; every other part's input descends from trainable weights."""
+        """Which gradients a part computes. Only two parts read the layer's own inputs
+        in torch's forward: the first block's attention (with ``norm_first`` its
+        LayerNorm) reads ``src``/``tgt``, and the cross-attention reads ``memory`` as its
+        keys and values; their gradients follow the layer's inputs. Every other input
+        of a part (linear1's input is norm1's output, the cross-attention's query the
+        first block's result) is computed inside the layer from its weights or from a
+        graded input: it needs a gradient whenever the layer computes any."""
         own = {id(t): g for t, g in zip(self.inputs, grads.inputs)}
-        return Grads(tuple(own.get(id(t), True) for t in part.inputs), grads.weight)
+        first = next(p for p in self.parts if isinstance(p, LayerNorm)) if self.norm_first \
+            else self.parts[0]
+        return Grads(tuple(own[id(t)] if id(t) in own and (part is first or k > 0)
+                           else grads.any for k, t in enumerate(part.inputs)), grads.weight)
 
     def backward_macs(self, grads: Grads) -> int:
         return sum(p.backward_macs(self.part_grads(p, grads)) for p in self.parts)
@@ -560,12 +585,13 @@ class _TransformerLayer(Layer):
             first_pre = self.norm_first and b == 0
             kept += [saved_input() if first_pre else saved_extra(row)] + norm
             if drop and device == "cpu":
-                kept += attn.math_saved(w, dropout=True)
+                kept += attn.math_saved(self.part_grads(attn, grads), dropout=True)
             else:
                 kept += attn.saved(self.part_grads(attn, grads), device)
             kept += [saved_extra(row, mask)] if drop else []
         kept += [saved_extra(row)] + norm  # the feed-forward's LayerNorm input
         kept += [saved_extra(row)] if w else []  # linear1's input, a LayerNorm's output
+        kept += [saved_weight(e * self.dim_feedforward)] * 2  # linear1's, linear2's
         kept.append(saved_extra(hidden))  # ReLU's result, or GELU's input
         if drop:
             kept += [saved_extra(hidden, mask)] + ([saved_extra(hidden)] if w else [])
