@@ -70,7 +70,8 @@ from typing import TYPE_CHECKING, Any
 from .dtypes import INT_BYTES
 from .errors import SpecError, did_you_mean
 from .graph import Ref
-from .layers.base import ACC, ACT, EXTRA, FOLDED, FP32, INPUT, INT, LOWER, WEIGHT, Grads, Layer
+from .layers.base import (ACC, ACT, EXTRA, FOLDED, FP32, FULL, INPUT, INT, LOW, LOWER, MIXED,
+                          UPCAST, WEIGHT, Grads, Layer)
 
 if TYPE_CHECKING:
     from .analysis import Report
@@ -249,7 +250,7 @@ class _Step:
                         f"{self.nodes[keeper].name} keeps for backward: torch's backward "
                         f"would fail (set inplace: false)", "inplace")
             keys = self._saved_keys(i, node.sources, layer, grads, seen, outs, out_width)
-            if self.amp and layer.AUTOCAST == LOWER and grads.weight:
+            if self.amp and layer.AUTOCAST in (LOWER, MIXED) and grads.weight:
                 kept_casts = sum(self.storages[k].nbytes for k in keys
                                  if self.storages[k].weight_cast)
                 self.cast_bytes[i] = (row.params if row.trainable_params else 0) * 2 - kept_casts
@@ -297,7 +298,7 @@ class _Step:
         if not self.amp:
             return seen, max(floats, default=self.width)
         want = {LOWER: 2, FP32: 4}.get(layer.AUTOCAST)
-        if want is None:
+        if want is None:  # FOLLOW, or MIXED: the residual stream's width
             return seen, max(floats, default=4)
         for j, s in enumerate(sources):
             w = self.value_width[s]
@@ -349,12 +350,16 @@ class _Step:
                 key = (seen[k.index] if _merges(order, k.merged, shape) else
                        self._new(k.numel * self.value_width[src], i))
             elif k.kind == EXTRA:
-                per = width if k.dtype == ACT else TAG_BYTES[k.dtype]
+                low = 2 if self.amp else width  # the width of a 16-bit op's result
+                if k.dtype in (UPCAST, FULL) and (k.dtype == UPCAST) != (low == 2):
+                    continue
+                per = {ACT: width, LOW: low, FULL: low, UPCAST: TAG_BYTES[ACC]}.get(
+                    k.dtype) or TAG_BYTES[k.dtype]
                 key = self._new(k.numel * per, i)
             elif k.kind == WEIGHT:
                 # a parameter, no activation; under autocast a 16-bit layer keeps the cast
                 # its kernel got (in a checkpointed region the cached cast, cast_bytes)
-                if not (self.amp and layer.AUTOCAST == LOWER) or \
+                if not (self.amp and layer.AUTOCAST in (LOWER, MIXED)) or \
                         (grads.weight and self.regions[i] is not None):
                     continue
                 key = self._new(k.numel * 2, i)

@@ -51,6 +51,11 @@ MAX_NUMEL = 2**60
 # and weights; FP32 ops (softmax, norms but BatchNorm, reductions) run in float32;
 # FOLLOW ops run in the dtype of their input (promoting when inputs differ).
 LOWER, FP32, FOLLOW = "lower", "fp32", "follow"
+# MIXED: a block of ops (torch's transformer layers) whose 16-bit ops cast what they
+# read and whose residual stream keeps its input's dtype: no input is cast, the output
+# has the input's width, the weights are cast as LOWER ones, its intermediate tensors
+# are listed with the LOW tag.
+MIXED = "mixed"
 
 
 class AttentionCache(NamedTuple):
@@ -132,6 +137,11 @@ class Grads(NamedTuple):
 INPUT, OUTPUT, EXTRA, FOLDED, WEIGHT = "input", "output", "extra", "folded", "weight"
 ACT = "act"  # an extra kept in the activation dtype
 ACC = "acc"  # statistics: float32, or float64 for float64 activations (torch's opmath)
+LOW = "low"  # made by a 16-bit op: 2 bytes under autocast, else the activation dtype
+# CPU's math attention computes a 16-bit q, k, v in float32 (opmath): UPCAST, an opmath
+# copy kept only when the activations are 16-bit; FULL, kept (at the activation width)
+# only when they are not (the operand the copy replaces)
+UPCAST, FULL = "upcast", "full"
 
 
 class Saved(NamedTuple):
