@@ -297,8 +297,10 @@ class _Step:
         floats = [self.value_width[s] for s in sources if self.value_width[s] != INT_BYTES]
         if not self.amp:
             return seen, max(floats, default=self.width)
+        if layer.AUTOCAST == MIXED:  # the residual stream: the first input's width
+            return seen, self.value_width[sources[0]]
         want = {LOWER: 2, FP32: 4}.get(layer.AUTOCAST)
-        if want is None:  # FOLLOW, or MIXED: the residual stream's width
+        if want is None:
             return seen, max(floats, default=4)
         for j, s in enumerate(sources):
             w = self.value_width[s]
