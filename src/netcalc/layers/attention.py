@@ -187,6 +187,13 @@ class MultiheadAttention(Layer):
         weights = 2 if self.kdim == e and self.vdim == e else 4
         return weights + (2 if self.bias else 0) + (2 if self.add_bias_kv else 0)
 
+    def largest_param_tensor(self) -> int:
+        """in_proj_weight (3E x E), or the largest of q/k/v_proj_weight."""
+        e = self.embed_dim
+        if self.kdim == e and self.vdim == e:
+            return 3 * e * e
+        return max(e * e, e * self.kdim, e * self.vdim)
+
     def _projection_inputs(self) -> tuple[int, int, int]:
         """Which input feeds the q, k and v projections."""
         return {1: (0, 0, 0), 2: (0, 1, 1), 3: (0, 1, 2)}[len(self._qkv)]
@@ -552,6 +559,11 @@ class _TransformerLayer(Layer):
 
     def param_tensors(self) -> int:
         return sum(p.param_tensors() for p in self.parts)
+
+    def largest_param_tensor(self) -> int:
+        """The largest parameter tensor of its parts (Adam's CPU temporaries)."""
+        return max(prod(w) if (w := p.weight_shape()) else p.largest_param_tensor() or p.params()
+                   for p in self.parts)
 
     def part_grads(self, part: Layer, grads: Grads) -> Grads:
         """Which gradients a part computes. Only two parts read the layer's own inputs
