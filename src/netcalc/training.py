@@ -31,8 +31,16 @@ and from how autograd works:
   states, the layers autocast runs in 16 bits (``Layer.AUTOCAST``: convolutions, linear
   layers, matrix products, attention, RNNs) cast their inputs and produce 16-bit
   outputs, float32-listed ops (softmax, layer and group norm) produce float32, the
-  others follow their input; each 16-bit layer's weights are cast once per forward
-  (``cast_cache_bytes``) and kept until its backward.
+  others follow their input; torch's transformer layers (``AUTOCAST = MIXED``) run
+  their blocks in 16 bits and keep their residual stream at their input's dtype.
+  Each 16-bit layer's trainable weights are cast once per forward, into autocast's
+  cache. A cast that the layer's backward reads (``Saved`` kind WEIGHT: a conv's
+  weight always, a Linear's or an attention projection's when its input needs a
+  gradient, as ``derivatives.yaml`` saves ``mat2`` only for ``mat1``'s gradient) is a
+  saved tensor of that layer, in its ``saved_bytes`` as autograd's saved-tensor hooks
+  see it, and lives until its backward; the other casts (biases, the first layer's
+  weight) are ``cast_cache_bytes`` and die when autocast exits after the forward. A
+  cast storage is in one of the two, never both, so the peak counts it once.
 * **Optimizer state** (``optimizer_bytes``, what torch allocates): ``sgd`` none,
   ``momentum`` one buffer per parameter, ``adam``/``adamw`` two (``exp_avg``,
   ``exp_avg_sq``) plus a float32 ``step`` scalar per parameter tensor.
