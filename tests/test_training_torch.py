@@ -126,6 +126,8 @@ def test_layer_rules_equal_a_real_step(case):
 # path in float32; the layer input is the graph's (no PReLU first: a LayerNorm input)
 PRECISION_CASES = {
     "linear_chain": ("[6, 8]", "- {Linear: 8}\n- ReLU\n- {Linear: 4}"),
+    # CPU's autocast runs LayerNorm and softmax in their input's dtype (CUDA's: float32)
+    "norm_softmax": ("[6, 8]", "- {Linear: 8}\n- LayerNorm\n- {Softmax: -1}\n- {Linear: 4}"),
     "conv_chain": ("[3, 10, 10]", "- {Conv2d: {out_channels: 4, kernel_size: 3}}\n"
                    "- BatchNorm2d\n- ReLU\n- {Conv2d: {out_channels: 6, kernel_size: 3, "
                    "groups: 2}}\n- {MaxPool2d: 2}\n- Flatten\n- {Linear: 5}"),

@@ -30,8 +30,9 @@ and from how autograd works:
   2 bytes); ``amp-bf16``/``amp-fp16``, ``torch.autocast``: fp32 weights, gradients and
   states, the layers autocast runs in 16 bits (``Layer.AUTOCAST``: convolutions, linear
   layers, matrix products, attention, RNNs) cast their inputs and produce 16-bit
-  outputs, float32-listed ops (softmax, layer and group norm) produce float32, the
-  others follow their input; torch's transformer layers (``AUTOCAST = MIXED``) run
+  outputs, float32-listed ops (softmax, layer and group norm) produce float32 on CUDA
+  (CPU's autocast lists none of them: there they follow their input, measured with
+  torch 2.14), the others follow their input; torch's transformer layers (``AUTOCAST = MIXED``) run
   their blocks in 16 bits and keep their residual stream at their input's dtype.
   Each 16-bit layer's trainable weights are cast once per forward, into autocast's
   cache. A cast that the layer's backward reads (``Saved`` kind WEIGHT: a conv's
@@ -308,6 +309,8 @@ class _Step:
         if layer.AUTOCAST == MIXED:  # the residual stream: the first input's width
             return seen, self.value_width[sources[0]]
         want = {LOWER: 2, FP32: 4}.get(layer.AUTOCAST)
+        if layer.AUTOCAST == FP32 and self.opts.device == "cpu":
+            want = None  # CPU's float32 list has none of them: they follow their input
         if want is None:
             return seen, max(floats, default=4)
         for j, s in enumerate(sources):
