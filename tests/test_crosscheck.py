@@ -122,6 +122,22 @@ FAMILIES = {
               "- {name: bias, IndexSelect: 0, from: [table, idx]}\n"
               "- {name: gi, Buffer: {shape: [2, 3, 6], dtype: int64}}\n"
               "- {name: g, Gather: {dim: 1}, from: [input, gi]}"),
+    # a table without a batch dim, reshaped whole (MaxViT's relative position bias)
+    "batchless": ("[3, 4, 4]", "- {name: table, Parameter: [9, 3]}\n"
+                  "- {name: idx, Buffer: {shape: [4, 4], dtype: int64}}\n"
+                  "- {name: flat, Reshape: {shape: [-1], batch: false}, from: idx}\n"
+                  "- {name: rows, IndexSelect: 0, from: [table, flat]}\n"
+                  "- {name: grid, Reshape: {shape: [4, 4, -1], batch: false}}\n"
+                  "- {name: heads, Permute: [2, 0, 1]}\n"
+                  "- {name: bias, Reshape: {shape: [1, 3, 4, 4], batch: false}}\n"
+                  "- {Add: ~, from: [input, bias]}"),
+    # Swin-V2's cosine attention: normalised q and k, a logit scale clamped and exp'd
+    "cosine": ("[2, 6, 8]", "- {name: q, Normalize: -1}\n"
+               "- {name: k, Normalize: {dim: 2, p: 3.0, eps: 0.001}, from: input}\n"
+               "- {name: kt, Permute: [0, 1, 3, 2]}\n- {name: s, MatMul: ~, from: [q, kt]}\n"
+               "- {name: logit_scale, Parameter: [2, 1, 1]}\n"
+               "- {name: c, Clamp: {max: 4.605170185988092}}\n- {name: e, Exp: ~}\n"
+               "- {name: m, Mul: ~, from: [s, e]}\n- {Clamp: {min: -1.0, max: 1.0}}"),
     "parts": ("[6, 5, 4]", "- {name: c, Chunk: 2}\n"
               "- {name: s, Split: {split_size_or_sections: 2, dim: 2}, from: 'c:1'}\n"
               "- {name: s3, Split: {split_size_or_sections: [1, 4], dim: 2}, from: input}\n"

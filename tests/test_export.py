@@ -119,6 +119,23 @@ def test_small_spec_exports_the_same_numbers():
     _same_as_built(SPECS / "lenet5.yaml")
 
 
+def test_mixture_of_experts_exports_its_routing_and_expert_class():
+    """specs/mixtral_8x7b.yaml at a small size (d 64, 4 heads, 2 layers, 8 experts of
+    96): the exported file holds netcalc's MixtureOfExperts (router, deterministic
+    top-2 routing) with an Expert class per expert; the same state_dict and outputs as
+    the built model (CPU), and netcalc verify of the file passes."""
+    text = (SPECS / "mixtral_8x7b.yaml").read_text().split("\nexpect:")[0]
+    for big, small in (("4096", "64"), ("14336", "96"), ("32000", "100"),
+                       ("heads: 32", "heads: 4"), ("kv_heads: 8", "kv_heads: 2"),
+                       ("head_dim: 128", "head_dim: 16"), ("repeat: 32", "repeat: 2")):
+        text = text.replace(big, small)
+    spec = loads(text)
+    source = _same_as_built(spec)
+    assert "class Expert(nn.Module):" in source
+    assert "experts=[Expert() for _ in range(8)]" in source
+    assert verify_source(spec, source).ok
+
+
 # ---------------------------------------------------------------- what specs can say
 TENSORS = """
 name: tensors

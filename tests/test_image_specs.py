@@ -106,8 +106,10 @@ MEASURED = {
     "convnext_tiny": (32, {"features.0.1": 4, "features.1.0.block.2": 28,
                            "features.1.0.block.5": 28, "features.1.0.scaled": 28,
                            "features.3.2.add": 224}),
-    # Swin: the stem, its permute and norm, up to the first window partition
-    "swin_t": (224, {"features.0.2": 4, "features.1.0.norm1": 4}),
+    # Swin: the stem, its permute and norm, and the first two (windowed) blocks
+    "swin_t": (224, {"features.0.2": 4, "features.1.0.norm1": 4,
+                     # windowed: each unit its 7x7 window, then its shifted window
+                     "features.1.0.mlp_add": 28, "features.1.1.mlp_add": 56}),
     # ShuffleNet: Chunk halves and the channel shuffle (Unflatten, Permute, Flatten)
     "shufflenet_v2_x1_0": (32, {"stage2.1.split": 15, "stage2.1.shuffle.shuffled": 31,
                                 "stage3.0.shuffle.shuffled": 79}),
@@ -138,16 +140,21 @@ def test_verify_passes_with_measured_receptive_fields(name):
 
 
 def test_channel_last_rows_keep_their_field():
-    """ConvNeXt's rows never turn global before the pooling; Swin's stay exact up to
-    the first window partition, which cuts each spatial dim into (window, offset):
-    global from there, a stated over-estimate."""
+    """ConvNeXt's rows never turn global before the pooling; Swin's stay exact through
+    the window partitions (each spatial dim cut into (window, offset) digits) up to its
+    last stage, whose map is one window (tests/test_rf_windows.py measures them)."""
     convnext = netcalc.analyze(spec_path("convnext_tiny"))
     pooled = [r.name for r in convnext.layers].index("avgpool")
     assert all(r.rf is None or not r.rf.global_ for r in convnext.layers[:pooled])
     assert convnext.layers[pooled - 1].rf.dims[0].size == 1688
     swin = {r.name: r.rf for r in netcalc.analyze(spec_path("swin_t")).layers}
     assert swin["features.1.0.norm1"].dims[0].size == 4
-    assert swin["features.1.0.attn.windows"] is GLOBAL
+    assert swin["features.1.0.attn.windows"].dims == swin["features.1.0.norm1"].dims
+    assert swin["features.1.0.attn.probs"].dims[0].size == 28  # the 7x7 window
+    last = [r.name for r in netcalc.analyze(spec_path("swin_t")).layers].index(
+        "features.7.0.attn.scores")
+    assert all(not f.global_ for n, f in list(swin.items())[:last] if f is not None)
+    assert swin["features.7.0.attn.scores"] is GLOBAL
 
 
 FLATTEN_AND_BACK = """
@@ -162,15 +169,16 @@ layers:
   - {name: back, Permute: [0, 2, 1]}
   - {name: map, Unflatten: {dim: 2, unflattened_size: [12, 10]}}   # H and W again
   - {name: conv2, Conv2d: {out_channels: 5, kernel_size: 3, stride: 2}}
-  - {name: roll, Roll: {shifts: 2, dims: 2}}           # along H only
+  - {name: roll, Roll: {shifts: -1, dims: 2}}          # along H: a translation
+  - {name: soft, Softmax: 2}                           # along H only
   - {name: conv3, Conv2d: {out_channels: 5, kernel_size: 3}}
 """
 
 
 def test_flatten_and_back_and_per_dim_global_are_measured():
     """A ViT/Swin-style detour through tokens keeps the field exact (probed at the
-    unit's index in the merged axis), and a Roll along H makes H alone global: W is
-    still measured exact by backpropagation."""
+    unit's index in the merged axis), a Roll along H translates it, and a softmax along
+    H makes H alone global: W is still measured exact by backpropagation."""
     from netcalc.torch.crosscheck import crosscheck
 
     spec = netcalc.parse(FLATTEN_AND_BACK, "fb.yaml")
@@ -178,11 +186,13 @@ def test_flatten_and_back_and_per_dim_global_are_measured():
     fields = {r.name: r.rf for r in report.layers}
     assert fields["tokens"].packing == ((10, 12), (1, 10)) and fields["fc"].dims[0].size == 3
     assert fields["map"] == fields["conv"]  # back where it was, exact
-    assert fields["roll"].dims[0].whole and fields["conv3"].dims[1].size == 9
+    assert fields["roll"].dims[0].start == fields["conv2"].dims[0].start + 2  # unit p: p+1's
+    assert fields["soft"].dims[0].whole and fields["conv3"].dims[1].size == 9
     result = crosscheck(spec, tools=("flopcounter",))
     assert result.ok, result.message
     rf = {r.layer: r for r in result.rows if r.metric == "rf"}
-    assert set(rf) >= {"conv", "tokens", "t", "fc", "back", "map", "conv2", "roll", "conv3"}
+    assert set(rf) >= {"conv", "tokens", "t", "fc", "back", "map", "conv2", "roll", "soft",
+                       "conv3"}
     assert all(r.verdict == "match" for r in rf.values())
     assert rf["conv3"].analytic[0] == "global" and rf["conv3"].analytic[1] == [1, 9]
 

@@ -111,6 +111,68 @@ def test_parameter_layer_at_its_attribute_path_and_ops_named_by_module():
     assert "ScaledDotProductAttention" in text and "Einsum" in text
 
 
+def _shift_mask(windows: int, n: int) -> torch.Tensor:
+    """Swin's shift mask as torchvision's shifted_window_attention makes it (shift =
+    window // 2), shaped as the spec's Constant: (windows, 1, n, n)."""
+    window = int(n ** 0.5)
+    size, shift = int(windows ** 0.5) * window, window // 2
+    mask, count = torch.zeros(size, size), 0
+    for h in ((0, -window), (-window, -shift), (-shift, None)):
+        for w in ((0, -window), (-window, -shift), (-shift, None)):
+            mask[h[0]:h[1], w[0]:w[1]] = count
+            count += 1
+    g = size // window
+    mask = mask.view(g, window, g, window).permute(0, 2, 1, 3).reshape(g * g, n)
+    mask = mask.unsqueeze(1) - mask.unsqueeze(2)
+    return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0).unsqueeze(1)
+
+
+@pytest.mark.parametrize("v2, size", [(False, 32), (True, 32), (False, 36)])
+def test_swin_window_attention_computes_what_torchvision_computes(v2, size):
+    """torchvision's fx-wrapped Swin functions, written as layers (netcalc.torch.wrapped):
+    a small Swin (V2: cosine attention, the position-bias MLP) with torchvision's
+    weights gives torchvision's output, shifted windows included once the spec's
+    Constant (ones: its counts, not its values) holds the shift mask's values. At 36,
+    maps of 9 and 5 are padded to whole windows and 9 to an even size for merging."""
+    from netcalc.torch.modules import ConstantTensor
+    from torchvision.models import swin_transformer as sw
+
+    torch.manual_seed(0)
+    extra = {"block": sw.SwinTransformerBlockV2, "downsample_layer": sw.PatchMergingV2} \
+        if v2 else {}
+    source = sw.SwinTransformer([4, 4], 16, [2, 2], [2, 4], [4, 4], num_classes=5,
+                                **extra).eval()
+    text = to_spec(source, torch.randn(1, 3, size, size))
+    assert ("Normalize" in text and "cpb_mlp" in text) == v2
+    assert ("ZeroPad3d" in text) == (size == 36)
+    built = build_module(netcalc.parse(text, "t.yaml")).eval()
+    built.load_state_dict(source.state_dict(), strict=True)
+    masks = [m for m in built.modules() if isinstance(m, ConstantTensor)]
+    assert [m.shape for m in masks] == ([(4, 1, 16, 16)] if size == 32 else  # 8 / 4
+                                        [(9, 1, 16, 16), (4, 1, 16, 16)])  # 12 / 4, 8 / 4
+    for m in masks:
+        m.forward = lambda m=m: _shift_mask(m.shape[0], m.shape[2])
+    x = torch.randn(3, 3, size, size)  # another batch than the import's
+    with torch.no_grad():
+        torch.testing.assert_close(built(x), source(x))
+
+
+def test_a_parameter_read_for_its_size_only_keeps_its_layer():
+    """Parameters become layers where first used as tensors; one only measured
+    (``extra.shape[0]``) keeps its layer where it was read: the same state_dict keys."""
+    class Sized(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.extra = nn.Linear(4, 4), nn.Parameter(torch.zeros(3))
+
+        def forward(self, x):
+            return self.lin(x) * self.extra.shape[0]
+
+    text = to_spec(Sized(), torch.randn(1, 4))
+    assert "  - {name: extra, Parameter: {shape: [3]}}\n  - {name: mul, Scale: 3, from: lin}" \
+        in text
+
+
 def test_cannot_express_names_the_op_and_the_module():
     class Odd(nn.Module):
         def __init__(self):
@@ -130,9 +192,9 @@ AUX = {"googlenet": {"aux_logits": False, "init_weights": False}}
 # (slower: it builds and runs the spec too) for a part of it, within the suite's budget
 ZOO = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0",
        "densenet121", "googlenet", "shufflenet_v2_x0_5", "squeezenet1_0", "convnext_tiny",
-       "vit_b_16"]
+       "vit_b_16", "swin_t", "swin_v2_t", "maxvit_t"]
 ROUND_TRIP = {"resnet18", "mobilenet_v3_small", "shufflenet_v2_x0_5", "squeezenet1_0",
-              "convnext_tiny", "vit_b_16"}
+              "convnext_tiny", "vit_b_16", "swin_t", "swin_v2_t", "maxvit_t"}
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -150,6 +212,10 @@ def test_torchvision_import(name):
     if name == "resnet50":  # readable: the bottleneck folded
         assert imported.text.count("\n") <= 80
         assert "repeat: $repeats" in imported.text
+    if name == "swin_t":  # torchvision's fx-wrapped attention, as specs/swin_t.yaml writes it
+        assert imported.text.count("\n") <= 160
+        assert "- {name: qkv, Linear: $out_features}" in imported.text
+        assert "Reshape: {shape: $shape_view, batch: false}" in imported.text
 
 
 # ------------------------------------------------------------------ the command

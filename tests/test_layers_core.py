@@ -177,6 +177,8 @@ ACTIVATIONS = [
     ("Hardswish", {}, 5), ("Hardsigmoid", {}, 4),
     ("Softplus", {"beta": 2.0, "threshold": 10.0}, 6), ("Softmax", {}, 5),
     ("Softmax", {"dim": 1}, 5), ("LogSoftmax", {"dim": -2}, 5), ("Softmin", {}, 6),
+    ("Exp", {}, 1), ("Clamp", {"max": 4.6}, 1), ("Clamp", {"min": -1.0, "max": 1.0}, 2),
+    ("Normalize", {}, 3), ("Normalize", {"dim": -1, "p": 1.0}, 3),  # + 2 per vector
 ]
 
 
@@ -186,7 +188,8 @@ def test_activation(type_, args, cost):
     layer = make(type_, args)
     assert infer(layer, X4) == X4
     assert layer.macs() == 0
-    assert layer.elementwise_flops() == prod(X4) * cost
+    vectors = prod(X4) // X4[layer.axis(len(X4))] if type_ == "Normalize" else 0
+    assert layer.elementwise_flops() == prod(X4) * cost + 2 * vectors  # root, max(., eps)
     assert layer.params() == args.get("num_parameters", 1 if type_ == "PReLU" else 0)
     assert layer.buffers() == 0
     torch_check(layer, X4)
@@ -195,6 +198,11 @@ def test_activation(type_, args, cost):
 def test_every_activation_is_covered_and_shares_the_base():
     types = {name for name, cls in REGISTRY.items() if issubclass(cls, _Elementwise)}
     assert types == {t for t, _, _ in ACTIVATIONS}
+
+
+def test_clamp_needs_a_bound():
+    with fails("Clamp needs min or max"):
+        make("Clamp", {})
 
 
 def test_prelu_weight_is_tieable():
@@ -363,11 +371,14 @@ H, W = FIELD.dims
     ("Flatten", {"start_dim": 2}, [X4], RF(FIELD.dims, axes=(-1, -1),
                                            packing=((5, 4), (1, 5)))),
     ("Unflatten", {"dim": 1, "unflattened_size": [3, 1]}, [X4], FIELD),
-    ("Unflatten", {"dim": 2, "unflattened_size": [2, 2]}, [X4], RF((WHOLE, W))),
+    # H split in 2 x 2: its digits of weight 1 (axis -2) and 2 (axis -3)
+    ("Unflatten", {"dim": 2, "unflattened_size": [2, 2]}, [X4],
+     RF(FIELD.dims, axes=(-2, -1), outer=(((-3, 1, 2, 2),), None))),
     ("Reshape", {"shape": [3, 4, 5]}, [X4], FIELD),
     ("Reshape", {"shape": [1, 3, 4, 5]}, [X4], FIELD),   # trailing (4, 5) unchanged
     ("Reshape", {"shape": [12, 5]}, [X4], RF(FIELD.dims, packing=((1, 4), None))),
-    ("Roll", {"shifts": 1, "dims": 2}, [X4], RF((WHOLE, W))),  # per dim: W stays exact
+    # a translation in the interior: unit h reads unit h - 1 (W untouched)
+    ("Roll", {"shifts": 1, "dims": 2}, [X4], RF((RFDim(H.size, H.stride, H.start - H.stride), W))),
     ("Mean", {"dim": 3, "keepdim": True}, [X4], RF((H, WHOLE))),
     ("Sum", {"dim": 3}, [X4], RF((H, WHOLE), axes=(-1, None))),  # H is now the last dim
     ("Permute", {"dims": [1, 0, 2, 3]}, [X4], FIELD),
@@ -421,7 +432,9 @@ def test_merge_fields():
     assert rf.dims == FIELD.dims and not rf.aligned
     mm = make("MatMul")
     infer(mm, (2, 4, 8), (2, 8, 6))
-    assert mm.receptive_field([None, FIELD]) == GLOBAL
+    # H is contracted (mixed: global), W moves to the output's columns
+    assert mm.receptive_field([None, FIELD]) == RF((WHOLE, W))
+    assert mm.receptive_field([FIELD, None]) == RF((H, WHOLE))  # W contracted, H the rows
 
 
 # ---------------------------------------------------------------------- through a spec
@@ -521,9 +534,12 @@ def test_argument_kept_under_another_attribute():
     layer = make("Reshape", {"shape": [4, -1]})
     assert layer.target_shape == (4, -1)
     assert infer(layer, X4) == (2, 4, 15)
-    assert layer.arg_values() == {"shape": (4, -1)}
+    assert layer.arg_values() == {"shape": (4, -1), "batch": True}
     assert layer.arg_values() == make("Reshape", {"shape": [4, -1]}).arg_values()
     torch_check(layer, X4)
+    whole = make("Reshape", {"shape": [-1, 5], "batch": False})  # no batch dim: all of it
+    assert infer(whole, X4) == (prod(X4) // 5, 5)
+    torch_check(whole, X4)
 
 
 def test_sequence_hooks():

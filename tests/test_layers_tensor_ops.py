@@ -266,8 +266,9 @@ layers:
     assert dims(by["p"].rf) == [(3, 1, 1), (3, 1, 1)]  # piece 0
     assert dims(by["second"].rf) == [(3, 1, 1), (3, 1, 4)]  # piece 1 starts at column 3
     assert dims(by["r"].rf) == [(3, 1, 1), (3, 1, 1)]  # rolling channels moves no position
-    # rolling or averaging along one spatial dim makes that dim global, not the other
-    assert dims(by["rw"].rf) == [(3, 1, 1), WHOLE_DIM]
+    # rolling along W translates it in the interior (unit w reads unit w - 1: centre 0);
+    # averaging along one spatial dim makes that dim global, not the other
+    assert dims(by["rw"].rf) == [(3, 1, 1), (3, 1, 0)]
     assert dims(by["e"].rf) == [WHOLE_DIM, (3, 1, 1)]
 
 

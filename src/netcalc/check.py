@@ -617,7 +617,8 @@ def _rf_target(report: Any, name: str | None, mark: Mark) -> Any:
     if name is None:
         for row in reversed(layers):  # a map (not a flattened one), exact along every dim
             rf = row.rf
-            if rf is not None and not rf.global_ and not rf.partial and rf.packing is None:
+            if rf is not None and not rf.global_ and not rf.partial and rf.packing is None \
+                    and rf.outer is None:
                 return row
         raise SpecError("expect.receptive_field: the spec has no spatial layer", mark)
     for row in layers:

@@ -375,7 +375,7 @@ CONV = "Conv1d Conv2d Conv3d ConvTranspose1d ConvTranspose2d ConvTranspose3d"
 NORM_STATS = "GroupNorm InstanceNorm1d InstanceNorm2d InstanceNorm3d"
 BATCHNORM = "BatchNorm1d BatchNorm2d BatchNorm3d"
 ACTIVATIONS = ("ReLU ReLU6 LeakyReLU PReLU ELU SELU CELU GELU Sigmoid SiLU Mish Tanh Hardtanh "
-               "Hardsigmoid Hardswish Softplus Softmax LogSoftmax Softmin")
+               "Hardsigmoid Hardswish Softplus Softmax LogSoftmax Softmin Exp Clamp Normalize")
 MOVES = ("Identity Flatten Unflatten Reshape Permute Dropout Dropout1d Dropout2d Dropout3d "
          "AlphaDropout FeatureAlphaDropout Concat")
 POOLS = ("MaxPool1d MaxPool2d MaxPool3d AvgPool1d AvgPool2d AvgPool3d AdaptiveMaxPool1d "

@@ -337,7 +337,9 @@ def layers_text(name: str | None = None) -> str:
     lines.append(f"  params:  {cls.PARAMS_FORMULA}")
     lines.append(f"  MACs:    {cls.MACS_FORMULA}")
     per_element = getattr(cls, "FLOPS", None)
-    if isinstance(per_element, int):
+    if getattr(cls, "FLOPS_FORMULA", None):
+        lines.append(f"  FLOPs:   {cls.FLOPS_FORMULA}")
+    elif isinstance(per_element, int):
         lines.append(f"  FLOPs:   2*MACs + numel(input) * {per_element} element-wise")
     for label, method in (("backward", cls.backward_macs), ("saved", cls.saved)):
         doc = inspect.cleandoc(method.__doc__ or "")  # the type's own rule, not the contract

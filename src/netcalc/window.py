@@ -25,12 +25,17 @@ Receptive field (Araujo et al., Distill 2019, eqs. 1-3 in jump form), with
 A transposed window is a window of stride 1/stride on the input grid, so
 ``jump' = jump/stride``, ``size' = size + (k-1)*jump/stride`` and
 ``start' = start + (pad_lo - (k-1)/2)*jump/stride``.
+
+Over an uneven (windowed) field the window is applied unit by unit
+(:func:`netcalc.rfperiod.windowed`); transposed and fractional steps over one are not
+modelled: the dim turns global.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from .rf import GLOBAL, RF, RFDim, exact, half, ratio, trailing
+from .rf import GLOBAL, RF, WHOLE, RFDim, exact, half, ratio, trailing
+from .rfperiod import windowed as periodic_windowed
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,11 @@ class Window:
     def receptive(self, rf: RFDim) -> RFDim:
         if rf.whole:  # every position along the dim already
             return rf
+        if rf.ends is not None:  # uneven (windowed) field: unit by unit
+            if self.transposed or not isinstance(self.stride, int):
+                return WHOLE  # fractional steps over uneven units: not modelled, global
+            return periodic_windowed(rf, self.kernel, self.stride, self.pad_lo,
+                                     self.dilation)
         reach = self.span - 1
         if self.transposed:
             jump = ratio(rf.stride, self.stride)

@@ -28,6 +28,15 @@ ReLU as 1 the same way)::
     Softmax 5       max, subtract, exp, sum, divide  (along ``dim``)
     LogSoftmax 5    max, subtract, exp, sum, subtract log-sum
     Softmin 6       negate + softmax
+    Exp 1
+    Clamp 1         one compare per bound given (2 with min and max)
+    Normalize 3     square, sum, divide (along ``dim``), + 2 per vector: root, max(., eps)
+
+Exp, Clamp and Normalize are torch functions without an nn module (``torch.exp``,
+``torch.clamp``, ``F.normalize``: Swin-V2's cosine attention and its logit scale); their
+modules are in :mod:`netcalc.torch.modules`. Normalize is ``x / max(||x||_p, eps)`` along
+``dim`` (torch's defaults: p 2, dim 1, eps 1e-12); like the softmax family it mixes the
+positions along ``dim``.
 
 Softmax, LogSoftmax and Softmin take ``dim`` default -1 (torch's default ``None`` is
 deprecated and picks a dim from the rank). Along a spatial dim of a tensor with a
@@ -290,7 +299,7 @@ class _SoftmaxBase(_Activation):
         return x
 
     def receptive_field(self, fields):
-        return mixed(fields[0], len(self.x), {self.axis(len(self.x))})
+        return mixed(fields[0], self.x, {self.axis(len(self.x))})
 
 
 @register
@@ -312,3 +321,70 @@ class Softmin(_SoftmaxBase):
     """softmax(-x) along ``dim`` (default -1)."""
 
     FLOPS = 6
+
+
+@register
+class Exp(_Activation):
+    """exp(x) (torch.exp)."""
+
+    SAVES_RESULT = True  # exp: result
+    AUTOCAST = FP32  # autocast's fp32 list has exp
+    FLOPS = 1
+
+    def torch_module(self) -> Any:
+        from ..torch.modules import Exp as TorchExp
+
+        return TorchExp()
+
+
+@register
+class Clamp(_Activation):
+    """min(max(x, min), max) (torch.clamp); a bound not given is not applied."""
+
+    FLOPS_FORMULA = "numel(input) * the bounds given (1 compare each)"
+
+    min = Arg(Float(), None, doc="lower bound (none: no lower bound)")
+    max = Arg(Float(), None, doc="upper bound (none: no upper bound)")
+
+    def validate(self) -> None:
+        if self.min is None and self.max is None:
+            raise self.fail("Clamp needs min or max (torch.clamp refuses neither)", "min")
+
+    def per_element(self) -> int:
+        return (self.min is not None) + (self.max is not None)
+
+    def torch_module(self) -> Any:
+        from ..torch.modules import Clamp as TorchClamp
+
+        return TorchClamp(self.min, self.max)
+
+
+@register
+class Normalize(_SoftmaxBase):
+    """x / max(||x||_p, eps) along ``dim`` (torch.nn.functional.normalize)."""
+
+    PRIMARY = "dim"
+    SAVES_RESULT = False
+    FLOPS = 3  # autocast: the norm runs in float32, and so the division
+    FLOPS_FORMULA = ("numel(input) * 3 (square, sum, divide) + 2 per vector along dim "
+                     "(root, max with eps)")
+    p = Arg(Float(), 2.0, doc="the norm's exponent")
+    dim = Arg(AnyInt, 1, doc="the dim whose vectors are normalised")
+    eps = Arg(Float(), 1e-12, doc="the smallest norm divided by")
+
+    def vectors(self) -> int:
+        return prod(self.x) // self.x[self.axis(len(self.x))]
+
+    def elementwise_flops(self) -> int:
+        return prod(self.x) * self.FLOPS + 2 * self.vectors()
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """The input and two tensors of one value per vector: F.normalize's norm (kept
+        with the input by the norm) and the divisor clamp_min(eps) makes (kept with the
+        input by the division)."""
+        return [saved_input(), saved_extra(self.vectors()), saved_extra(self.vectors())]
+
+    def torch_module(self) -> Any:
+        from ..torch.modules import Normalize as TorchNormalize
+
+        return TorchNormalize(self.p, self.dim, self.eps)

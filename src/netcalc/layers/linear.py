@@ -83,7 +83,7 @@ class Linear(Layer):
     def receptive_field(self, fields):
         # mixes the last dim: the dims held there become global; channel-last (or a
         # flattened map moved before the features) keeps the field
-        return mixed(fields[0], len(self.x), {len(self.x) - 1})
+        return mixed(fields[0], self.x, {len(self.x) - 1})
 
     def torch_module(self) -> Any:
         import torch.nn as nn

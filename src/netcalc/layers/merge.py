@@ -14,7 +14,9 @@ column for the second) whose dim is dropped from the result. MACs
 
 Receptive field: Add, Mul and Concat take the union of their inputs' fields
 (:func:`netcalc.rf.merge`; Concat along a spatial dim is flagged unaligned). MatMul
-mixes whole rows and columns: GLOBAL when any input has a field, else None.
+mixes along the contracted axes: a spatial dim there turns global, except the offset
+inside a window of a dim split into windows (Swin's attention: each unit sees its
+window; see :meth:`MatMul.receptive_field`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from math import prod
 from typing import Any
 
 from ..args import AnyInt, Arg
-from ..rf import GLOBAL, merge
+from ..rf import GLOBAL, RF, WHOLE, merge
+from ..rfperiod import union, within
+from .select import mixed
 from .base import (FLOAT, INT, LOWER, Grads, Layer, MacFree, Parameterless, Saved, Shape,
                    matmul_backward, register, saved_folded, saved_input)
 
@@ -213,7 +217,66 @@ class MatMul(Parameterless):
         return out
 
     def receptive_field(self, fields):
-        return GLOBAL if any(f is not None for f in fields) else None
+        """Output ``(..., m, n)`` reads row m of the first input and column n of the
+        second: each operand's contracted axis is mixed (:func:`netcalc.layers.select.
+        mixed`: a dim held there turns global, the offsets inside Swin's windows make
+        every unit see its window), its other axes move to the output's, and the two
+        fields join dim by dim. A dim both operands still place, but on different axes
+        (``q @ k^T`` holds the query's and the key's token), is the union over the free
+        one: the second placement sees its whole window, the first is kept. Dims whose
+        window digits differ, or whose offset in the window no operand keeps, are
+        global."""
+        placed = [self._operand(j, f) for j, f in enumerate(fields) if f is not None]
+        if not placed:
+            return None
+        if any(p is None for p in placed):
+            return GLOBAL
+        rank = len(self.y)
+        n = len(placed[0][0])
+        if any(len(p[0]) != n for p in placed):
+            return GLOBAL
+        dims, axes, packing, outer = [], [], [], []
+        for i in range(n):
+            parts = [(p[0][i], p[1][i]) for p in placed]
+            low = next((dig[0] for d, dig in parts if dig and dig[0][3] == 1), None)
+            high = {tuple(x for x in dig if x[3] > 1) for d, dig in parts}
+            if any(d.whole for d, _ in parts) or low is None or len(high) != 1:
+                dims.append(WHOLE)
+                axes.append(None)
+                packing.append(None)
+                outer.append(None)
+                continue
+            (higher,) = high
+            seen = [d if dig and dig[0] == low else within(d, low[2]) if higher else WHOLE
+                    for d, dig in parts]
+            dims.append(seen[0] if len(seen) == 1 else union(seen))
+            axes.append(low[0])
+            packing.append(low[1:3])
+            outer.append(tuple((b - rank, q, m, w) for b, q, m, w in higher) or None)
+        field = RF(tuple(dims), aligned=all(f.aligned for f in fields if f is not None))
+        return field.placed(tuple(axes), rank, packing=tuple(packing), shape=self.y,
+                            outer=tuple(outer))
+
+    def _operand(self, j: int, rf: RF) -> "tuple[tuple, list] | None":
+        """Operand j's dims and, per dim, its digits at the output's axes (those on the
+        contracted axis dropped); None where it has no dims (GLOBAL)."""
+        x, rank = self.inputs[j].shape, len(self.y)
+        r = len(x)
+        k = r - 1 if j == 0 or r == 1 else r - 2  # the contracted axis
+        if j == 0:
+            keep = {r - 2: rank - (1 if len(self.inputs[1].shape) == 1 else 2)} if r > 1 else {}
+        else:
+            keep = {r - 1: rank - 1} if r > 1 else {}
+        tail = 2 if r > 1 else 1
+        ob = 2 - sum(len(t.shape) == 1 for t in self.inputs)  # the output's non-batch axes
+        where = {a: rank - ob - (r - tail) + a for a in range(r - tail)}
+        where.update(keep)
+        field = mixed(rf, x, {k})
+        if field is None or field.global_ or not field.dims:
+            return None
+        digits = [[(where[a], q, n, w) for a, q, n, w in dig if a != k]
+                  for dig in field.digits(x)]
+        return field.dims, digits
 
     def torch_module(self) -> Any:
         from ..torch.modules import MatMul as TorchMatMul

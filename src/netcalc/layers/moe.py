@@ -182,7 +182,7 @@ class MixtureOfExperts(Layer):
 
     def receptive_field(self, fields):
         """Token-wise: like a Linear over the last dim (see linear.py)."""
-        return mixed(fields[0], len(self.x), {len(self.x) - 1})
+        return mixed(fields[0], self.x, {len(self.x) - 1})
 
     # ------------------------------------------------------------------ training
     def part_grads(self, part: Layer, grads: Grads) -> Grads:

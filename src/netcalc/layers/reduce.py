@@ -51,7 +51,7 @@ class _Reduce(Parameterless, MacFree):
 
     def receptive_field(self, fields):
         rank, axes = len(self.x), self.axes()
-        return mixed(fields[0], rank, axes) if self.keepdim else \
+        return mixed(fields[0], self.x, axes) if self.keepdim else \
             drop_axes(fields[0], rank, axes)
 
     def torch_module(self) -> Any:

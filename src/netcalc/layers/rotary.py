@@ -64,7 +64,7 @@ class RotaryEmbedding(Parameterless, MacFree):
         return [saved_extra(self._table()), saved_extra(self._table())]
 
     def receptive_field(self, fields):
-        return mixed(fields[0], len(self.x), {len(self.x) - 1})  # pairs features of the last dim
+        return mixed(fields[0], self.x, {len(self.x) - 1})  # pairs features of the last dim
 
     def torch_module(self) -> Any:
         from ..torch.modules import RotaryEmbedding as TorchRotary

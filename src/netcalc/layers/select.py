@@ -21,12 +21,14 @@ Receptive field. Slice along a spatial dim is a strided window of one unit, exac
 ``jump' = jump*step``, ``start' = start + first*jump``; so are the pieces of Chunk and
 Split (each output has its own ``start``; the table shows piece 0). Select along a
 spatial dim drops it: the field holds one extent per input spatial dim, so that dim
-becomes global (a stated over-estimate). Roll along a spatial dim wraps positions
-around: that dim becomes global, the others stay exact. Along other dims the field is
-kept (its axes renumbered when a dim before them disappears, as in channel-last
-layouts). Slicing an axis that holds merged spatial dims (a flattened map) cuts them:
-global. Expand of a size-1 spatial dim gives
-every unit the same region (jump 0). Gather has no spatial relation to its input
+becomes global (a stated over-estimate). Roll along an axis holding one spatial dim
+is a translation in the interior (unit p reads unit p - shift, ``start' = start -
+shift*jump``); as padding, the wrap-around at the borders is not part of a field;
+along an axis of merged or split dims it makes them global. The others stay exact.
+Along other dims the field is kept (its axes renumbered when a dim before them
+disappears, as in channel-last layouts). Slicing an axis that holds merged spatial dims
+(a flattened map) cuts them: global. Expand of a size-1 spatial dim gives every unit
+the same region (jump 0). Gather has no spatial relation to its input
 (None); IndexSelect along a spatial dim is GLOBAL (data-dependent positions).
 """
 
@@ -38,7 +40,8 @@ from typing import Any
 from ..args import AnyInt, Arg, IntList, OneOf, PosInt
 from dataclasses import replace
 
-from ..rf import RF, RFDim, exact
+from ..rf import RF, RFDim, exact, half
+from ..rfperiod import strided, translated, within
 from .base import FLOAT, INT, DataMovement, Grads, Saved, Shape, register, saved_input
 
 SizeOrSections = OneOf((PosInt, IntList(1)))
@@ -52,8 +55,8 @@ def drop_axes(rf: RF | None, rank: int, dropped: set[int]) -> RF | None:
     rf = rf.with_whole(rf.dims_at(dropped, rank), rank)
     if rf.global_:
         return rf
-    return rf.placed(tuple(None if a is None else a - sum(d < a for d in dropped)
-                           for a in rf.spatial_axes(rank)), rank - len(dropped))
+    return rf.moved({a: None if a in dropped else a - sum(d < a for d in dropped)
+                     for a in range(rank)}, rank, rank - len(dropped))
 
 
 def sliced(rf: RF | None, rank: int, axis: int, first: int, step: int = 1) -> RF | None:
@@ -66,16 +69,55 @@ def sliced(rf: RF | None, rank: int, axis: int, first: int, step: int = 1) -> RF
         return rf.with_whole(rf.dims_at({axis}, rank), rank)
     d = rf.dims[i]
     dims = list(rf.dims)
-    dims[i] = RFDim(d.size, exact(d.stride * step), exact(d.start + first * d.stride))
+    dims[i] = strided(d, first, step) if d.ends is not None else \
+        RFDim(d.size, exact(d.stride * step), exact(d.start + first * d.stride))
     return replace(rf, dims=tuple(dims))
 
 
-def mixed(rf: RF | None, rank: int, axes: set[int]) -> RF | None:
-    """The dims held in ``axes`` become global (positions along them are mixed or
-    moved); the others are kept."""
+def mixed(rf: RF | None, shape: "tuple[int, ...]", axes: set[int]) -> RF | None:
+    """The field after positions along ``axes`` (non-negative) mix: a dim held there
+    becomes global, except one split into windows (:mod:`netcalc.rf`) of which ``axes``
+    hold only the lowest digit (the offset inside the window, radix w, smaller than the
+    dim): each unit then sees its whole window (:func:`netcalc.rfperiod.within`) and
+    keeps its place. The other dims are kept."""
     if rf is None or rf.global_:
         return rf
-    return rf.with_whole(rf.dims_at(axes, rank), rank)
+    rank = len(shape)
+    hit = rf.dims_at(axes, rank)
+    if not hit:
+        return rf
+    digits = rf.digits(shape)
+    dims = list(rf.dims)
+    whole = []
+    for i in hit:
+        low, *high = digits[i]
+        if high and low[0] in axes and not any(h[0] in axes for h in high):
+            dims[i] = within(dims[i], low[2])
+        else:
+            whole.append(i)
+    return replace(rf, dims=tuple(dims)).with_whole(
+        [i for i, d in enumerate(dims) if d.whole or i in whole], rank)
+
+
+def rolled(rf: RF | None, rank: int, axes: "tuple[int, ...]", shifts: "tuple[int, ...]"
+           ) -> RF | None:
+    """``torch.roll``: along an axis holding one dim alone, a translation in the
+    interior (:func:`netcalc.rfperiod.translated`: unit p reads unit p - shift; the
+    wrap-around at the borders is ignored as padding is); dims merged or split in a
+    rolled axis become global."""
+    if rf is None or rf.global_:
+        return rf
+    dims = list(rf.dims)
+    whole = []
+    for a, s in zip(axes, shifts):
+        i = rf.index_of(a, rank)
+        if i is None:
+            whole += rf.dims_at({a}, rank)
+        elif s:
+            d = dims[i]
+            dims[i] = translated(d, s) if d.ends is not None else \
+                RFDim(d.size, d.stride, exact(d.start - s * d.stride))
+    return replace(rf, dims=tuple(dims)).with_whole(whole, rank)
 
 
 class _Part(DataMovement):
@@ -281,7 +323,7 @@ class IndexSelect(_Indexed):
         return [saved_input(1)]
 
     def receptive_field(self, fields):
-        return mixed(fields[0], len(self.x), {self.dim_index(self.dim, len(self.x))})
+        return mixed(fields[0], self.x, {self.dim_index(self.dim, len(self.x))})
 
     def torch_module(self) -> Any:
         from ..torch.modules import IndexSelect as TorchIndexSelect
@@ -311,7 +353,9 @@ class Roll(DataMovement):
         return x
 
     def receptive_field(self, fields):
-        return mixed(fields[0], len(self.x), self.axes())
+        rank = len(self.x)
+        return rolled(fields[0], rank, tuple(self.dim_index(d, rank, "dims", batch=False)
+                                             for d in self.dims), tuple(self.shifts))
 
     def torch_module(self) -> Any:
         from ..torch.modules import Roll as TorchRoll
@@ -350,7 +394,8 @@ class Expand(DataMovement):
         dims = list(rf.dims)
         for i, a in enumerate(rf.spatial_axes(len(self.x))):
             if a is not None and self.x[a] != self.y[a]:  # every unit sees one unit's region
-                dims[i] = RFDim(dims[i].size, 0, dims[i].start)
+                d = dims[i]  # one unit: its region
+                dims[i] = RFDim(exact(d.hi - d.lo + 1), 0, exact(half(d.lo + d.hi)))
         return replace(rf, dims=tuple(dims))
 
     def torch_module(self) -> Any:

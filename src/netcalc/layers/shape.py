@@ -8,6 +8,9 @@ needs floats, as torch does.
 Batch: every shape here keeps the batch at dim 0. Reshape's ``shape`` argument is the
 target shape PER SAMPLE (the batch is kept, as ``x.reshape(x.shape[0], *shape)``); Flatten
 and Unflatten refuse to touch dim 0, so the batch a spec is analysed with stays dim 0.
+A tensor with no batch dim (made from parameters and buffers only: Swin's and MaxViT's
+relative position tables) is reshaped whole with ``Reshape: {shape: [49, 49, -1],
+batch: false}`` (``x.reshape(*shape)``).
 
 Receptive field: a field's dims are the spatial dims of the tensor (the trailing
 ones, or where a Permute or a reshape moved them: :mod:`netcalc.rf`). A Permute moves
@@ -17,7 +20,9 @@ Reshape) moves no position either: the field follows each spatial dim's coordina
 which may share an axis with others (``flatten(2)`` merges H and W into one token
 axis) and comes back whole when a later reshape cuts them apart again
 (:func:`netcalc.rf.reshaped`). A reshape that splits one spatial dim over several
-axes (Swin's 56 into 8 windows x 7) makes that dim global.
+axes (Swin's 56 rows into 8 windows x 7) keeps it as digits, one per axis (the window
+index counts 7 rows, the row in the window 1), and a reshape that puts them back in
+order joins them.
 """
 
 from __future__ import annotations
@@ -110,18 +115,29 @@ class Unflatten(_Move):
 
 @register
 class Reshape(_Move):
-    """Reshapes each sample to ``shape`` (batch kept; one -1 is inferred)."""
+    """Reshapes each sample to ``shape`` (batch kept; one -1 is inferred).
+
+    With ``batch: false``, a tensor without a batch dim (made from parameters and
+    buffers) is reshaped to ``shape`` whole.
+
+    Shape: ``(N, *in) -> (N, *shape)``, ``prod(shape) == prod(in)``; ``batch: false``:
+    ``in -> shape``, ``prod(shape) == prod(in)`` (torch's ``x.reshape(*shape)``)."""
 
     PRIMARY = "shape"
 
     # ``shape`` in specs and torch, kept as ``target_shape``: ``shape`` is the shape rule
     target_shape = Arg(IntList(), name="shape",
                        doc="target shape per sample (the batch is kept); one -1 allowed")
+    batch = Arg(Bool(), True, doc="false: the input has no batch dim (made from parameters "
+                "and buffers) and ``shape`` is its whole new shape")
 
     def validate(self) -> None:
         _check_sizes(self, self.target_shape, "shape")
 
     def shape(self, x: Shape) -> Shape:
+        if not self.batch:
+            return _fill(self, self.target_shape, prod(x), "shape",
+                         f"{list(x)} ({prod(x)} elements)")
         per_sample = prod(x[1:])
         sizes = _fill(self, self.target_shape, per_sample, "shape",
                       f"{list(x[1:])} ({per_sample} elements per sample)")
@@ -130,7 +146,7 @@ class Reshape(_Move):
     def torch_module(self) -> Any:
         from ..torch.modules import Reshape as TorchReshape
 
-        return TorchReshape(self.target_shape)
+        return TorchReshape(self.target_shape, self.batch)
 
 
 @register
@@ -163,8 +179,7 @@ class Permute(_Move):
             return rf
         rank = len(self.x)
         perm = self.perm(rank)  # output axis j is input axis perm[j]
-        return rf.placed(tuple(None if a is None else perm.index(a)
-                               for a in rf.spatial_axes(rank)), rank)
+        return rf.moved({a: j for j, a in enumerate(perm)}, rank, rank)
 
     def torch_module(self) -> Any:
         from ..torch.modules import Permute as TorchPermute

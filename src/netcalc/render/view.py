@@ -101,6 +101,9 @@ def rf_json(rf: RF | None) -> dict[str, Any] | None:
            "aligned": rf.aligned}
     if rf.partial:
         out["global_dims"] = [i for i, d in enumerate(rf.dims) if d.whole]
+    if any(d.ends is not None for d in rf.dims):
+        # uneven (windowed) units: size is the largest extent over a period of units
+        out["period"] = [None if d.whole else d.period for d in rf.dims]
     return out
 
 
@@ -109,9 +112,10 @@ def rf_text(rf: RF | None) -> str:
         return "-"
     if rf.global_:
         return "global"
-    sizes = {d.size for d in rf.dims}
-    text = "×".join("global" if d.whole else _frac(d.size) for d in rf.dims) \
-        if len(sizes) > 1 else _frac(rf.dims[0].size)
+    def one(d) -> str:  # "≤": uneven units (windows), the largest extent
+        return "global" if d.whole else ("≤" if d.ends is not None else "") + _frac(d.size)
+    texts = [one(d) for d in rf.dims]
+    text = "×".join(texts) if len(set(texts)) > 1 else texts[0]
     return text if rf.aligned else f"{text} (misaligned)"
 
 

@@ -19,6 +19,7 @@ have their class source copied into the file, so it imports only torch.
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,22 @@ def export_source(spec_or_graph: str | Path | Spec | Graph, *, batch: int = 1,
                   input_shapes: dict[str, tuple[int, ...]] | None = None) -> str:
     """The spec as Python source: block classes and a model class (see the module doc)."""
     graph, _ = prepare(spec_or_graph, batch=batch, input_shapes=input_shapes)
+    used: set[type] = set()
+    nested: dict[str, str] = {}  # expert blocks' classes (MixtureOfExperts): top -> source
+    calls, held, model = _layer_calls(graph, used, nested)
+    classes = sorted(used, key=lambda c: inspect.getsourcelines(c)[1])
+    helper_src = "\n\n".join([*(inspect.getsource(c) for c in classes), *nested.values()])
+    imports = ["from functools import reduce"] if "reduce(" in helper_src else []
+    return module_source(graph, calls, held, helpers=helper_src, ties=_ties(graph, model),
+                         frozen=_frozen(model), header=_header(graph), imports=imports)
+
+
+def _layer_calls(graph: Graph, used: set[type], nested: dict[str, str]
+                 ) -> tuple[dict[str, Call], dict[str, tuple[Call, bool]], NetcalcModule]:
+    """Each layer's constructor call (Parameter and Buffer layers: their tensor's)."""
     model = _module_of(graph, device="meta")
     calls: dict[str, Call] = {}
     held: dict[str, tuple[Call, bool]] = {}
-    used: set[type] = set()
     known: dict[str, Call] = {}  # one proof per distinct module
     for node in graph.nodes:
         module = model.layer(node.name)
@@ -55,17 +68,38 @@ def export_source(spec_or_graph: str | Path | Spec | Graph, *, batch: int = 1,
             held[node.name] = _held_expr(graph, node.name, module())
             continue
         try:
+            if isinstance(module, helpers.MixtureOfExperts):
+                calls[node.name] = _experts_call(node.layer, module, used, nested)
+                continue
             key = repr(_state(module))
             if key not in known:
                 known[key] = module_call(module, used, node.layer)
             calls[node.name] = known[key]
         except ValueError as exc:
             raise node.layer.fail(f"export: {exc}") from None
-    classes = sorted(used, key=lambda c: inspect.getsourcelines(c)[1])
-    helper_src = "\n\n".join(inspect.getsource(c) for c in classes)
-    imports = ["from functools import reduce"] if "reduce(" in helper_src else []
-    return module_source(graph, calls, held, helpers=helper_src, ties=_ties(graph, model),
-                         frozen=_frozen(model), header=_header(graph), imports=imports)
+    return calls, held, model
+
+
+def _experts_call(layer: Any, module: nn.Module, used: set[type],
+                  nested: dict[str, str]) -> Call:
+    """``MixtureOfExperts(d, top_k, [Expert() for _ in range(E)], router_bias)``: the
+    router and the deterministic routing are netcalc's module (inlined, as every
+    helper); the expert block is written as classes of its own (its spec's layers)."""
+    graph = layer.expert_graph
+    calls, held, model = _layer_calls(graph, used, nested)
+    source = module_source(graph, calls, held, ties=_ties(graph, model), frozen=_frozen(model))
+    body = source.split("from torch import nn\n", 1)[1].strip("\n")
+    top = re.findall(r"^class (\w+)\(nn\.Module\):", body, re.M)[-1]
+    if nested.get(top, body) != body:
+        raise ValueError(f"two different expert blocks make a class {top!r}: give them "
+                         "different block names")
+    nested[top] = body
+    used.add(helpers.MixtureOfExperts)
+    return Call("MixtureOfExperts", kwargs=[
+        ("d", py_literal(module.gate.in_features)), ("top_k", py_literal(module.top_k)),
+        ("experts", f"[{top}() for _ in range({len(module.experts)})]"),
+        ("router_bias", py_literal(module.gate.bias is not None))],
+        order=("d", "top_k", "experts", "router_bias"))
 
 
 def load_source(source: str, name: str = "netcalc_exported") -> dict[str, Any]:

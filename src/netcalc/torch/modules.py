@@ -43,17 +43,21 @@ class Concat(nn.Module):
 
 
 class Reshape(nn.Module):
-    """Reshape each sample to ``shape``, keeping the batch dim."""
+    """Reshape each sample to ``shape``, keeping the batch dim; ``batch=False``: a
+    tensor without a batch dim, to ``shape`` whole."""
 
-    def __init__(self, shape: tuple[int, ...]):
+    def __init__(self, shape: tuple[int, ...], batch: bool = True):
         super().__init__()
         self.shape = tuple(shape)
+        self.batch = batch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.batch:
+            return x.reshape(self.shape)
         return x.reshape(x.shape[0], *self.shape)
 
     def extra_repr(self) -> str:
-        return f"shape={list(self.shape)}"
+        return f"shape={list(self.shape)}" + ("" if self.batch else ", batch=False")
 
 
 class Permute(nn.Module):
@@ -352,6 +356,41 @@ class Reduce(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.op}, dim={list(self.dim)}, keepdim={self.keepdim}"
+
+
+class Exp(nn.Module):
+    """torch.exp(x)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(x)
+
+
+class Clamp(nn.Module):
+    """torch.clamp(x, min, max)."""
+
+    def __init__(self, min: float | None = None, max: float | None = None):
+        super().__init__()
+        self.min, self.max = min, max
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x, min=self.min, max=self.max)
+
+    def extra_repr(self) -> str:
+        return f"min={self.min}, max={self.max}"
+
+
+class Normalize(nn.Module):
+    """torch.nn.functional.normalize(x, p, dim, eps)."""
+
+    def __init__(self, p: float = 2.0, dim: int = 1, eps: float = 1e-12):
+        super().__init__()
+        self.p, self.dim, self.eps = p, dim, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(x, p=self.p, dim=self.dim, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, dim={self.dim}, eps={self.eps}"
 
 
 class Scale(nn.Module):

@@ -10,6 +10,7 @@ each measured extent against the analytic region.
 from __future__ import annotations
 
 from fractions import Fraction
+from math import prod
 from typing import Any
 
 import torch
@@ -19,15 +20,19 @@ from ..analysis import Report
 from ..graph import Graph
 from ..results import MATCH, MISMATCH, CheckRow
 from ..rf import RF
+from ..rfperiod import end
 from .build import NetcalcModule, _module_of, flatten_outputs
 
 
 #: modules replaced by Identity while measuring receptive fields: point-wise maps whose
 #: gradient can vanish (ReLU of a negative, saturated clamps) and norms whose statistics
-#: mix positions (the analytic field ignores statistics, see netcalc.layers.norm)
+#: mix positions (the analytic field ignores statistics, see netcalc.layers.norm);
+#: softmaxes spread their gradient (a saturated one rounds it to 0, deep in Swin-T)
 def _rf_surrogate(module: nn.Module) -> nn.Module | None:
     act = nn.modules.activation
     keep = (act.Softmax, act.Softmin, act.LogSoftmax, act.Softmax2d, act.MultiheadAttention)
+    if isinstance(module, (act.Softmax, act.Softmin, act.LogSoftmax)):
+        return _SpreadSoftmax(module)
     if type(module).__module__ == act.__name__ and not isinstance(module, keep):
         return nn.Identity()
     if isinstance(module, (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase,
@@ -74,9 +79,25 @@ class _SpreadMaxPool(nn.Module):
         return y.detach() + summed - summed.detach()
 
 
+class _SpreadSoftmax(nn.Module):
+    """A softmax whose gradient reaches every element along its dim with weight 1:
+    ``softmax(x).detach() + sum(x) - sum(x).detach()``, the same values. A softmax mixes
+    the whole dim, but once its logits grow apart (positive weights, no norms: Swin-T's
+    later stages) the gradient of all but the largest rounds to 0, even in float64."""
+
+    def __init__(self, softmax: nn.Module):
+        super().__init__()
+        self.softmax = softmax
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dim = self.softmax.dim if self.softmax.dim is not None else -1
+        total = x.sum(dim=dim, keepdim=True)
+        return self.softmax(x).detach() + total - total.detach()
+
+
 def _integral(rf) -> bool:
     return all(v.denominator == 1 for d in rf.dims if not d.whole
-               for v in (d.size, d.stride, d.lo, d.hi))
+               for v in (d.size, d.stride, d.lo, d.hi, *(x for e in d.ends or () for x in e)))
 
 
 def _exact_dims(values: list, rf) -> list:
@@ -85,17 +106,17 @@ def _exact_dims(values: list, rf) -> list:
 
 
 def empirical_rf(graph: Graph, report: Report, *, seed: int = 0,
-                 skipped: list[str] | None = None, layers: list[str] | None = None
-                 ) -> list[CheckRow]:
+                 skipped: list[str] | None = None, layers: list[str] | None = None,
+                 every_unit: bool = False) -> list[CheckRow]:
     """Measure the receptive field of every spatial layer by backpropagation.
 
     The model is built in float32 (a layer that disagrees is measured again in
     float64: an underflowing gradient can only shrink the extent) with every
     parameter a positive random value scaled by 1/fan-in, in eval mode, on a
-    positive random input; activations,
-    dropout and norms are replaced by the identity and max pools spread their
-    gradient over the whole window (the field is geometry: those modules only decide
-    whether a gradient vanishes, never where it can reach). For each layer whose
+    positive random input; activations, dropout and norms are replaced by the
+    identity, max pools spread their gradient over the whole window and softmaxes over
+    their whole dim (the field is geometry: those modules only decide whether a
+    gradient vanishes, never where it can reach). For each layer whose
     analytic field is integral and aligned, one output unit is chosen -- the one
     nearest the centre whose region lies inside the input (else the centre unit,
     compared after clipping to the input) -- and a positive random combination of
@@ -115,6 +136,13 @@ def empirical_rf(graph: Graph, report: Report, *, seed: int = 0,
     (a flattened map) are probed at the unit's indices in that axis: every index whose
     digit of each merged dim is the unit's, so channels merged in with them (a flatten of
     ``(C, H, W)``) are combined as on the unflattened map, whose field is their union.
+
+    A windowed (uneven) field (:mod:`netcalc.rfperiod`: Swin's window attention) has
+    units of different regions: its row probes, among the units of one period nearest
+    the centre whose regions lie inside the input, the one of the largest extent (the
+    size the field reports), and compares its region exactly; with ``every_unit`` every
+    unit of the period is probed and compared (a backward pass each: what the tests
+    do; verify keeps one per layer, as Swin-T has some 300 windowed rows).
 
     Several layers are probed at once, one per sample of a batch (eval mode keeps
     samples independent).
@@ -147,40 +175,54 @@ def empirical_rf(graph: Graph, report: Report, *, seed: int = 0,
         return []
     # float32 is fast; a gradient that underflows there can only shrink the measured
     # extent, so every layer that disagrees is measured again in float64
-    rows = _measure_rf(graph, report, probes, in_info, torch.float32, seed, skipped)
+    rows = _measure_rf(graph, report, probes, in_info, torch.float32, seed, skipped,
+                       every_unit)
     again = {r.layer for r in rows if r.verdict == MISMATCH}
     if again:
         redo = {r.layer: r for r in _measure_rf(graph, report,
                                                  [p for p in probes if p.name in again],
-                                                 in_info, torch.float64, seed)}
+                                                 in_info, torch.float64, seed, None,
+                                                 every_unit)}
         rows = [redo.get(r.layer, r) for r in rows]
     return rows
 
 
 def _measure_rf(graph: Graph, report: Report, probes: list, in_info, dtype: torch.dtype,
-                seed: int, skipped: list[str] | None = None) -> list[CheckRow]:
+                seed: int, skipped: list[str] | None = None, every_unit: bool = False
+                ) -> list[CheckRow]:
     """The probe at ``dtype``, phase by phase; one row per probed layer."""
     in_sizes = in_info.shape[2:]
     uneven = _stepping(graph, report)
     copied = _copied_borders(graph)
     gen = torch.Generator().manual_seed(seed)
     model = _probe_model(graph, dtype, gen)
-    targets = _targets(graph, report, model, probes, in_sizes)
+    targets = _targets(graph, report, model, probes, in_sizes, every_unit)
     order = {n.name: i for i, n in enumerate(graph.nodes)}
     extents = _extents(model, report, sorted(targets, key=lambda k: order[k[0]]), in_info,
                        dtype, gen)
     rows: list[CheckRow] = []
     border_skips = behind_skips = 0
     nodes = {n.name: n for n in graph.nodes}
+    units: dict[str, list] = {}  # layer -> [(its unit's key, measured, (region, clipped))]
+    layer_of = {}
     for key, measured in extents.items():
-        for r, (lo_hi, clipped) in targets[key]:
-            if clipped and copied[r.name]:
-                border_skips += 1
-            elif uneven[r.name] == "behind":
-                behind_skips += 1
-            else:
-                rows.append(_judge(r, nodes[r.name], key, measured, lo_hi, clipped,
-                                   uneven[r.name] == "own", dtype))
+        for r, expect in targets[key]:
+            units.setdefault(r.name, []).append((key, measured, expect))
+            layer_of[r.name] = r
+    for name, seen in units.items():
+        r = layer_of[name]
+        if copied[name]:  # a clipped unit reads copied or wrapped-around pixels
+            seen = [u for u in seen if not u[2][1]]
+        if not seen:
+            border_skips += 1
+        elif uneven[name] == "behind":
+            behind_skips += 1
+        elif all(d.ends is None for d in r.rf.dims):
+            key, measured, (lo_hi, clipped) = seen[0]
+            rows.append(_judge(r, nodes[name], key, measured, lo_hi, clipped,
+                               uneven[name] == "own", dtype))
+        else:
+            rows.append(_judge_period(r, nodes[name], seen, dtype))
     rows.sort(key=lambda row: order[row.layer])
     if behind_skips and skipped is not None:
         skipped.append(f"rf: {behind_skips} layer(s) not measured: they follow a layer whose "
@@ -189,8 +231,8 @@ def _measure_rf(graph: Graph, report: Report, probes: list, in_info, dtype: torc
                        "describes a typical one")
     if border_skips and skipped is not None:
         skipped.append(f"rf: {border_skips} layer(s) not measured: no unit lies inside the "
-                       "input and a reflect/replicate/circular padding copies pixels at the "
-                       "border")
+                       "input and a reflect/replicate/circular padding or a Roll copies or "
+                       "wraps pixels at the border")
     return rows
 
 
@@ -224,11 +266,12 @@ def _stepping(graph: Graph, report: Report) -> dict[str, str]:
 
 
 def _copied_borders(graph: Graph) -> dict[str, bool]:
-    """Per node: behind a padding that copies the input (reflect, replicate, circular)?
-    At the border its units read real pixels where the analytic field sees padding."""
+    """Per node: behind a padding that copies the input (reflect, replicate, circular)
+    or a Roll (which wraps around)? At the border its units read real pixels where the
+    analytic field sees padding, or the other edge of the map."""
     copied: dict[str, bool] = {}
     for node in graph.nodes:
-        own = node.type.startswith(("Reflection", "Replication", "Circular")) or \
+        own = node.type.startswith(("Reflection", "Replication", "Circular", "Roll")) or \
             getattr(node.layer, "padding_mode", "zeros") not in ("zeros", None)
         copied[node.name] = own or any(copied.get(src.node, False) for src in node.sources)
     return copied
@@ -253,7 +296,7 @@ def _probe_model(graph: Graph, dtype: torch.dtype, gen: torch.Generator) -> Netc
 
 
 def _targets(graph: Graph, report: Report, model: NetcalcModule, probes: list,
-             in_sizes) -> dict[tuple[str, tuple], list]:
+             in_sizes, every_unit: bool = False) -> dict[tuple[str, tuple], list]:
     """(node measured, its unit at each spatial axis) -> [(layer, (expected region,
     clipped))]. A layer built as the identity here (activation, norm, dropout) outputs
     the very tensor of its source: the source is measured once for both."""
@@ -267,23 +310,31 @@ def _targets(graph: Graph, report: Report, model: NetcalcModule, probes: list,
             root[node.name] = root.get(src, src)
     targets: dict[tuple[str, tuple], list] = {}
     for r in probes:
-        axes = r.rf.spatial_axes(len(r.shape))
-        packs = r.rf.packs(r.shape)
-        sizes = [1 if p is None else p[1] for p in packs]
-        unit, expect = _choose_unit(r.rf, sizes, in_sizes)
-        # per spatial axis (channel-last too), the indices holding the unit: along an
-        # axis of merged dims, every index whose digit ``value // q % n`` of each dim it
-        # holds is the unit's -- the digits of channels merged in stay free, so the unit
-        # combines its channels as on an unmerged map (a flattened (C, H, W) map holds
-        # the unit (h, w) at c*H*W + h*W + w for every c)
-        digits: dict[int, list] = {}
-        for a, p, j in zip(axes, packs, unit):
-            if a is not None:
-                digits.setdefault(a, []).append((p[0], p[1], j))
-        unit = tuple((a, tuple(i for i in range(r.shape[a])
-                               if all(i // q % n == j for q, n, j in digits[a])))
-                     for a in sorted(digits))
-        targets.setdefault((root.get(r.name, r.name), unit), []).append((r, expect))
+        places = r.rf.digits(r.shape)
+        sizes = [1 if not dig else prod(n for _, _, n, _ in dig) for dig in places]
+        if any(d.ends is not None for d in r.rf.dims):
+            chosen = _choose_period(r.rf, sizes, in_sizes)
+            if not every_unit:  # the unit of the largest extent, inside the input first
+                chosen = [max(chosen, key=lambda u: (not u[1][1], sum(
+                    g[1] - g[0] for g in u[1][0] if g is not None)))]
+        else:
+            chosen = [_choose_unit(r.rf, sizes, in_sizes)]
+        for unit, expect in chosen:
+            # per spatial axis (channel-last too), the indices holding the unit: along
+            # an axis of merged dims, every index whose digit ``value // q % n`` of each
+            # dim it holds is the unit's (a dim split into windows has one digit per
+            # axis: the window, the offset in it) -- the digits of channels merged in
+            # stay free, so the unit combines its channels as on an unmerged map (a
+            # flattened (C, H, W) map holds the unit (h, w) at c*H*W + h*W + w for
+            # every c)
+            digits: dict[int, list] = {}
+            for dig, j in zip(places, unit):
+                for a, q, n, w in dig:
+                    digits.setdefault(a, []).append((q, n, j // w % n))
+            held = tuple((a, tuple(i for i in range(r.shape[a])
+                                   if all(i // q % n == v for q, n, v in digits[a])))
+                         for a in sorted(digits))
+            targets.setdefault((root.get(r.name, r.name), held), []).append((r, expect))
     return targets
 
 
@@ -442,3 +493,62 @@ def _choose_unit(rf, out_sizes, in_sizes) -> tuple[tuple[int, ...], tuple[list, 
         unit.append(j)
         regions.append([int(lo), int(hi)] if lo <= hi else None)
     return tuple(unit), (regions, clipped)
+
+
+def _choose_period(rf, out_sizes, in_sizes) -> list:
+    """Units covering one period of every uneven (windowed) dim: per such dim the P
+    consecutive units nearest the centre whose regions all lie inside the input, unit k
+    at phase k of each dim (the fields are separable: one backward pass measures every
+    dim of a unit); an even dim keeps :func:`_choose_unit`'s unit. Where no period lies
+    inside the input, the regions of the units that poke out are clipped to it (and
+    are not judged behind a Roll or a copying padding). [(unit, (regions, clipped))]."""
+    (base, _) = _choose_unit(rf, out_sizes, in_sizes)
+    count = max(d.period for d in rf.dims if not d.whole)
+    first = []
+    for d, j, n_out, n_in in zip(rf.dims, base, out_sizes, in_sizes):
+        if d.whole or d.ends is None:
+            first.append(None)
+            continue
+        period = min(d.period, n_out)
+        centre = (n_out - period) // 2
+        inside = [s for s in range(n_out - period + 1)
+                  if all(0 <= end(d, s + k)[0] and end(d, s + k)[1] <= n_in - 1
+                         for k in range(period))]
+        first.append(min(inside, key=lambda s: (abs(s - centre), s)) if inside else centre)
+    out = []
+    for k in range(count):
+        unit, regions = [], []
+        for d, j, s, n_out, n_in in zip(rf.dims, base, first, out_sizes, in_sizes):
+            if d.whole:
+                unit.append(0)
+                regions.append([0, n_in - 1])
+                continue
+            u = j if s is None else s + k % min(d.period, n_out)
+            lo, hi = end(d, u)
+            lo, hi = max(lo, 0), min(hi, n_in - 1)
+            unit.append(u)
+            regions.append([int(lo), int(hi)] if lo <= hi else None)
+        out.append((tuple(unit), (regions, any(
+            not d.whole and (end(d, u)[0] < 0 or end(d, u)[1] > n_in - 1)
+            for d, u, n_in in zip(rf.dims, unit, in_sizes)))))
+    return out
+
+
+def _judge_period(r: Any, node: Any, seen: list, dtype: torch.dtype) -> CheckRow:
+    """The row of a layer with uneven (windowed) units: each unit probed is judged as
+    one unit is (:func:`_judge`); the row shows the first mismatching unit, else the
+    one of the largest analytic extent (the size the field reports), region against
+    measured extent."""
+    verdicts = [_judge(r, node, key, measured, lo_hi, clipped, False, dtype)
+                for key, measured, (lo_hi, clipped) in seen]
+
+    def extent(v: CheckRow) -> int:
+        return sum(x[1] - x[0] + 1 for x in v.analytic if isinstance(x, list))
+    bad = next((v for v in verdicts if v.verdict == MISMATCH), None)
+    shown = bad or max(verdicts, key=extent)
+    period = [None if d.whole else d.period for d in r.rf.dims]
+    note = f"uneven units (period {period}): " + (
+        f"{len(seen)} units of a period compared, each exactly; shown: {shown.rule}"
+        if len(seen) > 1 else f"the one of the largest extent compared: {shown.rule}")
+    return CheckRow(r.name, node.type, "rf", shown.analytic, shown.torch,
+                    MISMATCH if bad else MATCH, note, node.mark.line)

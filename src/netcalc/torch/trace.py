@@ -12,12 +12,18 @@ graph once on meta tensors to learn every value. Each tensor-valued node becomes
   the spec layer of :data:`OPS`, named by the path of the module whose forward calls it
   plus the op (``layer1.0.add``);
 * a parameter or buffer read in forward (``get_attr``): a ``Parameter``/``Buffer`` layer
-  at its attribute path (``class_token``), so state_dict keys stay the source's.
+  at its attribute path (``class_token``), so state_dict keys stay the source's, made
+  where it is first used (a weight passed to ``F.linear`` of its own ``nn.Linear`` is
+  that Linear instead);
+* a ``torch.fx.wrap``-ped function of torchvision: the layers :mod:`netcalc.torch.wrapped`
+  writes for it.
 
 Size arithmetic (``x.shape``, ``x.size(0)``, ``n // 2``) is evaluated, never a layer:
 view arguments come from the measured output shape, per sample, so views stay
-batch-generic (the trace runs at batch 2 so the batch dim can be told apart). What
-cannot be expressed raises :class:`Unsupported` naming the op and the module path.
+batch-generic (the trace runs at batch 2 so the batch dim can be told apart). A tensor
+made from parameters and buffers only has no batch dim: its views are whole-shape
+(``Reshape: {shape: [49, 49, -1], batch: false}``). What cannot be expressed raises
+:class:`Unsupported` naming the op and the module path.
 """
 
 from __future__ import annotations
@@ -44,6 +50,14 @@ class Ref:
 
     path: str
     index: int | None = None
+
+
+@dataclass(frozen=True)
+class Held:
+    """A parameter or buffer read in forward (``get_attr``), not yet a layer."""
+
+    target: str
+    tensor: Any = field(compare=False, repr=False)
 
 
 @dataclass
@@ -237,7 +251,10 @@ for _name, _type, _params in (
         ("hardswish", "Hardswish", ()), ("hardsigmoid", "Hardsigmoid", ()),
         ("sigmoid", "Sigmoid", ()), ("tanh", "Tanh", ()), ("mish", "Mish", ()),
         ("elu", "ELU", (("alpha", 1.0),)), ("leaky_relu", "LeakyReLU", (("negative_slope", 0.01),)),
-        ("hardtanh", "Hardtanh", (("min_val", -1.0), ("max_val", 1.0)))):
+        ("hardtanh", "Hardtanh", (("min_val", -1.0), ("max_val", 1.0))),
+        ("exp", "Exp", ()), ("clamp", "Clamp", (("min", None), ("max", None))),
+        ("clip", "Clamp", (("min", None), ("max", None))),
+        ("normalize", "Normalize", (("p", 2.0), ("dim", 1), ("eps", 1e-12)))):
     OPS[_name] = _activation(_type, *_params)
 
 
@@ -327,7 +344,10 @@ def _pad(t, node, args, kwargs):
 
 
 def _view_like(t, node, args, kwargs):
-    """reshape/view/unflatten...: a Reshape to the measured per-sample shape."""
+    """reshape/view/unflatten...: a Reshape to the measured per-sample shape (the whole
+    shape for a tensor without a batch dim)."""
+    if t.batchless(args[0]):
+        return "Reshape", {"shape": list(t.shape_of(node)), "batch": False}, [args[0]]
     return "Reshape", {"shape": list(t.shape_of(node)[1:])}, [args[0]]
 
 
@@ -407,13 +427,35 @@ class Tracer:
         self.values: dict[fx.Node, Any] = {}  # concrete values: Ref(s) for tensors, else values
         self.shapes: dict[fx.Node, Any] = {}  # the meta run's outputs
         self.ops: list[Op] = []
+        self.held: dict[Held, Ref] = {}
+        self.read: dict[Held, int] = {}  # where each was read (its layer's place if unused)
+        self.taken: set[Held] = set()  # weights a wrapped function's layer holds (Linear)
         self.names: set[str] = set()
         self.scopes: dict[str, str] = {}
         self.owner: dict[str, str] = {}
         self.result: Any = None  # what the module returned
+        self.no_batch: set[str] = set()  # ops made from parameters and buffers only
 
     def shape_of(self, node: fx.Node) -> tuple[int, ...]:
         return tuple(self.shapes[node].shape)
+
+    def batchless(self, value: Any) -> bool:
+        """Whether a tensor value has no batch dim (made from parameters and buffers)."""
+        return isinstance(value, Ref) and value.path in self.no_batch
+
+    def use(self, value: Any) -> Any:
+        """A value as an input: a parameter or buffer becomes its layer where first used."""
+        if not isinstance(value, Held):
+            return value
+        if value not in self.held:
+            self.held[value] = self._held(value.target, value.tensor)
+        return self.held[value]
+
+    def unique(self, path: str) -> str:
+        return self._unique(path)
+
+    def emit(self, o: Op, scope: str) -> Ref:
+        return self._add(o, scope, None)
 
     def run(self) -> Traced:
         try:
@@ -430,10 +472,10 @@ class Tracer:
         if len(feeds) > len(placeholders):
             raise Unsupported(f"{len(feeds)} inputs given, forward takes {len(placeholders)}")
         real = self._interpret(gm, graph, placeholders, feeds)
+        self._unused_held()
         out_node = next(n for n in graph.nodes if n.op == "output")
         self.result = fx.map_arg(out_node.args[0], lambda n: real[n])
-        outputs = self._refs_of(self.values[out_node.args[0]] if isinstance(out_node.args[0], fx.Node)
-                                else fx.map_arg(out_node.args[0], lambda n: self.values[n]))
+        outputs = self._refs_of(fx.map_arg(out_node.args[0], lambda n: self.use(self.values[n])))
         return Traced(self.ops, {name: (tuple(x.shape[1:]), "int64" if x.dtype == torch.int64
                                         else "float32") for name, x in feeds},
                       outputs, self.scopes, self.owner)
@@ -479,6 +521,17 @@ class Tracer:
             self.values[node] = self._convert(node, result)
         return real
 
+    def _unused_held(self) -> None:
+        """A parameter or buffer read but never used as a tensor (only its size): its
+        layer all the same, where it was read, so the state_dict keys stay the source's."""
+        for held, at in sorted(self.read.items(), key=lambda kv: -kv[1]):
+            if held in self.held or held in self.taken:
+                continue
+            start = len(self.ops)
+            self.use(held)
+            made, self.ops[start:] = self.ops[start:], []
+            self.ops[at:at] = made
+
     def _scope(self, node: fx.Node) -> str:
         stack = node.meta.get("nn_module_stack") or {}
         paths = [v[0] for v in stack.values()]
@@ -499,11 +552,18 @@ class Tracer:
         concrete value for sizes and constants."""
         if not _has_tensor(result):
             return result  # size arithmetic, flags: evaluated, never a layer
-        vals = fx.map_arg(node.args, lambda n: self.values[n])
-        kvals = fx.map_arg(node.kwargs, lambda n: self.values[n])
         scope = self._scope(node)
         if node.op == "get_attr":
-            return self._held(node, result)
+            held = Held(node.target, result)
+            self.read.setdefault(held, len(self.ops))
+            return held
+        if node.op == "call_function" and _qualname(node.target) in WRAPPED:
+            raw = fx.map_arg(node.args, lambda n: self.values[n])
+            kraw = fx.map_arg(node.kwargs, lambda n: self.values[n])
+            return WRAPPED[_qualname(node.target)](self, node, scope, list(raw), dict(kraw),
+                                                   result)
+        vals = fx.map_arg(node.args, lambda n: self.use(self.values[n]))
+        kvals = fx.map_arg(node.kwargs, lambda n: self.use(self.values[n]))
         if node.op == "call_module":
             module = self.root.get_submodule(node.target)
             type_name = leaf_type(module)
@@ -556,7 +616,8 @@ class Tracer:
         if any(not isinstance(i, Ref) for i in inputs):
             raise Unsupported(f"{where}: op {_describe(node)} on a tensor made outside "
                               "the model's modules (a constant)")
-        if type_name == "Reshape" and tuple(self.shape_of(node))[:1] != (TRACE_BATCH,):
+        if type_name == "Reshape" and args.get("batch", True) and \
+                tuple(self.shape_of(node))[:1] != (TRACE_BATCH,):
             raise Unsupported(f"{where}: a view that moves the batch dim "
                               f"(shape {list(self.shape_of(node))})")
         return type_name, args, inputs
@@ -637,8 +698,19 @@ class Tracer:
                                    _shapes(result)), scope, None)
         return ref
 
-    def _held(self, node, result) -> Ref:
-        target = node.target
+    def _held(self, target: str, result: Any) -> Ref:
+        base = getattr(result, "_base", None)
+        if target.startswith("_tensor_constant") and base is not None:
+            # fx ran a view of a buffer (MaxViT's index.view(-1)) and kept its result as a
+            # constant: the buffer at its own path, then the view (whole: no batch dim)
+            name = next((n for n, b in self.root.named_buffers() if b is base), None)
+            if name is not None and base.numel() == result.numel():
+                owner = name.rpartition(".")[0]
+                ref = self.use(Held(name, base))
+                view = f"{owner}.view" if owner else "view"
+                return self._add(Op(self._unique(view), "Reshape",
+                                    {"shape": list(result.shape), "batch": False}, [ref],
+                                    [tuple(result.shape)]), owner, result)
         is_param = isinstance(result, nn.Parameter)
         kind = "Parameter" if is_param else "Buffer"
         args: dict[str, Any] = {"shape": list(result.shape)}
@@ -653,6 +725,9 @@ class Tracer:
     def _add(self, o: Op, scope: str, result: Any) -> Any:
         o.args = _without_defaults(o.type, o.args)
         self.ops.append(o)
+        if o.type in ("Parameter", "Buffer", "Constant") or \
+                (o.inputs and all(r.path in self.no_batch for r in o.inputs)):
+            self.no_batch.add(o.path)
         self.owner[o.path] = scope
         if isinstance(result, (tuple, list)):
             return tuple(Ref(o.path, i) for i in range(len(result)))
@@ -709,6 +784,10 @@ def _shapes(result: Any) -> list[tuple[int, ...]]:
     return []
 
 
+def _qualname(target: Any) -> str:
+    return f"{getattr(target, '__module__', '')}.{getattr(target, '__name__', '')}"
+
+
 def _describe(node: fx.Node) -> str:
     if node.op == "call_method":
         return f"Tensor.{node.target}"
@@ -716,3 +795,6 @@ def _describe(node: fx.Node) -> str:
     module = getattr(target, "__module__", None) or ""
     name = getattr(target, "__name__", str(target))
     return f"{module}.{name}" if module else name
+
+
+from .wrapped import WRAPPED  # noqa: E402: wrapped.py builds on the names above
