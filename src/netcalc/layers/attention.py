@@ -55,9 +55,9 @@ from typing import Any
 
 from ..args import Arg, Bool, Choice, Float, PosInt, Probability
 from .activation import Softmax
-from .base import (ACC, FULL, LOW, LOWER, MIXED, UPCAST, AttentionCache, Ctx, Grads, Layer, Parameterless, Saved,
-                   Shape, TensorInfo, register, saved_extra, saved_input, saved_output,
-                   saved_weight)
+from .base import (ACC, FULL, LOW, LOWER, MIXED, UPCAST, AttentionCache, Ctx, Grads, Layer,
+                   Parameterless, Saved, Shape, TensorInfo, register, saved_extra, saved_input,
+                   saved_output, saved_weight)
 from .norm import LayerNorm
 from .recurrent import check_sequence, sequence_field
 
