@@ -62,9 +62,16 @@ def test_bf16_converts_everything_and_amp_keeps_fp32_state():
     fp32 = resnet50()
     assert bf16.sections["training"]["param_bytes"] == 2 * 25_557_032
     assert amp.sections["training"]["param_bytes"] == 4 * 25_557_032
-    # autocast runs the convs and the fc in 16 bits: one cached copy of their weights
+    # autocast runs the convs and the fc in 16 bits, casting their weights once: the
+    # casts backward keeps (every conv's weight, the fc's as its input needs a gradient)
+    # are saved tensors of their layers; only the fc's bias cast is not kept
     conv_fc = sum(r.params for r in amp.layers if r.type in ("Conv2d", "Linear"))
-    assert amp.sections["training"]["cast_cache_bytes"] == 2 * conv_fc
+    assert amp.sections["training"]["cast_cache_bytes"] == 2 * 1000
+    conv1 = next(r for r in amp.layers if r.name == "conv1")
+    conv1_fp32 = next(r for r in fp32.layers if r.name == "conv1")
+    assert conv1.saved_bytes == conv1_fp32.saved_bytes // 2 + 2 * conv1.params
+    assert sum(r.saved_bytes for r in amp.layers) == amp.totals.saved_activation_bytes
+    assert amp.totals.saved_activation_bytes > 2 * (conv_fc - 1000)
     # halved, but for what stays wide: BatchNorm's float32 statistics, int64 pool indices
     assert 0.5 < bf16.totals.saved_activation_bytes / fp32.totals.saved_activation_bytes < 0.51
     assert amp.totals.saved_activation_bytes < fp32.totals.saved_activation_bytes

@@ -120,6 +120,45 @@ def test_layer_rules_equal_a_real_step(case):
     # have their peak within 5% (within 1.1% measured)
 
 
+# the cases verify --train got wrong: under autocast a 16-bit layer keeps the cast of its
+# weight (linear2's, a conv's, the attention projections'); a transformer layer's
+# linear1 and norms need input gradients, its attention with dropout takes CPU's math
+# path in float32; the layer input is the graph's (no PReLU first: a LayerNorm input)
+PRECISION_CASES = {
+    "linear_chain": ("[6, 8]", "- {Linear: 8}\n- ReLU\n- {Linear: 4}"),
+    # CPU's autocast runs LayerNorm and softmax in their input's dtype (CUDA's: float32)
+    "norm_softmax": ("[6, 8]", "- {Linear: 8}\n- LayerNorm\n- {Softmax: -1}\n- {Linear: 4}"),
+    "conv_chain": ("[3, 10, 10]", "- {Conv2d: {out_channels: 4, kernel_size: 3}}\n"
+                   "- BatchNorm2d\n- ReLU\n- {Conv2d: {out_channels: 6, kernel_size: 3, "
+                   "groups: 2}}\n- {MaxPool2d: 2}\n- Flatten\n- {Linear: 5}"),
+    "encoder_dropout": ("[6, 8]", "- {TransformerEncoderLayer: {nhead: 2, "
+                        "dim_feedforward: 16}}\n- {Linear: 4}"),
+    "decoder_dropout": ("{tgt: [5, 8], memory: [6, 8]}",
+                        "- {name: m, Linear: 8, from: memory}\n"
+                        "- {name: dec, TransformerDecoderLayer: {nhead: 2, dim_feedforward: "
+                        "16}, from: [tgt, m]}\n- {Linear: 4}"),
+    "decoder_prenorm": ("{tgt: [5, 8], memory: [6, 8]}",
+                        "- {name: t, PReLU: ~, from: tgt}\n"
+                        "- {name: dec, TransformerDecoderLayer: {nhead: 2, dim_feedforward: "
+                        "16, norm_first: true, activation: gelu}, from: [t, memory]}\n"
+                        "- {Linear: 4}"),
+}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "amp-bf16"])
+@pytest.mark.parametrize("case", sorted(PRECISION_CASES))
+def test_precisions_equal_a_real_step(case, precision):
+    """Backward FLOPs and saved bytes, per layer and in total, exactly as torch, also
+    under torch.autocast."""
+    inp, layers = PRECISION_CASES[case]
+    opts = TrainOptions(device="cpu", precision=precision)
+    result = traincheck.crosscheck_training(spec_of(inp, layers, case), opts)
+    rows = [r for r in (*result.rows, *result.totals) if r.metric in EXACT]
+    bad = [r.message for r in rows if r.verdict == "MISMATCH"]
+    assert not bad, bad
+    assert any(r.metric == "saved_bytes" and r.torch for r in rows)
+
+
 def test_flopcounter_convention_reproduces_flopcountermode():
     """Its conv_backward_flop ignores groups in the weight gradient: under the flopcounter
     convention netcalc gives FlopCounterMode's number exactly; under its own it says why."""

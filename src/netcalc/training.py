@@ -30,9 +30,18 @@ and from how autograd works:
   2 bytes); ``amp-bf16``/``amp-fp16``, ``torch.autocast``: fp32 weights, gradients and
   states, the layers autocast runs in 16 bits (``Layer.AUTOCAST``: convolutions, linear
   layers, matrix products, attention, RNNs) cast their inputs and produce 16-bit
-  outputs, float32-listed ops (softmax, layer and group norm) produce float32, the
-  others follow their input; each 16-bit layer's weights are cast once per forward
-  (``cast_cache_bytes``) and kept until its backward.
+  outputs, float32-listed ops (softmax, layer and group norm) produce float32 on CUDA
+  (CPU's autocast lists none of them: there they follow their input, measured with
+  torch 2.14), the others follow their input; torch's transformer layers (``AUTOCAST = MIXED``) run
+  their blocks in 16 bits and keep their residual stream at their input's dtype.
+  Each 16-bit layer's trainable weights are cast once per forward, into autocast's
+  cache. A cast that the layer's backward reads (``Saved`` kind WEIGHT: a conv's
+  weight always, a Linear's or an attention projection's when its input needs a
+  gradient, as ``derivatives.yaml`` saves ``mat2`` only for ``mat1``'s gradient) is a
+  saved tensor of that layer, in its ``saved_bytes`` as autograd's saved-tensor hooks
+  see it, and lives until its backward; the other casts (biases, the first layer's
+  weight) are ``cast_cache_bytes`` and die when autocast exits after the forward. A
+  cast storage is in one of the two, never both, so the peak counts it once.
 * **Optimizer state** (``optimizer_bytes``, what torch allocates): ``sgd`` none,
   ``momentum`` one buffer per parameter, ``adam``/``adamw`` two (``exp_avg``,
   ``exp_avg_sq``) plus a float32 ``step`` scalar per parameter tensor.
@@ -70,7 +79,8 @@ from typing import TYPE_CHECKING, Any
 from .dtypes import INT_BYTES
 from .errors import SpecError, did_you_mean
 from .graph import Ref
-from .layers.base import ACC, ACT, EXTRA, FOLDED, FP32, INPUT, INT, LOWER, Grads, Layer
+from .layers.base import (ACC, ACT, EXTRA, FOLDED, FP32, FULL, INPUT, INT, LOW, LOWER, MIXED,
+                          UPCAST, WEIGHT, Grads, Layer)
 
 if TYPE_CHECKING:
     from .analysis import Report
@@ -125,6 +135,7 @@ class _Storage:
     last_use: int = -1  # last forward step that reads it
     keepers: list[int] = field(default_factory=list)  # nodes whose backward keeps it
     returned: bool = False  # a model output: held by the caller all step long
+    weight_cast: bool = False  # autocast's 16-bit copy of a weight, kept for backward
 
 
 class _Step:
@@ -248,8 +259,10 @@ class _Step:
                         f"{self.nodes[keeper].name} keeps for backward: torch's backward "
                         f"would fail (set inplace: false)", "inplace")
             keys = self._saved_keys(i, node.sources, layer, grads, seen, outs, out_width)
-            if self.amp and layer.AUTOCAST == LOWER and grads.weight:
-                self.cast_bytes[i] = (row.params if row.trainable_params else 0) * 2
+            if self.amp and layer.AUTOCAST in (LOWER, MIXED) and grads.weight:
+                kept_casts = sum(self.storages[k].nbytes for k in keys
+                                 if self.storages[k].weight_cast)
+                self.cast_bytes[i] = (row.params if row.trainable_params else 0) * 2 - kept_casts
             r = self.regions[i]
             if r is None:
                 self.kept[i] = keys
@@ -293,7 +306,11 @@ class _Step:
         floats = [self.value_width[s] for s in sources if self.value_width[s] != INT_BYTES]
         if not self.amp:
             return seen, max(floats, default=self.width)
+        if layer.AUTOCAST == MIXED:  # the residual stream: the first input's width
+            return seen, self.value_width[sources[0]]
         want = {LOWER: 2, FP32: 4}.get(layer.AUTOCAST)
+        if layer.AUTOCAST == FP32 and self.opts.device == "cpu":
+            want = None  # CPU's float32 list has none of them: they follow their input
         if want is None:
             return seen, max(floats, default=4)
         for j, s in enumerate(sources):
@@ -346,8 +363,20 @@ class _Step:
                 key = (seen[k.index] if _merges(order, k.merged, shape) else
                        self._new(k.numel * self.value_width[src], i))
             elif k.kind == EXTRA:
-                per = width if k.dtype == ACT else TAG_BYTES[k.dtype]
+                low = 2 if self.amp else width  # the width of a 16-bit op's result
+                if k.dtype in (UPCAST, FULL) and (k.dtype == UPCAST) != (low == 2):
+                    continue
+                per = {ACT: width, LOW: low, FULL: low, UPCAST: TAG_BYTES[ACC]}.get(
+                    k.dtype) or TAG_BYTES[k.dtype]
                 key = self._new(k.numel * per, i)
+            elif k.kind == WEIGHT:
+                # a parameter, no activation; under autocast a 16-bit layer keeps the cast
+                # its kernel got (in a checkpointed region the cached cast, cast_bytes)
+                if not (self.amp and layer.AUTOCAST in (LOWER, MIXED)) or \
+                        (grads.weight and self.regions[i] is not None):
+                    continue
+                key = self._new(k.numel * 2, i)
+                self.storages[key].weight_cast = True
             else:
                 key = outs[k.index]
             if key not in keys:
@@ -507,8 +536,7 @@ def _timeline(report: "Report", step: _Step, baseline: int, loss_bytes: int) -> 
         live += alloc[i] + cast[i]
         timeline.append((live, f"forward, {step.nodes[i].name}"))
         live -= free_after[i]
-        if step.regions[i] is not None:
-            live -= cast[i]  # the autocast cache of a checkpointed layer is not kept
+    live -= sum(cast)  # autocast exits: its cache of weight casts is cleared
     graded = step.graded()
     transient = max((step.numel(r) * 4 for r in graded), default=0)
     live += loss_bytes
@@ -580,8 +608,6 @@ def _backward(report: "Report", step: _Step, live: int, timeline: Timeline) -> i
         for o in outs:
             live -= grad_of.pop(o, 0)
         live -= sum(st[k].nbytes for k in release[i])
-        if r is None:
-            live -= step.cast_bytes[i]
-        elif i == region_first[r]:
+        if r is not None and i == region_first[r]:
             live -= held_recompute
     return live

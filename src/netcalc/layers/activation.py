@@ -51,8 +51,8 @@ from typing import Any, ClassVar
 
 from ..args import AnyInt, Arg, Bool, Choice, Float, PosInt
 from .select import mixed
-from .base import (FP32, Grads, MacFree, Parameterless, Saved, Shape, register, saved_extra,
-                   saved_input, saved_output)
+from .base import (FP32, LOWER, Grads, MacFree, Parameterless, Saved, Shape, register,
+                   saved_extra, saved_input, saved_output, saved_weight)
 
 
 def _inplace() -> Arg:
@@ -150,6 +150,7 @@ class PReLU(_Elementwise):
     PRIMARY = "num_parameters"
     FLOPS = 2
     PARAMS_FORMULA = "num_parameters"
+    AUTOCAST = LOWER  # prelu is on autocast's 16-bit lists (CUDA and CPU)
     num_parameters = Arg(PosInt, 1, doc="1, or the number of channels (dim 1)")
     init = Arg(Float(), 0.25, doc="initial slope")
 
@@ -166,6 +167,11 @@ class PReLU(_Elementwise):
 
     def weight_shape(self) -> Shape:
         return (self.num_parameters,)
+
+    def saved(self, grads: Grads, device: str) -> list[Saved]:
+        """``_prelu_kernel_backward`` reads the input and the weight (under autocast
+        their 16-bit casts; measured)."""
+        return [saved_input(), saved_weight(self.num_parameters)]
 
 
 @register

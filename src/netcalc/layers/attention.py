@@ -55,8 +55,10 @@ from typing import Any
 
 from ..args import Arg, Bool, Choice, Float, PosInt, Probability
 from .activation import Softmax
-from .base import (ACC, ACT, LOWER, AttentionCache, Ctx, Grads, Layer, Parameterless, Saved,
-                   Shape, TensorInfo, register, saved_extra, saved_input, saved_output)
+from .base import (ACC, FULL, LOW, LOWER, MIXED, UPCAST, AttentionCache, Ctx, Grads, Layer,
+                   Parameterless, Saved, Shape, TensorInfo, register, saved_extra, saved_input,
+                   saved_output, saved_weight)
+from .norm import LayerNorm
 from .recurrent import check_sequence, sequence_field
 
 
@@ -185,6 +187,13 @@ class MultiheadAttention(Layer):
         weights = 2 if self.kdim == e and self.vdim == e else 4
         return weights + (2 if self.bias else 0) + (2 if self.add_bias_kv else 0)
 
+    def largest_param_tensor(self) -> int:
+        """in_proj_weight (3E x E), or the largest of q/k/v_proj_weight."""
+        e = self.embed_dim
+        if self.kdim == e and self.vdim == e:
+            return 3 * e * e
+        return max(e * e, e * self.kdim, e * self.vdim)
+
     def _projection_inputs(self) -> tuple[int, int, int]:
         """Which input feeds the q, k and v projections."""
         return {1: (0, 0, 0), 2: (0, 1, 1), 3: (0, 1, 2)}[len(self._qkv)]
@@ -222,46 +231,66 @@ class MultiheadAttention(Layer):
         memory-efficient or flash kernel keeps the same, the log-sum-exp padded to 32 rows
         (from the kernels, not measured here)."""
         if device == "cpu" and not self.fused_on_cpu(grads):
-            return self.math_saved(grads.weight)
+            return self.math_saved(grads)
         n, length, s, s_attn = self._lengths
         e, heads = self.embed_dim, self.num_heads
         distinct = sorted(set(self._projection_inputs()))
-        kept = [saved_extra(self.inputs[i].numel) for i in distinct] if grads.weight else []
+        kept = [saved_extra(self.inputs[i].numel, LOW) for i in distinct] if grads.weight else []
         appended = self.add_bias_kv or self.add_zero_attn
         if len(distinct) == 1:
-            kept.append(saved_extra(3 * n * length * e))
+            kept.append(saved_extra(3 * n * length * e, LOW))
         else:
-            kept.append(saved_extra(n * length * e))
+            kept.append(saved_extra(n * length * e, LOW))
             if not appended:
-                kept += [saved_extra(n * s * e)] * (4 - len(distinct))
+                kept += [saved_extra(n * s * e, LOW)] * (4 - len(distinct))
         if appended:
-            kept += [saved_extra(n * s_attn * e)] * 2
+            kept += [saved_extra(n * s_attn * e, LOW)] * 2
         rows = length if device == "cpu" else -(-length // 32) * 32
         mask = [saved_input(len(self.inputs) - 1)] if self.attn_mask else []
         if mask and appended:  # torch pads the mask by the appended keys: a new tensor
             mask = [saved_extra(self.inputs[-1].numel // s * s_attn)]
-        return kept + [saved_extra(n * length * e), saved_extra(n * heads * rows, ACC), *mask]
+        return kept + [saved_extra(n * length * e, LOW), saved_extra(n * heads * rows, ACC),
+                       *mask,
+                       *self.weights_saved(grads)]
+
+    def weights_saved(self, grads: Grads) -> list[Saved]:
+        """The projection weights ``linear`` keeps for the input gradients (their 16-bit
+        casts under autocast; measured): the q, k, v weights (the packed one, or its
+        chunks) of each input that needs a gradient, and out_proj's, whose input always
+        does."""
+        e = self.embed_dim
+        proj = (e * e, e * self.kdim, e * self.vdim)
+        feeds = self._projection_inputs()
+        kept = [saved_weight(sum(p for p, j in zip(proj, feeds) if j == i))
+                for i in sorted(set(feeds)) if grads.inputs[i]]
+        return kept + [saved_weight(e * e)]
 
     def fused_on_cpu(self, grads: Grads) -> bool:
-        """torch's CPU flash kernel runs the attention products, unless the attn_mask
-        needs a gradient (measured: the math path)."""
-        return not (self.attn_mask and grads.inputs[-1])
+        """torch's CPU flash kernel runs the attention products in training, unless
+        there is dropout or the attn_mask needs a gradient (measured: the math path)."""
+        return not self.dropout and not (self.attn_mask and grads.inputs[-1])
 
-    def math_saved(self, weight: bool, dropout: bool = False) -> list[Saved]:
+    def math_saved(self, grads: Grads) -> list[Saved]:
         """CPU's math path (``_scaled_dot_product_attention_math``; measured, with dropout
         in training or an attn_mask that needs a gradient): the input copies and the
         projections as the flash path keeps them (v a view of the packed projection), q
         and k scaled by sqrt(scale), the softmax weights (with dropout also its float mask
-        and the dropped weights), and the heads merged (a copy, out_proj's input)."""
+        and the dropped weights), and the heads merged (a copy, out_proj's input). The
+        kernel computes 16-bit q, k, v in float32 (opmath; measured under autocast and
+        in bf16): then q and k scaled, the weights, mask and dropped weights are float32,
+        and it keeps a float32 copy of v instead of the packed projection."""
         n, length, s, _ = self._lengths
         e, scores = self.embed_dim, n * self.num_heads * length * s
+        weight = grads.weight
         cross = len(set(self._projection_inputs())) > 1
-        kept = [saved_extra(n * length * e)] + ([saved_extra(n * s * e)] if cross else []) \
-            if weight else []
-        kept.append(saved_extra(2 * n * s * e if cross else 3 * n * length * e))
-        kept += [saved_extra(n * length * e), saved_extra(n * s * e)]
-        kept += [saved_extra(scores)] * (3 if dropout else 1)
-        return kept + ([saved_extra(n * length * e)] if weight else [])
+        kept = [saved_extra(n * length * e, LOW)] + \
+            ([saved_extra(n * s * e, LOW)] if cross else []) if weight else []
+        kept.append(saved_extra(2 * n * s * e if cross else 3 * n * length * e, FULL))
+        kept += [saved_extra(n * s * e, UPCAST)]
+        kept += [saved_extra(n * length * e, ACC), saved_extra(n * s * e, ACC)]
+        kept += [saved_extra(scores, ACC)] * (3 if self.dropout else 1)
+        return kept + ([saved_extra(n * length * e, LOW)] if weight else []) + \
+            self.weights_saved(grads)
 
     def attention_terms(self) -> list[tuple[int, int]]:
         _, _, s, _ = self._lengths
@@ -517,10 +546,10 @@ class _TransformerLayer(Layer):
         return self._part("LayerNorm", name, {"eps": self.layer_norm_eps, "bias": self.bias}, [x])
 
     def _mha(self, name: str, inputs: list[TensorInfo]) -> Layer:
-        return self._part("MultiheadAttention", name,
-                          {"num_heads": self.nhead, "bias": self.bias}, inputs)
+        return self._part("MultiheadAttention", name, {"num_heads": self.nhead,
+                          "bias": self.bias, "dropout": self.dropout}, inputs)
 
-    AUTOCAST = LOWER
+    AUTOCAST = MIXED
 
     def params(self) -> int:
         return sum(p.params() for p in self.parts)
@@ -531,11 +560,24 @@ class _TransformerLayer(Layer):
     def param_tensors(self) -> int:
         return sum(p.param_tensors() for p in self.parts)
 
+    def largest_param_tensor(self) -> int:
+        """The largest parameter tensor of its parts (Adam's CPU temporaries)."""
+        return max(prod(w) if (w := p.weight_shape()) else p.largest_param_tensor() or p.params()
+                   for p in self.parts)
+
     def part_grads(self, part: Layer, grads: Grads) -> Grads:
-        """Parts reading the layer's own inputs need their gradients as the layer's
-        inputs do; every other part's input descends from trainable weights."""
+        """Which gradients a part computes. Only two parts read the layer's own inputs
+        in torch's forward: the first block's attention (with ``norm_first`` its
+        LayerNorm) reads ``src``/``tgt``, and the cross-attention reads ``memory`` as its
+        keys and values; their gradients follow the layer's inputs. Every other input
+        of a part (linear1's input is norm1's output, the cross-attention's query the
+        first block's result) is computed inside the layer from its weights or from a
+        graded input: it needs a gradient whenever the layer computes any."""
         own = {id(t): g for t, g in zip(self.inputs, grads.inputs)}
-        return Grads(tuple(own.get(id(t), True) for t in part.inputs), grads.weight)
+        first = next(p for p in self.parts if isinstance(p, LayerNorm)) if self.norm_first \
+            else self.parts[0]
+        return Grads(tuple(own[id(t)] if id(t) in own and (part is first or k > 0)
+                           else grads.any for k, t in enumerate(part.inputs)), grads.weight)
 
     def backward_macs(self, grads: Grads) -> int:
         return sum(p.backward_macs(self.part_grads(p, grads)) for p in self.parts)
@@ -546,32 +588,31 @@ class _TransformerLayer(Layer):
         ``norm_first``); measured on CPU. Each LayerNorm keeps its input (with
         ``norm_first`` the block's input, which for the first block is the layer's own)
         and two float32 statistics per row; each dropout its mask (float on CPU, bool on
-        CUDA); the feed-forward what its Linears (their inputs, for the weight gradients)
-        and its activation keep. In training with dropout, torch's CPU attention takes the
-        math path (:meth:`MultiheadAttention.math_saved`); without dropout, or on CUDA (whose
-        kernels drop out internally), attention keeps what MultiheadAttention does."""
+        CUDA); the attentions what MultiheadAttention keeps (with dropout in training
+        CPU's math path); the feed-forward what its Linears (their inputs for the weight
+        gradients, their weights for the input gradients) and its activation keep.
+        Under autocast (``AUTOCAST = MIXED``) the blocks' ops run in 16 bits (LOW) and
+        the residual stream, the LayerNorms' inputs, keeps the layer input's dtype."""
         n, length, e = self.x
         w, drop = grads.weight, self.dropout > 0
-        mask = "bool" if device == "cuda" else ACT
+        mask = "bool" if device == "cuda" else LOW
         row, hidden = n * length * e, n * length * self.dim_feedforward
         norm = [saved_extra(n * length, ACC)] * 2  # mean, rstd
         kept: list[Saved] = []
         for b, attn in enumerate(p for p in self.parts if isinstance(p, MultiheadAttention)):
             first_pre = self.norm_first and b == 0
             kept += [saved_input() if first_pre else saved_extra(row)] + norm
-            if drop and device == "cpu":
-                kept += attn.math_saved(w, dropout=True)
-            else:
-                kept += attn.saved(self.part_grads(attn, grads), device)
+            kept += attn.saved(self.part_grads(attn, grads), device)
             kept += [saved_extra(row, mask)] if drop else []
         kept += [saved_extra(row)] + norm  # the feed-forward's LayerNorm input
-        kept += [saved_extra(row)] if w else []  # linear1's input, a LayerNorm's output
-        kept.append(saved_extra(hidden))  # ReLU's result, or GELU's input
+        kept += [saved_extra(row, LOW)] if w else []  # linear1's input, a LayerNorm's output
+        kept += [saved_weight(e * self.dim_feedforward)] * 2  # linear1's, linear2's
+        kept.append(saved_extra(hidden, LOW))  # ReLU's result, or GELU's input
         if drop:
-            kept += [saved_extra(hidden, mask)] + ([saved_extra(hidden)] if w else [])
+            kept += [saved_extra(hidden, mask)] + ([saved_extra(hidden, LOW)] if w else [])
             kept.append(saved_extra(row, mask))
         elif self.activation == "gelu" and w:
-            kept.append(saved_extra(hidden))  # linear2's input, GELU's result
+            kept.append(saved_extra(hidden, LOW))  # linear2's input, GELU's result
         return kept
 
     def elementwise_flops(self) -> int:

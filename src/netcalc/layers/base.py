@@ -51,6 +51,11 @@ MAX_NUMEL = 2**60
 # and weights; FP32 ops (softmax, norms but BatchNorm, reductions) run in float32;
 # FOLLOW ops run in the dtype of their input (promoting when inputs differ).
 LOWER, FP32, FOLLOW = "lower", "fp32", "follow"
+# MIXED: a block of ops (torch's transformer layers) whose 16-bit ops cast what they
+# read and whose residual stream keeps its input's dtype: no input is cast, the output
+# has the input's width, the weights are cast as LOWER ones, its intermediate tensors
+# are listed with the LOW tag.
+MIXED = "mixed"
 
 
 class AttentionCache(NamedTuple):
@@ -129,9 +134,14 @@ class Grads(NamedTuple):
         return self.weight or any(self.inputs)
 
 
-INPUT, OUTPUT, EXTRA, FOLDED = "input", "output", "extra", "folded"
+INPUT, OUTPUT, EXTRA, FOLDED, WEIGHT = "input", "output", "extra", "folded", "weight"
 ACT = "act"  # an extra kept in the activation dtype
 ACC = "acc"  # statistics: float32, or float64 for float64 activations (torch's opmath)
+LOW = "low"  # made by a 16-bit op: 2 bytes under autocast, else the activation dtype
+# CPU's math attention computes a 16-bit q, k, v in float32 (opmath): UPCAST, an opmath
+# copy kept only when the activations are 16-bit; FULL, kept (at the activation width)
+# only when they are not (the operand the copy replaces)
+UPCAST, FULL = "upcast", "full"
 
 
 class Saved(NamedTuple):
@@ -142,7 +152,10 @@ class Saved(NamedTuple):
     input: input ``index`` reshaped by the kernel so that its dims ``merged`` become one
     (torch.matmul's ``reshape`` to ``bmm``'s 3-d operand): a view sharing the input's
     storage when its layout allows, else a copy of ``numel`` elements only this layer
-    keeps (``reshape``'s rule: merged dims must be adjacent in memory)."""
+    keeps (``reshape``'s rule: merged dims must be adjacent in memory), or a WEIGHT of
+    ``numel`` elements as the kernel gets it: the parameter itself (no activation
+    storage), except under ``torch.autocast``, where a 16-bit layer (``AUTOCAST =
+    LOWER``) gets a 16-bit cast of it, a new storage that backward keeps."""
 
     kind: str
     index: int = 0
@@ -165,6 +178,10 @@ def saved_extra(numel: int, dtype: str = ACT) -> Saved:
 
 def saved_folded(i: int, numel: int, merged: tuple[int, ...]) -> Saved:
     return Saved(FOLDED, i, numel, ACT, merged)
+
+
+def saved_weight(numel: int) -> Saved:
+    return Saved(WEIGHT, 0, numel)
 
 
 REGISTRY: dict[str, type["Layer"]] = {}
@@ -437,8 +454,9 @@ class Layer:
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
         """Tensors autograd keeps for this layer's backward on ``device`` ("cpu" or
-        "cuda"), asked only when ``grads.any``. Parameters and buffers are not listed:
-        they are not activations."""
+        "cuda"), asked only when ``grads.any``. Buffers are not listed; a parameter is
+        listed as ``saved_weight`` where the kernel keeps it (it is no activation, but
+        under autocast its 16-bit cast is)."""
         raise NotImplementedError
 
     def view_permutation(self) -> tuple[int, ...] | None:

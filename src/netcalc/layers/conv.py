@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from ..args import Arg, Bool, Choice, Ints, OneOf, PosInt
 from ..window import Window, windowed
-from .base import LOWER, Grads, Layer, Saved, Shape, register, saved_input
+from .base import LOWER, Grads, Layer, Saved, Shape, register, saved_input, saved_weight
 
 
 _WINDOWS: dict[tuple, tuple[Window, ...]] = {}
@@ -114,8 +114,9 @@ class _ConvBase(Layer):
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
         """The input (and the weight): one ``convolution_backward`` formula serves every
-        gradient, so autograd keeps both whichever is needed."""
-        return [saved_input()]
+        gradient, so autograd keeps both whichever is needed (under autocast the weight's
+        16-bit cast; measured, also when the input needs no gradient)."""
+        return [saved_input(), saved_weight(prod(self.weight_shape()))]
 
     def receptive_field(self, fields):
         return windowed(fields, self.windows())

@@ -30,7 +30,8 @@ from typing import Any
 from ..args import Arg, Bool, PosInt
 from ..rf import GLOBAL
 from .select import mixed
-from .base import LOWER, Grads, Layer, Saved, Shape, matmul_backward, register, saved_input
+from .base import (LOWER, Grads, Layer, Saved, Shape, matmul_backward, register, saved_input,
+                   saved_weight)
 
 
 def _mixing(fields):
@@ -74,8 +75,10 @@ class Linear(Layer):
         return matmul_backward(self.macs(), grads, grads.inputs[0], grads.weight)
 
     def saved(self, grads: Grads, device: str) -> list[Saved]:
-        """``addmm``/``mm`` keep the input only for the weight gradient."""
-        return [saved_input()] if grads.weight else []
+        """``addmm``/``mm`` keep the input only for the weight gradient, the weight
+        (``mat2``, under autocast its 16-bit cast) only for the input gradient."""
+        return ([saved_input()] if grads.weight else []) + \
+            ([saved_weight(self.in_features * self.out_features)] if grads.inputs[0] else [])
 
     def receptive_field(self, fields):
         # mixes the last dim: the dims held there become global; channel-last (or a
