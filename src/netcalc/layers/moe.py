@@ -49,8 +49,8 @@ from typing import Any
 
 from ..args import Arg, ArgType, Bool, PosInt
 from .activation import Softmax
-from .base import (ACC, ACT, EXTRA, INPUT, MAX_NUMEL, Ctx, Grads, Layer, Saved, Shape,
-                   TensorInfo, register, saved_extra, saved_input)
+from .base import (ACC, ACT, EXTRA, INPUT, MAX_NUMEL, WEIGHT, Ctx, Grads, Layer, Saved,
+                   Shape, TensorInfo, register, saved_extra, saved_input)
 from .select import mixed
 
 MAX_EXPERTS = 20_000  # one module each in torch: as many as a spec may have layers
@@ -230,6 +230,8 @@ class MixtureOfExperts(Layer):
             if not g.any:
                 continue
             for s in layer.saved(g, device):
+                if s.kind == WEIGHT:  # the expert's own parameter: not an activation (its
+                    continue  # 16-bit cast under autocast is not counted for experts yet)
                 if s.kind == EXTRA:
                     kept[(n.name, "extra", len(kept))] = s
                     continue
