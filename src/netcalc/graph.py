@@ -440,9 +440,9 @@ def rebatched(graph: Graph, batch: int) -> Graph:
     for an expectation's batch and a budget's). Each layer is copied: an analysis records
     its inputs in its layer, and the first graph's report still holds its own. A graph
     whose layers hold a block's graph (experts) is built again."""
-    if any(n.layer.BLOCK_ARGS for n in graph.nodes):
-        return build(graph.spec, batch, {k: t.shape[1:] for k, t in graph.inputs.items()})
     shapes = {k: t.shape[1:] for k, t in graph.inputs.items()}
+    if any(n.layer.BLOCK_ARGS for n in graph.nodes):
+        return build(graph.spec, batch, shapes)
     try:
         inputs = _input_tensors(graph.spec, batch, shapes)
     except SpecError as err:

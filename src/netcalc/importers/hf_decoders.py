@@ -238,9 +238,7 @@ def gpt2(cfg: HFConfig, model_type: str, seq_len: int) -> Mapped:
     hd = check_heads(cfg, d, n_heads, "n_head")
     inner = cfg.int("n_inner") if cfg.has("n_inner") else 4 * d
     vocab = cfg.int("vocab_size")
-    positions = cfg.int("n_positions", 1024)
-    if seq_len > positions:
-        raise SeqTooLong(positions)
+    positions = learned_positions(cfg, "n_positions", 1024, seq_len)
     eps = cfg.float("layer_norm_epsilon", 1e-5)
     tie = cfg.bool("tie_word_embeddings", True)
     attn_p, resid_p, embd_p = (cfg.prob(k, 0.1) for k in ("attn_pdrop", "resid_pdrop", "embd_pdrop"))
@@ -293,9 +291,7 @@ def opt(cfg: HFConfig, model_type: str, seq_len: int) -> Mapped:
     hd = check_heads(cfg, d, n_heads)
     ffn = cfg.int("ffn_dim")
     vocab = cfg.int("vocab_size")
-    positions = cfg.int("max_position_embeddings", 2048)
-    if seq_len > positions:
-        raise SeqTooLong(positions)
+    positions = learned_positions(cfg, "max_position_embeddings", 2048, seq_len)
     proj = cfg.int("word_embed_proj_dim", d)
     pre = cfg.bool("do_layer_norm_before", True)
     final_norm = pre and not cfg.bool("_remove_final_layer_norm", False)
@@ -357,6 +353,15 @@ def opt(cfg: HFConfig, model_type: str, seq_len: int) -> Mapped:
     return Mapped("OPTForCausalLM", {TOKENS: ([seq_len], "int64"),
                                      "position_ids": ([seq_len], "int64")},
                   blocks, layers, notes=notes)
+
+
+def learned_positions(cfg: HFConfig, key: str, default: int, seq_len: int) -> int:
+    """Rows of a learned position table (config ``key``), which ``--seq-len`` may not
+    pass."""
+    positions = cfg.int(key, default)
+    if seq_len > positions:
+        raise SeqTooLong(positions)
+    return positions
 
 
 class SeqTooLong(Exception):

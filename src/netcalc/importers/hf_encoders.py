@@ -7,7 +7,7 @@ self-attention and after the MLP, as ``BertSelfOutput`` and ``BertOutput`` compu
 from __future__ import annotations
 
 from ..errors import SpecError
-from .hf_decoders import SeqTooLong, _dropout
+from .hf_decoders import SeqTooLong, _dropout, learned_positions
 from .hfconfig import HFConfig
 from .hfmapped import ACTIVATIONS, Mapped, activation, check_heads, heads, merge_heads
 from .yamltext import block, entry
@@ -26,9 +26,7 @@ def bert(cfg: HFConfig, model_type: str, seq_len: int) -> Mapped:
     hd = check_heads(cfg, d, n_heads)
     ffn = cfg.int("intermediate_size")
     vocab = cfg.int("vocab_size")
-    positions = cfg.int("max_position_embeddings", 512)
-    if seq_len > positions:
-        raise SeqTooLong(positions)
+    positions = learned_positions(cfg, "max_position_embeddings", 512, seq_len)
     types = cfg.int("type_vocab_size", 2)
     eps = cfg.float("layer_norm_eps", 1e-12)
     pad = cfg.int("pad_token_id", 0, low=0) if cfg.has("pad_token_id") else 0
